@@ -1,0 +1,57 @@
+"""Every Redis key and channel name, built in one place: namespaced and versioned.
+
+Bump ``VERSION`` when a stored value's shape changes, so old entries are ignored, not misread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "cl"
+VERSION = "v1"
+
+
+def _key(*parts: str) -> str:
+    return ":".join((PREFIX, VERSION, *parts))
+
+
+def _digest(text: str) -> str:
+    # Long or user-written parts (format strings, base URLs) are hashed so keys stay short and
+    # free of separators.
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
+
+
+def contacts(rc_account: str, connection: str, instance: str, number: str, formats: str) -> str:
+    """The cached contacts of one number in one CRM instance, for one set of formats."""
+    return _key("contacts", rc_account or "-", connection, _digest(instance), number,
+                _digest(formats))
+
+
+def delivery(uuid: str) -> str:
+    """Marks a RingCentral notification uuid as seen (deduplication)."""
+    return _key("delivery", uuid)
+
+
+def party_sequence(session_id: str, party_id: str) -> str:
+    """Newest telephony ``sequence`` seen for one party."""
+    return _key("seq", session_id, party_id)
+
+
+def once(kind: str, *parts: str) -> str:
+    """A job that must happen once per identity (a call pop per party, a call log per call)."""
+    return _key("once", kind, *parts)
+
+
+def rate_bucket(connection: str, instance: str) -> str:
+    """Shared rate-limit state of one CRM connection."""
+    return _key("rate", connection, _digest(instance))
+
+
+def coalesce(name: str) -> str:
+    """In-flight marker and result slot for one (connection, number, formats) lookup."""
+    return _key("inflight", name)
+
+
+def callpop_channel(rc_account: str, rc_extension: str) -> str:
+    """Pub/sub channel of INTERFACE.md section 7 (unversioned: it is a public contract)."""
+    return f"callpop:{rc_account}:{rc_extension}"
