@@ -1,0 +1,53 @@
+"""``python -m crmsim CRM --port P --contacts FILE``: run one CRM simulator in the foreground,
+so a connector can be tried without a CRM account."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import threading
+
+from connectors.registry import MODULES
+
+
+def simulator_class(crm: str) -> type:
+    cls: type = importlib.import_module(f"crmsim.{crm}").SIMULATOR
+    return cls
+
+
+def main(argv: list[str] | None = None) -> int:
+    vendors = [m for m in MODULES if m != "json"]
+    p = argparse.ArgumentParser(prog="python -m crmsim", description=__doc__)
+    p.add_argument("crm", choices=vendors)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--contacts", default="examples/contacts.json")
+    p.add_argument("--token", default="sim-token", help="the credential the simulator accepts")
+    p.add_argument("--rate-limit", default=None, help="REQUESTS/SECONDS, e.g. 50/60")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds added to each response")
+    args = p.parse_args(argv)
+    rate = None
+    if args.rate_limit:
+        count, _, window = args.rate_limit.partition("/")
+        rate = (int(count), float(window or 1))
+    sim = simulator_class(args.crm)(args.contacts, token=args.token, rate_limit=rate,
+                                    latency_s=args.latency, port=args.port).start()
+    table = sim.connection()
+    print(f"{args.crm} simulator on {sim.url}; connection table:", flush=True)
+    for key, value in table.items():
+        print(f"  {key} = {value!r}")
+    for key in sim.env():
+        print(f"  export {key}=<the --token value>")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
