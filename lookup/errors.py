@@ -112,7 +112,7 @@ class RateLimited(TransientCRMError):
     ) -> None:
         super().__init__(
             message,
-            hint="The lookup will be retried; if this keeps happening, lower the request rate.",
+            hint="Wait for the CRM's rate limit to reset, then try again.",
             status_code=status_code,
             rate_limit=rate_limit,
         )

@@ -88,6 +88,12 @@ def _extra_commands() -> list[Callable[[Any], None]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worker"]:
+        # Everything after "worker" is Celery's: argparse would reject its options.
+        from worker.command import run
+
+        return run(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

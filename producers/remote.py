@@ -1,0 +1,47 @@
+"""``contact-lookup lookup`` without ``--local``: enqueue, then wait for a worker's result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.exceptions import TaskRevokedError
+from celery.exceptions import TimeoutError as CeleryTimeout
+from kombu.exceptions import OperationalError
+
+from lookup import contact
+from lookup.errors import CRMUnavailable
+from lookup.service import Query
+from lookup.settings import Settings, redact_url
+from tasks.enqueue import enqueue
+from worker.app import create_app
+
+
+def lookup_remote(settings: Settings, connection: str, query: Query,
+                  timeout_s: float) -> dict[str, Any]:
+    app = create_app(settings)
+    try:
+        pending = enqueue(app, connection, query)
+    except OperationalError:
+        return contact.failure(CRMUnavailable(
+            f"The broker at {redact_url(settings.broker_url)} is unreachable; "
+            "the lookup was not queued."))
+    try:
+        result: dict[str, Any] = pending.get(timeout=timeout_s, propagate=True)
+        return result
+    except CeleryTimeout:
+        pending.revoke()  # nobody is waiting any more; don't let a late worker do the work
+        return _waited_too_long(
+            f"No worker answered within {timeout_s:g} s. Is a worker consuming the "
+            f"'{query.purpose}' queue? Start one with: contact-lookup worker -Q {query.purpose}"
+        )
+    except TaskRevokedError:
+        return _waited_too_long("The job expired before a worker took it "
+                                "(a call pop is only worth answering while the phone rings).")
+    finally:
+        app.close()
+
+
+def _waited_too_long(message: str) -> dict[str, Any]:
+    return {"successful": False, "matchedContactInfo": [],
+            "returnMessage": {"messageType": "warning", "message": message, "ttl": 5000},
+            "extraDataTracking": {"errorType": "WorkerTimeout"}}

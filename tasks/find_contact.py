@@ -1,0 +1,135 @@
+"""The ``find_contact`` Celery task (INTERFACE.md section 8): thin over the lookup core.
+
+It validates its JSON kwargs, calls ``LookupService.lookup``, and turns transient CRM errors
+into retries with a countdown (never a sleep in the worker thread). Each wait is carried
+forward in the ``retryState`` kwarg, visible in Flower, and reported in the final result's
+``extraDataTracking``. A call pop's deadline is its message's ``expires``: a retry that would
+land after it ends the job at once with a failed "rate limited" result.
+
+Idempotent under redelivery (acks_late): a job whose result is already stored returns that
+result and publishes nothing again; the cache write it repeats is an overwrite.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from celery import Task, shared_task
+
+from lookup import callpop, contact
+from lookup.errors import ContactLookupError, InvalidInput, RateLimited, TransientCRMError
+from lookup.service import PURPOSES, Query
+from tasks import backoff
+from tasks.runtime import runtime_for
+
+log = logging.getLogger(__name__)
+
+_BOOLS = ("isExtension", "isForceRefreshAccountData", "debug")
+_STRINGS = ("overridingFormat", "resolve")
+KWARGS = {"connection", "phoneNumber", "purpose", *_BOOLS, *_STRINGS, "callPop", "retryState"}
+
+
+def parse_kwargs(kwargs: dict[str, Any]) -> tuple[str, Query, dict[str, Any] | None]:
+    """(connection, query, callPop) from the task's kwargs, or InvalidInput saying what's wrong."""
+    unknown = set(kwargs) - KWARGS
+    if unknown:
+        raise InvalidInput(f"Unknown task arguments: {', '.join(sorted(unknown))}.")
+    conn, number = kwargs.get("connection"), kwargs.get("phoneNumber")
+    purpose = kwargs.get("purpose", "call_pop")
+    if not isinstance(conn, str) or not conn:
+        raise InvalidInput("The task needs a 'connection' (a connection name).")
+    if not isinstance(number, str) or not number.strip():
+        raise InvalidInput("The task needs a 'phoneNumber' string.")
+    if purpose not in PURPOSES:
+        raise InvalidInput(f"'purpose' must be one of {', '.join(PURPOSES)}.")
+    for name in _BOOLS:
+        if not isinstance(kwargs.get(name, False), bool):
+            raise InvalidInput(f"'{name}' must be true or false.")
+    for name in _STRINGS:
+        if kwargs.get(name) is not None and not isinstance(kwargs[name], str):
+            raise InvalidInput(f"'{name}' must be a string.")
+    pop = kwargs.get("callPop")
+    if pop is not None and not (isinstance(pop, dict) and pop.get("rcAccountId")
+                                and pop.get("rcExtensionId")):
+        raise InvalidInput("'callPop' must name rcAccountId and rcExtensionId.")
+    query = Query(phone_number=number, purpose=purpose,
+                  overriding_format=kwargs.get("overridingFormat"),
+                  is_extension=kwargs.get("isExtension", False),
+                  force_refresh=kwargs.get("isForceRefreshAccountData", False),
+                  debug=kwargs.get("debug", False), resolve=kwargs.get("resolve"))
+    return conn, query, pop
+
+
+def _deadline(task: Task) -> float | None:
+    expires = task.request.expires
+    if not expires:
+        return None
+    if isinstance(expires, str):
+        return datetime.fromisoformat(expires).timestamp()
+    return float(expires.timestamp()) if isinstance(expires, datetime) else None
+
+
+def _stored_result(task: Task) -> dict[str, Any] | None:
+    """The result of an earlier run of this very job, when the broker delivered it again."""
+    if not task.request.id or task.request.retries:
+        return None
+    meta = task.backend.get_task_meta(task.request.id)
+    if meta.get("status") == "SUCCESS" and isinstance(meta.get("result"), dict):
+        result: dict[str, Any] = meta["result"]
+        return result
+    return None
+
+
+@shared_task(name="find_contact", bind=True, max_retries=None)
+def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
+    earlier = _stored_result(self)
+    if earlier is not None:
+        log.info("find_contact %s: already done, returning the stored result", self.request.id)
+        return earlier
+    state = kwargs.get("retryState") or {"waits": []}
+    waits: list[float] = list(state.get("waits", []))
+    try:
+        conn, query, pop = parse_kwargs(kwargs)
+    except InvalidInput as exc:
+        return contact.failure(exc)
+    runtime = runtime_for(self.app)
+    try:
+        result = runtime.service.lookup(conn, query)
+    except TransientCRMError as exc:
+        return _retry_or_fail(self, kwargs, query.purpose, exc, waits)
+    except ContactLookupError as exc:  # config errors found late, e.g. a secret unset
+        result = contact.failure(exc)
+    if waits:
+        result["extraDataTracking"].update(_wait_tracking(waits, state.get("rateLimit")))
+    if pop is not None and query.purpose == "call_pop":
+        callpop.publish(runtime.cache_redis, pop["rcAccountId"], pop["rcExtensionId"],
+                        pop.get("telephonySessionId"), query.phone_number, result)
+    return result
+
+
+def _wait_tracking(waits: list[float], rate_limit: dict[str, Any] | None) -> dict[str, Any]:
+    return {"retryCount": len(waits), "backoffSeconds": waits, **(rate_limit or {})}
+
+
+def _retry_or_fail(task: Task, kwargs: dict[str, Any], purpose: str, exc: TransientCRMError,
+                   waits: list[float]) -> dict[str, Any]:
+    attempt = len(waits)
+    wait = backoff.delay_s(exc, attempt)
+    rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
+    deadline = _deadline(task)
+    too_late = deadline is not None and time.time() + wait >= deadline
+    out_of_retries = attempt >= backoff.MAX_RETRIES[purpose]
+    if too_late or out_of_retries:
+        why = ("The call pop could not be answered before the phone stopped ringing. "
+               if too_late else f"Gave up after {attempt} retries. ")
+        result = contact.failure(exc, tracking=_wait_tracking(waits, rate_limit), prefix=why)
+        if too_late and isinstance(exc, RateLimited):
+            result["extraDataTracking"]["wouldWaitSeconds"] = wait
+        return result
+    log.warning("find_contact %s: %s; retry %d in %.3f s", task.request.id,
+                type(exc).__name__, attempt + 1, wait)
+    new_kwargs = {**kwargs, "retryState": {"waits": [*waits, wait], "rateLimit": rate_limit}}
+    raise task.retry(kwargs=new_kwargs, countdown=wait, exc=exc)
