@@ -105,6 +105,19 @@ class LookupService:
                 return self._finish(contact.failure(exc), trace)
         return self._finish(self._decorate(result, prepared, query), trace)
 
+    def cached(self, connection_name: str, query: Query) -> dict[str, Any] | None:
+        """The full result when the answer is already cached, else None (one Redis GET).
+
+        The producers' call-pop fast path: InvalidInput / ConfigError propagate so the caller
+        can report why it skipped the event.
+        """
+        prepared = self.prepare(connection_name, query)
+        contacts = self.cache.get(prepared.cache_key)
+        if contacts is None:
+            return None
+        result = contact.success(contacts, prepared.number, tracking={"isCached": True})
+        return self._decorate(result, prepared, query)
+
     def find_contact(self, connection_name: str, query: Query) -> dict[str, Any]:
         """Like lookup, but a transient failure is a failed result too (no retry here)."""
         try:
