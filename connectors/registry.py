@@ -26,7 +26,17 @@ MODULES = {"json": "json_file", "clio": "clio", "pipedrive": "pipedrive",
            "salesforce": "salesforce"}
 
 
+_REGISTERED: dict[str, type[Connector]] = {}
+
+
+def register(crm: str, cls: type[Connector]) -> None:
+    """Add a connector class under a crm name (tests, or a plugin outside this package)."""
+    _REGISTERED[crm] = cls
+
+
 def connector_class(crm: str) -> type[Connector]:
+    if crm in _REGISTERED:
+        return _REGISTERED[crm]
     module = MODULES.get(crm)
     if module is None:
         raise ConfigError(f"unknown crm {crm!r} (known: {', '.join(sorted(MODULES))})")

@@ -109,7 +109,8 @@ _ZONE_NAMES: Final = {
     "PDT": -7 * 3600,
 }
 
-# Magnitude bounds for unit detection, as powers of ten per second.
+# (exclusive upper bound, unit as a power of ten below one second): a value
+# under 1e11 is seconds, under 1e14 milliseconds, under 1e17 microseconds.
 _UNIT_LIMITS: Final = ((10**11, 0), (10**14, 3), (10**17, 6))
 
 
