@@ -85,11 +85,11 @@ class LookupService:
 
     def lookup(self, connection_name: str, query: Query) -> dict[str, Any]:
         """The result; raises TransientCRMError for the caller to retry."""
+        trace = DebugTrace() if query.debug else None
         try:
             prepared = self.prepare(connection_name, query)
         except ContactLookupError as exc:
-            return contact.failure(exc)
-        trace = DebugTrace() if query.debug else None
+            return self._finish(contact.failure(exc), trace)
         result: dict[str, Any] | None = None
         if not query.force_refresh:
             cached = self.cache.get(prepared.cache_key)

@@ -1,0 +1,51 @@
+import random
+
+import pytest
+
+from lookup.errors import CRMUnavailable, InvalidInput, RateLimited
+from lookup.service import Query
+from tasks import backoff
+from tasks.enqueue import task_kwargs
+from tasks.find_contact import parse_kwargs
+
+
+def test_retry_after_is_honoured_and_capped() -> None:
+    assert backoff.delay_s(RateLimited(retry_after_s=7.25), 0) == 7.25
+    assert backoff.delay_s(RateLimited(retry_after_s=10_000), 3) == backoff.MAX_DELAY_S
+
+
+def test_exponential_backoff_with_jitter_stays_within_bounds() -> None:
+    rng = random.Random(1)
+    for attempt in range(12):
+        ceiling = min(backoff.MAX_DELAY_S, backoff.BASE_DELAY_S * 2 ** attempt)
+        waits = {backoff.delay_s(CRMUnavailable("x"), attempt, rng) for _ in range(50)}
+        assert all(ceiling / 2 <= w <= ceiling for w in waits)
+        assert len(waits) > 1  # jittered, so a burst does not retry in lock step
+    assert backoff.delay_s(RateLimited(retry_after_s=None), 2, rng) <= 4
+
+
+def test_task_kwargs_round_trip_through_parse() -> None:
+    query = Query("+14155550100", purpose="call_log", overriding_format="(***) ***-****",
+                  is_extension=False, force_refresh=True, debug=True, resolve="first-alphabetical")
+    kwargs = task_kwargs("demo", query, {"rcAccountId": "1", "rcExtensionId": "2"})
+    assert kwargs["phoneNumber"] == "+14155550100" and kwargs["isForceRefreshAccountData"]
+    conn, parsed, pop = parse_kwargs(kwargs)
+    assert (conn, parsed, pop) == ("demo", query, {"rcAccountId": "1", "rcExtensionId": "2"})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"phoneNumber": "+1"}, "connection"),
+        ({"connection": "demo"}, "phoneNumber"),
+        ({"connection": "demo", "phoneNumber": 5}, "phoneNumber"),
+        ({"connection": "demo", "phoneNumber": "1", "purpose": "x"}, "purpose"),
+        ({"connection": "demo", "phoneNumber": "1", "debug": "yes"}, "debug"),
+        ({"connection": "demo", "phoneNumber": "1", "resolve": 3}, "resolve"),
+        ({"connection": "demo", "phoneNumber": "1", "token": "x"}, "Unknown task arguments"),
+        ({"connection": "demo", "phoneNumber": "1", "callPop": {"rcAccountId": "1"}}, "callPop"),
+    ],
+)
+def test_bad_kwargs_are_reported(kwargs: dict, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        parse_kwargs(kwargs)

@@ -1,0 +1,80 @@
+import pytest
+
+from lookup import phone
+from lookup.errors import InvalidPhoneNumber
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("+14155550100", "US", "+14155550100"),
+        ("14155550100", "US", "+14155550100"),  # RingCentral call logs drop the '+'
+        (" 14155550100", "US", "+14155550100"),  # '+' URL-decoded to a space
+        ("(415) 555-0100", "US", "+14155550100"),
+        ("415.555.0100", "US", "+14155550100"),
+        ("+44 20 7946 0958", "US", "+442079460958"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("442079460958", "US", "+442079460958"),  # not US digits: read as international
+        ("030 901820", "DE", "+4930901820"),
+        ("+61 2 9374 4000", "US", "+61293744000"),
+        ("02 9374 4000", "AU", "+61293744000"),
+        ("+33 1 42 68 53 00", "GB", "+33142685300"),
+        ("06 12 34 56 78", "FR", "+33612345678"),
+        ("+81 3-3224-9999", "US", "+81332249999"),
+        ("+91 98765 43210", "US", "+919876543210"),
+        ("0044 20 7946 0958", "FR", "+442079460958"),  # international prefix of France
+    ],
+)
+def test_normalise_accepts_real_numbers(raw: str, region: str, expected: str) -> None:
+    assert phone.normalise(raw, region) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "   ", None, 14155550100, "12", "12345", "not a number", "+1415555010",
+     "+999123456789", "(415) 555-01000000", "1" * 100, "+1 (415) 555-0100 ext"],
+)
+def test_normalise_rejects_invalid(raw: object) -> None:
+    with pytest.raises(InvalidPhoneNumber) as err:
+        phone.normalise(raw, "US")
+    assert "no CRM lookup was made" in err.value.user_message()
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("102", "102"), (" 7 ", "7"),
+                                               ("1234567890", "1234567890")])
+def test_extension_keeps_raw_digits(raw: str, expected: str) -> None:
+    assert phone.extension(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "+102", "10a", "12345678901", None, "1 02"])
+def test_extension_rejects_non_digits(raw: object) -> None:
+    with pytest.raises(InvalidPhoneNumber):
+        phone.extension(raw)
+
+
+def test_apply_format_fills_placeholders_in_order() -> None:
+    assert phone.apply_format("(***) ***-****", "4155550100") == "(415) 555-0100"
+    assert phone.apply_format("###-###-####", "4155550100") == "415-555-0100"
+    assert phone.apply_format("+1 *** #** ****", "4155550100") == "+1 415 555 0100"
+
+
+def test_apply_format_skips_wrong_digit_count() -> None:
+    assert phone.apply_format("(***) ***-****", "2079460958") == "(207) 946-0958"
+    assert phone.apply_format("(***) ***-****", "207946095") is None
+    assert phone.apply_format("****", "4155550100") is None
+
+
+def test_queries_are_e164_then_distinct_formats_in_order() -> None:
+    formats = " (***) ***-**** ,***-***-****, (***) ***-****,  ,**-**, ##########"
+    assert phone.queries("+14155550100", formats) == [
+        "+14155550100", "(415) 555-0100", "415-555-0100", "4155550100"]
+
+
+def test_queries_without_formats_is_only_e164() -> None:
+    assert phone.queries("+442079460958", "") == ["+442079460958"]
+    assert phone.queries("+442079460958", None) == ["+442079460958"]
+
+
+def test_queries_skip_formats_that_do_not_fit_the_country() -> None:
+    # A UK national number has 10 digits here too, but a 9-digit German one does not.
+    assert phone.queries("+4930901820", "(***) ***-****") == ["+4930901820"]
