@@ -16,6 +16,10 @@ from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_
 class FakeCRM(Simulator):
     name = "fakecrm"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_afters: list[str] = []
+
     def route(self, req: SimRequest) -> SimResponse:
         if req.header("Authorization") != f"Bearer {self.token}":
             return SimResponse(401, {"error": {"type": "AuthenticationError",
@@ -32,8 +36,9 @@ class FakeCRM(Simulator):
                 "X-RateLimit-Reset": str(int(state.reset_at))}
 
     def rate_limit_response(self, state: WindowState) -> SimResponse:
-        return SimResponse(429, {"error": "too many requests"},
-                           {"Retry-After": str(max(1, round(state.retry_after_s)))})
+        wait = str(max(1, round(state.retry_after_s)))
+        self.retry_afters.append(wait)  # what was asked, for tests to compare with the wait
+        return SimResponse(429, {"error": "too many requests"}, {"Retry-After": wait})
 
 
 class FakeConnector(HttpConnector):
