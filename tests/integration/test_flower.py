@@ -1,0 +1,84 @@
+"""A real Flower process against the test broker: tasks listed by name with readable kwargs,
+behind basic auth, and the CRM token (a canary in the worker's environment) nowhere."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from celery.contrib.testing.worker import start_worker
+
+import tasks.find_contact  # noqa: F401
+from localredis import free_port
+from lookup.service import PURPOSES, Query
+from lookup.settings import Settings
+from tasks.enqueue import enqueue
+from tests.fakecrm import SEED, FakeCRM, fake_toml, wait_for
+from worker.app import create_app
+
+CANARY = "canary-TOKEN-9d1e77a2"
+AUTH = ("ops", "flower-test-pw")
+
+
+@pytest.fixture
+def flower(tmp_path: Path, redis_url: str) -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN")}
+    env.update(REDIS_URL=redis_url, CONTACT_LOOKUP_CONFIG=str(tmp_path / "cl.toml"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
+         "--address=127.0.0.1", f"--basic-auth={AUTH[0]}:{AUTH[1]}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(f"{url}/healthcheck", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    try:
+        assert wait_for(up, 30), "Flower did not start"
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_flower_lists_tasks_with_readable_secret_free_kwargs(
+        tmp_path: Path, redis_url: str, flower: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeCRM(SEED, token=CANARY) as crm:
+        (tmp_path / "cl.toml").write_text(fake_toml(crm))
+        monkeypatch.setenv(crm.token_env, CANARY)
+        app = create_app(Settings(redis_url=redis_url, broker_url=redis_url,
+                                  result_backend=redis_url, cache_url=redis_url,
+                                  config_path=str(tmp_path / "cl.toml")))
+        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
+                          queues=list(PURPOSES), shutdown_timeout=10):
+            sent = [enqueue(app, "fake", Query("+14155550101", purpose="call_log",
+                                               debug=True, force_refresh=True)),
+                    enqueue(app, "fake", Query("+14155550103", purpose="relookup"))]
+            results = [p.get(timeout=10) for p in sent]
+            assert all(r["successful"] for r in results)
+            assert CANARY not in str(results)  # debug traces are redacted too
+
+            def listed() -> dict:
+                resp = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5)
+                tasks = resp.json() if resp.ok else {}
+                return tasks if all(p.id in tasks for p in sent) else {}
+
+            assert wait_for(lambda: bool(listed()), 20), "Flower never saw the tasks"
+            tasks = listed()
+    for pending in sent:
+        task = tasks[pending.id]
+        assert task["name"] == "find_contact"
+        assert "'phoneNumber': '+1415555010" in task["kwargs"]
+        assert "'connection': 'fake'" in task["kwargs"]
+    body = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).text
+    assert CANARY not in body
+    assert requests.get(f"{flower}/api/tasks", timeout=5).status_code == 401
