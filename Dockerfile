@@ -1,0 +1,20 @@
+# One image for every role (worker, webhook, Flower); the command picks the role.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY lookup lookup
+COPY localredis localredis
+COPY connectors connectors
+COPY worker worker
+COPY tasks tasks
+COPY producers producers
+COPY crmsim crmsim
+COPY examples examples
+RUN pip install . \
+    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
+# Never root: a compromised CRM response or webhook body gets no more than this user.
+USER app
+ENV CONTACT_LOOKUP_CONFIG=/app/examples/contact-lookup.toml
+CMD ["contact-lookup", "worker"]
