@@ -10,7 +10,7 @@ the newest rate-limit state. Vendor errors must be raised as the ``lookup.errors
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,7 +26,7 @@ from lookup.trace import DebugTrace
 class SearchPage:
     """What one query returned: records in spec field names, and the CRM's rate-limit state."""
 
-    records: list[Mapping[str, Any]] = field(default_factory=list)
+    records: Sequence[Mapping[str, Any]] = field(default_factory=list)
     rate_limit: RateLimitState | None = None
 
 

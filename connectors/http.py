@@ -65,21 +65,17 @@ class HttpConnector(Connector):
         started = time.monotonic()
         status: int | None = None
         try:
-            resp = self.session.request(method, url, timeout=self.timeout_s, stream=True,
-                                        **kwargs)
+            resp = self.session.request(method, url, timeout=self.timeout_s, stream=True, **kwargs)
             status = resp.status_code
-            resp._content = self._read_body(resp, started)  # noqa: SLF001
+            resp._content = self._read_body(resp, started)
             return resp
         except requests.Timeout as exc:
             raise CRMUnavailable(f"The CRM did not answer within {self.timeout_s:g} s.") from exc
         except requests.RequestException as exc:
-            raise CRMUnavailable(
-                f"The CRM could not be reached ({type(exc).__name__})."
-            ) from exc
+            raise CRMUnavailable(f"The CRM could not be reached ({type(exc).__name__}).") from exc
         finally:
             full_url = requests.Request(method, url, params=kwargs.get("params")).prepare().url
-            self.trace.record(method, full_url or url, status,
-                              (time.monotonic() - started) * 1000)
+            self.trace.record(method, full_url or url, status, (time.monotonic() - started) * 1000)
 
     def _read_body(self, resp: requests.Response, started: float) -> bytes:
         chunks, size = [], 0
@@ -87,11 +83,15 @@ class HttpConnector(Connector):
             for chunk in resp.iter_content(64 * 1024):
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
-                    raise CRMUnavailable("The CRM's response was too large to be a search "
-                                         "result.", status_code=resp.status_code)
+                    raise CRMUnavailable(
+                        "The CRM's response was too large to be a search result.",
+                        status_code=resp.status_code,
+                    )
                 if time.monotonic() - started > self.timeout_s:
-                    raise CRMUnavailable(f"The CRM's response took over {self.timeout_s:g} s.",
-                                         status_code=resp.status_code)
+                    raise CRMUnavailable(
+                        f"The CRM's response took over {self.timeout_s:g} s.",
+                        status_code=resp.status_code,
+                    )
                 chunks.append(chunk)
         finally:
             resp.close()
@@ -101,9 +101,11 @@ class HttpConnector(Connector):
         """The vendor's rate-limit headers; the default reads X-RateLimit-Limit/Remaining/Reset
         with Reset in epoch seconds."""
         h = resp.headers
-        state = RateLimitState(remaining=header_int(h, "X-RateLimit-Remaining"),
-                               amount=header_int(h, "X-RateLimit-Limit"),
-                               reset=header_int(h, "X-RateLimit-Reset"))
+        state = RateLimitState(
+            remaining=header_int(h, "X-RateLimit-Remaining"),
+            amount=header_int(h, "X-RateLimit-Limit"),
+            reset=header_int(h, "X-RateLimit-Reset"),
+        )
         return state if state != RateLimitState() else None
 
     def retry_after(self, resp: requests.Response) -> float | None:
@@ -121,8 +123,11 @@ class HttpConnector(Connector):
         if code < 300:
             return
         if code == 429:
-            raise RateLimited(retry_after_s=self.retry_after(resp), status_code=code,
-                              rate_limit=self.rate_limit_state(resp))
+            raise RateLimited(
+                retry_after_s=self.retry_after(resp),
+                status_code=code,
+                rate_limit=self.rate_limit_state(resp),
+            )
         if code in (401, 403):
             raise AuthRejected(status_code=code)
         if code >= 500:
@@ -134,8 +139,9 @@ class HttpConnector(Connector):
         try:
             return json.loads(resp.content)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise CRMUnavailable("The CRM answered with a malformed body.",
-                                 status_code=resp.status_code) from exc
+            raise CRMUnavailable(
+                "The CRM answered with a malformed body.", status_code=resp.status_code
+            ) from exc
 
     def get_json(self, path: str, **kwargs: Any) -> tuple[Any, requests.Response]:
         """request + check + json_body, the common case."""

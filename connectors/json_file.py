@@ -63,8 +63,9 @@ class JsonFileConnector(Connector):
         assert self.connection.contacts is not None  # enforced when the config is read
         started = _now_ms()
         matches = _load(self.connection.contacts).get(query, [])
-        self.trace.record("GET", f"file://{self.connection.contacts}?phone={query}", 200,
-                          _now_ms() - started)
+        self.trace.record(
+            "GET", f"file://{self.connection.contacts}?phone={query}", 200, _now_ms() - started
+        )
         records = []
         for record in matches:
             item = {k: v for k, v in record.items() if k != "phones"}

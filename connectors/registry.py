@@ -21,9 +21,15 @@ from lookup.config import Connection
 from lookup.errors import ConfigError
 from lookup.trace import DebugTrace
 
-MODULES = {"json": "json_file", "clio": "clio", "pipedrive": "pipedrive",
-           "insightly": "insightly", "bullhorn": "bullhorn", "hubspot": "hubspot",
-           "salesforce": "salesforce"}
+MODULES = {
+    "json": "json_file",
+    "clio": "clio",
+    "pipedrive": "pipedrive",
+    "insightly": "insightly",
+    "bullhorn": "bullhorn",
+    "hubspot": "hubspot",
+    "salesforce": "salesforce",
+}
 
 
 _REGISTERED: dict[str, type[Connector]] = {}
@@ -45,8 +51,9 @@ def connector_class(crm: str) -> type[Connector]:
 
 
 class ConnectorFactory:
-    def __init__(self, *, timeout_s: float = 10.0, env: Mapping[str, str] | None = None,
-                 pool_size: int = 10) -> None:
+    def __init__(
+        self, *, timeout_s: float = 10.0, env: Mapping[str, str] | None = None, pool_size: int = 10
+    ) -> None:
         self.timeout_s = timeout_s
         self.env = os.environ if env is None else env
         self.pool_size = pool_size
@@ -77,6 +84,11 @@ class ConnectorFactory:
         cls = connector_class(connection.crm)
         with self._shared_lock:
             shared = self._shared.setdefault(connection.name, {})
-        return cls(connection, secret=connection.secret(self.env),
-                   session=self.session(connection), timeout_s=self.timeout_s,
-                   trace=trace, shared=shared)
+        return cls(
+            connection,
+            secret=connection.secret(self.env),
+            session=self.session(connection),
+            timeout_s=self.timeout_s,
+            trace=trace,
+            shared=shared,
+        )

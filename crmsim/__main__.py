@@ -4,6 +4,7 @@ so a connector can be tried without a CRM account."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import signal
 import sys
@@ -31,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate_limit:
         count, _, window = args.rate_limit.partition("/")
         rate = (int(count), float(window or 1))
-    sim = simulator_class(args.crm)(args.contacts, token=args.token, rate_limit=rate,
-                                    latency_s=args.latency, port=args.port).start()
+    sim = simulator_class(args.crm)(
+        args.contacts, token=args.token, rate_limit=rate, latency_s=args.latency, port=args.port
+    ).start()
     table = sim.connection()
     print(f"{args.crm} simulator on {sim.url}; connection table:", flush=True)
     for key, value in table.items():
@@ -41,10 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  export {key}=<the --token value>")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     sim.stop()
     return 0
 

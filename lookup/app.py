@@ -28,8 +28,12 @@ class Runtime:
 
     @cached_property
     def cache_redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.cache_url, socket_timeout=5,
-                                    socket_connect_timeout=5, health_check_interval=30)
+        return redis.Redis.from_url(
+            self.settings.cache_url,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
 
     @cached_property
     def connectors(self) -> ConnectorFactory:
@@ -37,6 +41,6 @@ class Runtime:
 
     @cached_property
     def service(self) -> LookupService:
-        return LookupService(self.config,
-                             ContactCache(self.cache_redis, self.settings.cache_ttl_s),
-                             self.connectors)
+        return LookupService(
+            self.config, ContactCache(self.cache_redis, self.settings.cache_ttl_s), self.connectors
+        )

@@ -24,11 +24,13 @@ class ContactCache:
         self.ttl_s = int(ttl_s)
 
     @staticmethod
-    def key(connection: Connection, number: str, formats: list[str],
-            is_extension: bool = False) -> str:
+    def key(
+        connection: Connection, number: str, formats: list[str], is_extension: bool = False
+    ) -> str:
         shape = "ext" if is_extension else "|".join(formats)
-        return keys.contacts(connection.rc_account, connection.name, connection.instance,
-                             number, shape)
+        return keys.contacts(
+            connection.rc_account, connection.name, connection.instance, number, shape
+        )
 
     def get(self, key: str) -> list[dict[str, Any]] | None:
         raw = self.redis.get(key)

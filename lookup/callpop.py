@@ -14,12 +14,18 @@ import redis
 from lookup import keys
 
 
-def publish(client: redis.Redis, rc_account: str, rc_extension: str,
-            telephony_session_id: str | None, phone_number: str,
-            result: dict[str, Any]) -> int:
+def publish(
+    client: redis.Redis,
+    rc_account: str,
+    rc_extension: str,
+    telephony_session_id: str | None,
+    phone_number: str,
+    result: dict[str, Any],
+) -> int:
     """Publish one call pop; returns how many subscribers received it."""
-    message = json.dumps({"telephonySessionId": telephony_session_id,
-                          "phoneNumber": phone_number, "result": result},
-                         separators=(",", ":"))
+    message = json.dumps(
+        {"telephonySessionId": telephony_session_id, "phoneNumber": phone_number, "result": result},
+        separators=(",", ":"),
+    )
     receivers: int = client.publish(keys.callpop_channel(rc_account, rc_extension), message)
     return receivers

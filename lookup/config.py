@@ -20,8 +20,19 @@ RESOLVERS = ("earliest-created", "most-recent-activity", "first-alphabetical")
 
 # Keys every connection may have; anything else is a connector-specific option.
 _COMMON = {
-    "crm", "rc_account", "formats", "region", "resolve", "create_option", "extension_lookup",
-    "outbound_pop", "proxy", "token_env", "base_url", "contacts", "rate_limit",
+    "crm",
+    "rc_account",
+    "formats",
+    "region",
+    "resolve",
+    "create_option",
+    "extension_lookup",
+    "outbound_pop",
+    "proxy",
+    "token_env",
+    "base_url",
+    "contacts",
+    "rate_limit",
 }
 
 
@@ -147,8 +158,9 @@ def parse_rate_limit(text: str, name: str = "?") -> tuple[int, float]:
     except ValueError:
         requests, seconds = 0, 0.0
     if requests < 1 or seconds <= 0:
-        raise ConfigError(f"connection {name!r}: rate_limit must look like '50/60' "
-                          "(requests/seconds)")
+        raise ConfigError(
+            f"connection {name!r}: rate_limit must look like '50/60' (requests/seconds)"
+        )
     return requests, seconds
 
 
@@ -163,8 +175,11 @@ def parse_config(data: Mapping[str, Any], base_dir: Path, path: Path | None = No
     for ext, conn in extensions.items():
         if conn not in connections:
             raise ConfigError(f"[extensions] {ext} names unknown connection {conn!r}")
-    return Config(connections=connections,
-                  extensions={str(k): str(v) for k, v in extensions.items()}, path=path)
+    return Config(
+        connections=connections,
+        extensions={str(k): str(v) for k, v in extensions.items()},
+        path=path,
+    )
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

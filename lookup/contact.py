@@ -12,16 +12,30 @@ from typing import Any
 from lookup.dates import display_date
 from lookup.errors import ContactLookupError, CRMError, CRMUnavailable
 
-FIELDS = ("id", "name", "phone", "type", "title", "company", "email",
-          "createdDate", "mostRecentActivityDate", "additionalInfo")
+FIELDS = (
+    "id",
+    "name",
+    "phone",
+    "type",
+    "title",
+    "company",
+    "email",
+    "createdDate",
+    "mostRecentActivityDate",
+    "additionalInfo",
+)
 DATE_FIELDS = ("createdDate", "mostRecentActivityDate")
 PLACEHOLDER_ID = "createNewContact"
 
 
 def placeholder() -> dict[str, Any]:
     """The spec's "Create new contact..." option: not a CRM record, so no createdDate."""
-    return {"id": PLACEHOLDER_ID, "name": "Create new contact...", "additionalInfo": None,
-            "isNewContact": True}
+    return {
+        "id": PLACEHOLDER_ID,
+        "name": "Create new contact...",
+        "additionalInfo": None,
+        "isNewContact": True,
+    }
 
 
 def is_placeholder(contact: Mapping[str, Any]) -> bool:
@@ -54,12 +68,17 @@ def normalise(record: Mapping[str, Any], query: str) -> dict[str, Any]:
 
 
 def dedupe(contacts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Contacts found by several queries appear once, by id, in first-found order."""
-    seen: set[str] = set()
+    """Contacts found by several queries appear once, by (type, id), in first-found order.
+
+    The type is part of the key because some CRMs number each record type separately
+    (Bullhorn's ClientContact 5 and Candidate 5 are two people).
+    """
+    seen: set[tuple[Any, str]] = set()
     out = []
     for contact in contacts:
-        if contact["id"] not in seen:
-            seen.add(contact["id"])
+        key = (contact.get("type"), contact["id"])
+        if key not in seen:
+            seen.add(key)
             out.append(contact)
     return out
 
@@ -68,20 +87,28 @@ def not_found_message(number: str) -> dict[str, Any]:
     return {"messageType": "warning", "message": f"Contact not found for {number}.", "ttl": 5000}
 
 
-def success(contacts: list[dict[str, Any]], number: str, *,
-            tracking: Mapping[str, Any] | None = None,
-            return_message: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def success(
+    contacts: list[dict[str, Any]],
+    number: str,
+    *,
+    tracking: Mapping[str, Any] | None = None,
+    return_message: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A completed lookup; with no real contact, the default not-found warning."""
     real = [c for c in contacts if not is_placeholder(c)]
     if return_message is None and not real:
         return_message = not_found_message(number)
-    return {"successful": True, "matchedContactInfo": contacts,
-            "returnMessage": dict(return_message) if return_message else None,
-            "extraDataTracking": dict(tracking or {})}
+    return {
+        "successful": True,
+        "matchedContactInfo": contacts,
+        "returnMessage": dict(return_message) if return_message else None,
+        "extraDataTracking": dict(tracking or {}),
+    }
 
 
-def failure(exc: ContactLookupError, *, tracking: Mapping[str, Any] | None = None,
-            prefix: str = "") -> dict[str, Any]:
+def failure(
+    exc: ContactLookupError, *, tracking: Mapping[str, Any] | None = None, prefix: str = ""
+) -> dict[str, Any]:
     """A failed lookup: never an empty success. Says what happened and what to do."""
     data = dict(tracking or {})
     if isinstance(exc, CRMError):
@@ -90,7 +117,13 @@ def failure(exc: ContactLookupError, *, tracking: Mapping[str, Any] | None = Non
         if exc.rate_limit is not None:
             data.update(exc.rate_limit.tracking())
     data["errorType"] = type(exc).__name__
-    return {"successful": False, "matchedContactInfo": [],
-            "returnMessage": {"messageType": exc.message_type,
-                              "message": (prefix + exc.user_message()).strip(), "ttl": 5000},
-            "extraDataTracking": data}
+    return {
+        "successful": False,
+        "matchedContactInfo": [],
+        "returnMessage": {
+            "messageType": exc.message_type,
+            "message": (prefix + exc.user_message()).strip(),
+            "ttl": 5000,
+        },
+        "extraDataTracking": data,
+    }

@@ -133,8 +133,9 @@ class PermanentCRMError(CRMError):
 
 
 class AuthRejected(PermanentCRMError):
-    def __init__(self, message: str = "The CRM rejected our credentials.", *,
-                 status_code: int | None = 401) -> None:
+    def __init__(
+        self, message: str = "The CRM rejected our credentials.", *, status_code: int | None = 401
+    ) -> None:
         super().__init__(
             message,
             hint="Reconnect the CRM (its token is wrong, expired or revoked).",

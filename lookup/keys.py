@@ -23,8 +23,9 @@ def _digest(text: str) -> str:
 
 def contacts(rc_account: str, connection: str, instance: str, number: str, formats: str) -> str:
     """The cached contacts of one number in one CRM instance, for one set of formats."""
-    return _key("contacts", rc_account or "-", connection, _digest(instance), number,
-                _digest(formats))
+    return _key(
+        "contacts", rc_account or "-", connection, _digest(instance), number, _digest(formats)
+    )
 
 
 def delivery(uuid: str) -> str:

@@ -31,24 +31,31 @@ def _dated(contacts: Sequence[dict[str, Any]], field: str) -> list[tuple[datetim
     return out
 
 
-def resolve(strategy: str, contacts: Sequence[dict[str, Any]]
-            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def resolve(
+    strategy: str, contacts: Sequence[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(resolution, warning returnMessage or None)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown resolve strategy {strategy!r}")
     real = [c for c in contacts if not is_placeholder(c)]
 
     def chosen(pos: int | None, reason: str) -> dict[str, Any]:
-        return {"strategy": strategy,
-                "contactId": None if pos is None else real[pos]["id"], "reason": reason}
+        return {
+            "strategy": strategy,
+            "contactId": None if pos is None else real[pos]["id"],
+            "reason": reason,
+        }
 
     if not real:
         return chosen(None, "no-match"), None
     if strategy == "earliest-created":
         dated = _dated(real, "createdDate")
         if len(dated) < len(real):  # all or nothing: one undated contact spoils the rule
-            warning = {"messageType": "warning", "message": MISSING_CREATED_DATE_MESSAGE,
-                       "ttl": 5000}
+            warning = {
+                "messageType": "warning",
+                "message": MISSING_CREATED_DATE_MESSAGE,
+                "ttl": 5000,
+            }
             return chosen(None, "missing-created-date"), warning
         return chosen(min(dated)[1], "earliest-created"), None
     if strategy == "most-recent-activity":
@@ -58,8 +65,7 @@ def resolve(strategy: str, contacts: Sequence[dict[str, Any]]
         # newest date; among equals the earlier position (hence -pos in the max key)
         best = max(dated, key=lambda item: (item[0], -item[1]))
         return chosen(best[1], "most-recent-activity"), None
-    named = [((c.get("name") or "").casefold(), pos) for pos, c in enumerate(real)
-             if c.get("name")]
+    named = [((c.get("name") or "").casefold(), pos) for pos, c in enumerate(real) if c.get("name")]
     if not named:
         return chosen(None, "no-name"), None
     return chosen(min(named)[1], "first-alphabetical"), None

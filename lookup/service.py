@@ -50,9 +50,14 @@ class Prepared:
 
 
 class LookupService:
-    def __init__(self, config: Config, cache: ContactCache, connectors: ConnectorFactory,
-                 *, guard: Callable[[Prepared, Callable[[], dict[str, Any]]], dict[str, Any]]
-                 | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cache: ContactCache,
+        connectors: ConnectorFactory,
+        *,
+        guard: Callable[[Prepared, Callable[[], dict[str, Any]]], dict[str, Any]] | None = None,
+    ) -> None:
         self.config = config
         self.cache = cache
         self.connectors = connectors
@@ -63,25 +68,35 @@ class LookupService:
         """Validate the request; InvalidInput or ConfigError when it can never succeed."""
         conn = self.config.connection(connection_name)
         if query.purpose not in PURPOSES:
-            raise InvalidInput(f"Unknown purpose {query.purpose!r}.",
-                               hint=f"Use one of {', '.join(PURPOSES)}.")
+            raise InvalidInput(
+                f"Unknown purpose {query.purpose!r}.", hint=f"Use one of {', '.join(PURPOSES)}."
+            )
         if query.resolve is not None and query.resolve not in STRATEGIES:
-            raise InvalidInput(f"Unknown resolve strategy {query.resolve!r}.",
-                               hint=f"Use one of {', '.join(STRATEGIES)}.")
+            raise InvalidInput(
+                f"Unknown resolve strategy {query.resolve!r}.",
+                hint=f"Use one of {', '.join(STRATEGIES)}.",
+            )
         if query.is_extension:
             if not conn.extension_lookup:
                 raise InvalidInput(
                     f"Extension lookup is off for connection {conn.name!r}.",
                     hint="Set extension_lookup = true on the connection to look up "
-                         "extension numbers.")
+                    "extension numbers.",
+                )
             number = phone.extension(query.phone_number)
-            return Prepared(conn, number, [number],
-                            self.cache.key(conn, number, [], is_extension=True))
+            return Prepared(
+                conn, number, [number], self.cache.key(conn, number, [], is_extension=True)
+            )
         number = phone.normalise(query.phone_number, conn.region)
         formats = phone.split_formats(
-            conn.formats if query.overriding_format is None else query.overriding_format)
-        return Prepared(conn, number, phone.queries(number, ",".join(formats)),
-                        self.cache.key(conn, number, formats))
+            conn.formats if query.overriding_format is None else query.overriding_format
+        )
+        return Prepared(
+            conn,
+            number,
+            phone.queries(number, ",".join(formats)),
+            self.cache.key(conn, number, formats),
+        )
 
     def lookup(self, connection_name: str, query: Query) -> dict[str, Any]:
         """The result; raises TransientCRMError for the caller to retry."""
@@ -96,6 +111,7 @@ class LookupService:
             if cached is not None:
                 result = contact.success(cached, prepared.number, tracking={"isCached": True})
         if result is None:
+
             def run() -> dict[str, Any]:
                 return self._from_crm(prepared, query, trace)
 
@@ -125,8 +141,9 @@ class LookupService:
         except ContactLookupError as exc:
             return contact.failure(exc)
 
-    def _from_crm(self, prepared: Prepared, query: Query,
-                  trace: DebugTrace | None) -> dict[str, Any]:
+    def _from_crm(
+        self, prepared: Prepared, query: Query, trace: DebugTrace | None
+    ) -> dict[str, Any]:
         connector = self.connectors.build(prepared.connection, trace)
         outcome = connector.find(prepared.queries)
         if outcome.contacts:
@@ -136,16 +153,14 @@ class LookupService:
         tracking = outcome.rate_limit.tracking() if outcome.rate_limit else {}
         return contact.success(outcome.contacts, prepared.number, tracking=tracking)
 
-    def _decorate(self, result: dict[str, Any], prepared: Prepared,
-                  query: Query) -> dict[str, Any]:
+    def _decorate(self, result: dict[str, Any], prepared: Prepared, query: Query) -> dict[str, Any]:
         """Per-request additions that are never cached: the placeholder and the resolution."""
         conn = prepared.connection
         contacts = list(result["matchedContactInfo"])
         if conn.create_option:
             contacts.append(contact.placeholder())
         result = {**result, "matchedContactInfo": contacts}
-        strategy = query.resolve or (conn.resolve if query.purpose in LOGGING_PURPOSES
-                                     else None)
+        strategy = query.resolve or (conn.resolve if query.purpose in LOGGING_PURPOSES else None)
         if strategy:
             resolution, warning = resolve(strategy, contacts)
             result["resolution"] = resolution

@@ -20,8 +20,9 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     value = env.get(name, "").strip() or default
     scheme = urlsplit(value).scheme
     if scheme not in schemes:
-        raise ConfigError(f"{name}={redact_url(value)!r} must be a URL with scheme "
-                          f"{' or '.join(schemes)}")
+        raise ConfigError(
+            f"{name}={redact_url(value)!r} must be a URL with scheme {' or '.join(schemes)}"
+        )
     return value
 
 

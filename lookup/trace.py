@@ -33,5 +33,11 @@ class DebugTrace:
         return text
 
     def record(self, method: str, url: str, status: int | None, duration_ms: float) -> None:
-        self.entries.append({"method": method, "url": self.redact(url), "status": status,
-                             "durationMs": round(duration_ms, 1)})
+        self.entries.append(
+            {
+                "method": method,
+                "url": self.redact(url),
+                "status": status,
+                "durationMs": round(duration_ms, 1),
+            }
+        )

@@ -25,9 +25,15 @@ class UsageError(Exception):
 
 
 def _query(args: argparse.Namespace) -> Query:
-    return Query(phone_number=args.phone, purpose=args.purpose,
-                 overriding_format=args.formats, is_extension=args.extension,
-                 force_refresh=args.refresh, debug=args.debug, resolve=args.resolve)
+    return Query(
+        phone_number=args.phone,
+        purpose=args.purpose,
+        overriding_format=args.formats,
+        is_extension=args.extension,
+        force_refresh=args.refresh,
+        debug=args.debug,
+        resolve=args.resolve,
+    )
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
@@ -48,8 +54,9 @@ def cmd_lookup(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="contact-lookup",
-                                     description="Find the CRM contacts behind a phone number.")
+    parser = argparse.ArgumentParser(
+        prog="contact-lookup", description="Find the CRM contacts behind a phone number."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("lookup", help="look up one number and print the result as JSON")
@@ -62,8 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolve", choices=STRATEGIES, default=None)
     p.add_argument("--purpose", choices=PURPOSES, default="call_pop")
     p.add_argument("--local", action="store_true", help="run in this process, no worker")
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds to wait for a worker's result (default 30)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for a worker's result (default 30)",
+    )
     p.set_defaults(handler=cmd_lookup)
 
     for register in _extra_commands():

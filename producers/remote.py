@@ -16,15 +16,19 @@ from tasks.enqueue import enqueue
 from worker.app import create_app
 
 
-def lookup_remote(settings: Settings, connection: str, query: Query,
-                  timeout_s: float) -> dict[str, Any]:
+def lookup_remote(
+    settings: Settings, connection: str, query: Query, timeout_s: float
+) -> dict[str, Any]:
     app = create_app(settings)
     try:
         pending = enqueue(app, connection, query)
     except OperationalError:
-        return contact.failure(CRMUnavailable(
-            f"The broker at {redact_url(settings.broker_url)} is unreachable; "
-            "the lookup was not queued."))
+        return contact.failure(
+            CRMUnavailable(
+                f"The broker at {redact_url(settings.broker_url)} is unreachable; "
+                "the lookup was not queued."
+            )
+        )
     try:
         result: dict[str, Any] = pending.get(timeout=timeout_s, propagate=True)
         return result
@@ -35,13 +39,18 @@ def lookup_remote(settings: Settings, connection: str, query: Query,
             f"'{query.purpose}' queue? Start one with: contact-lookup worker -Q {query.purpose}"
         )
     except TaskRevokedError:
-        return _waited_too_long("The job expired before a worker took it "
-                                "(a call pop is only worth answering while the phone rings).")
+        return _waited_too_long(
+            "The job expired before a worker took it "
+            "(a call pop is only worth answering while the phone rings)."
+        )
     finally:
         app.close()
 
 
 def _waited_too_long(message: str) -> dict[str, Any]:
-    return {"successful": False, "matchedContactInfo": [],
-            "returnMessage": {"messageType": "warning", "message": message, "ttl": 5000},
-            "extraDataTracking": {"errorType": "WorkerTimeout"}}
+    return {
+        "successful": False,
+        "matchedContactInfo": [],
+        "returnMessage": {"messageType": "warning", "message": message, "ttl": 5000},
+        "extraDataTracking": {"errorType": "WorkerTimeout"},
+    }

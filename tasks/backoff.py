@@ -22,6 +22,6 @@ def delay_s(exc: TransientCRMError, attempt: int, rng: random.Random | None = No
     """Seconds to wait before retry number ``attempt + 1`` (attempt counts from 0)."""
     if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
         return round(min(max(exc.retry_after_s, 0.0), MAX_DELAY_S), 3)
-    ceiling = min(MAX_DELAY_S, BASE_DELAY_S * 2 ** attempt)
+    ceiling = min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt)
     rng = rng or random.Random()
     return round(ceiling / 2 + rng.uniform(0, ceiling / 2), 3)

@@ -10,15 +10,18 @@ from celery.result import AsyncResult
 from lookup.service import Query
 
 # Short: a producer answering a webhook must fail fast (503) rather than hang on a dead broker.
-PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25,
-                 "interval_max": 0.5}
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.5}
 
 
-def task_kwargs(connection: str, query: Query,
-                call_pop: dict[str, Any] | None = None) -> dict[str, Any]:
+def task_kwargs(
+    connection: str, query: Query, call_pop: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The JSON kwargs of INTERFACE.md section 8; defaults left out to keep Flower readable."""
-    kwargs: dict[str, Any] = {"connection": connection, "phoneNumber": query.phone_number,
-                              "purpose": query.purpose}
+    kwargs: dict[str, Any] = {
+        "connection": connection,
+        "phoneNumber": query.phone_number,
+        "purpose": query.purpose,
+    }
     if query.overriding_format is not None:
         kwargs["overridingFormat"] = query.overriding_format
     if query.is_extension:
@@ -34,10 +37,23 @@ def task_kwargs(connection: str, query: Query,
     return kwargs
 
 
-def enqueue(app: Celery, connection: str, query: Query, *,
-            call_pop: dict[str, Any] | None = None, task_id: str | None = None) -> AsyncResult:
+def enqueue(
+    app: Celery,
+    connection: str,
+    query: Query,
+    *,
+    call_pop: dict[str, Any] | None = None,
+    task_id: str | None = None,
+) -> AsyncResult:
     """Send one lookup to its purpose's queue. A call pop expires after CALL_POP_DEADLINE."""
     expires = app.settings.call_pop_deadline_s if query.purpose == "call_pop" else None
-    return app.send_task("find_contact", kwargs=task_kwargs(connection, query, call_pop),
-                         queue=query.purpose, routing_key=query.purpose, expires=expires,
-                         task_id=task_id, retry=True, retry_policy=PUBLISH_RETRY)
+    return app.send_task(
+        "find_contact",
+        kwargs=task_kwargs(connection, query, call_pop),
+        queue=query.purpose,
+        routing_key=query.purpose,
+        expires=expires,
+        task_id=task_id,
+        retry=True,
+        retry_policy=PUBLISH_RETRY,
+    )

@@ -52,14 +52,19 @@ def parse_kwargs(kwargs: dict[str, Any]) -> tuple[str, Query, dict[str, Any] | N
         if kwargs.get(name) is not None and not isinstance(kwargs[name], str):
             raise InvalidInput(f"'{name}' must be a string.")
     pop = kwargs.get("callPop")
-    if pop is not None and not (isinstance(pop, dict) and pop.get("rcAccountId")
-                                and pop.get("rcExtensionId")):
+    if pop is not None and not (
+        isinstance(pop, dict) and pop.get("rcAccountId") and pop.get("rcExtensionId")
+    ):
         raise InvalidInput("'callPop' must name rcAccountId and rcExtensionId.")
-    query = Query(phone_number=number, purpose=purpose,
-                  overriding_format=kwargs.get("overridingFormat"),
-                  is_extension=kwargs.get("isExtension", False),
-                  force_refresh=kwargs.get("isForceRefreshAccountData", False),
-                  debug=kwargs.get("debug", False), resolve=kwargs.get("resolve"))
+    query = Query(
+        phone_number=number,
+        purpose=purpose,
+        overriding_format=kwargs.get("overridingFormat"),
+        is_extension=kwargs.get("isExtension", False),
+        force_refresh=kwargs.get("isForceRefreshAccountData", False),
+        debug=kwargs.get("debug", False),
+        resolve=kwargs.get("resolve"),
+    )
     return conn, query, pop
 
 
@@ -105,8 +110,14 @@ def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
     if waits:
         result["extraDataTracking"].update(_wait_tracking(waits, state.get("rateLimit")))
     if pop is not None and query.purpose == "call_pop":
-        callpop.publish(runtime.cache_redis, pop["rcAccountId"], pop["rcExtensionId"],
-                        pop.get("telephonySessionId"), query.phone_number, result)
+        callpop.publish(
+            runtime.cache_redis,
+            pop["rcAccountId"],
+            pop["rcExtensionId"],
+            pop.get("telephonySessionId"),
+            query.phone_number,
+            result,
+        )
     return result
 
 
@@ -114,8 +125,9 @@ def _wait_tracking(waits: list[float], rate_limit: dict[str, Any] | None) -> dic
     return {"retryCount": len(waits), "backoffSeconds": waits, **(rate_limit or {})}
 
 
-def _retry_or_fail(task: Task, kwargs: dict[str, Any], purpose: str, exc: TransientCRMError,
-                   waits: list[float]) -> dict[str, Any]:
+def _retry_or_fail(
+    task: Task, kwargs: dict[str, Any], purpose: str, exc: TransientCRMError, waits: list[float]
+) -> dict[str, Any]:
     attempt = len(waits)
     wait = backoff.delay_s(exc, attempt)
     rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
@@ -123,13 +135,21 @@ def _retry_or_fail(task: Task, kwargs: dict[str, Any], purpose: str, exc: Transi
     too_late = deadline is not None and time.time() + wait >= deadline
     out_of_retries = attempt >= backoff.MAX_RETRIES[purpose]
     if too_late or out_of_retries:
-        why = ("The call pop could not be answered before the phone stopped ringing. "
-               if too_late else f"Gave up after {attempt} retries. ")
+        why = (
+            "The call pop could not be answered before the phone stopped ringing. "
+            if too_late
+            else f"Gave up after {attempt} retries. "
+        )
         result = contact.failure(exc, tracking=_wait_tracking(waits, rate_limit), prefix=why)
         if too_late and isinstance(exc, RateLimited):
             result["extraDataTracking"]["wouldWaitSeconds"] = wait
         return result
-    log.warning("find_contact %s: %s; retry %d in %.3f s", task.request.id,
-                type(exc).__name__, attempt + 1, wait)
+    log.warning(
+        "find_contact %s: %s; retry %d in %.3f s",
+        task.request.id,
+        type(exc).__name__,
+        attempt + 1,
+        wait,
+    )
     new_kwargs = {**kwargs, "retryState": {"waits": [*waits, wait], "rateLimit": rate_limit}}
     raise task.retry(kwargs=new_kwargs, countdown=wait, exc=exc)

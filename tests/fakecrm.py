@@ -22,18 +22,24 @@ class FakeCRM(Simulator):
 
     def route(self, req: SimRequest) -> SimResponse:
         if req.header("Authorization") != f"Bearer {self.token}":
-            return SimResponse(401, {"error": {"type": "AuthenticationError",
-                                               "message": "invalid token"}})
+            return SimResponse(
+                401, {"error": {"type": "AuthenticationError", "message": "invalid token"}}
+            )
         query = req.arg("query") or ""
         self.record_query(query)
-        data = [{"id": c["id"], "name": c.get("name"), "created_at": c.get("createdDate")}
-                for c in self.contacts if query in phones_of(c)]
+        data = [
+            {"id": c["id"], "name": c.get("name"), "created_at": c.get("createdDate")}
+            for c in self.contacts
+            if query in phones_of(c)
+        ]
         return SimResponse(200, {"data": data})
 
     def rate_limit_headers(self, state: WindowState) -> dict[str, str]:
-        return {"X-RateLimit-Limit": str(state.limit),
-                "X-RateLimit-Remaining": str(state.remaining),
-                "X-RateLimit-Reset": str(int(state.reset_at))}
+        return {
+            "X-RateLimit-Limit": str(state.limit),
+            "X-RateLimit-Remaining": str(state.remaining),
+            "X-RateLimit-Reset": str(int(state.reset_at)),
+        }
 
     def rate_limit_response(self, state: WindowState) -> SimResponse:
         wait = str(max(1, round(state.retry_after_s)))
@@ -45,11 +51,12 @@ class FakeConnector(HttpConnector):
     crm = "fakecrm"
 
     def search(self, query: str) -> SearchPage:
-        body, resp = self.get_json("/contacts", params={"query": query},
-                                   headers={"Authorization": f"Bearer {self.secret}"})
+        body, resp = self.get_json(
+            "/contacts", params={"query": query}, headers={"Authorization": f"Bearer {self.secret}"}
+        )
         records: list[dict[str, Any]] = [
-            {"id": r["id"], "name": r["name"], "createdDate": r["created_at"]}
-            for r in body["data"]]
+            {"id": r["id"], "name": r["name"], "createdDate": r["created_at"]} for r in body["data"]
+        ]
         return SearchPage(records, self.rate_limit_state(resp))
 
 
@@ -57,17 +64,28 @@ register("fakecrm", FakeConnector)
 
 SEED = [
     {"id": "f-1", "name": "Ann Fake", "phone": "+14155550101", "createdDate": 1700000000},
-    {"id": "f-2", "name": "Bob Fake", "phone": "(415) 555-0102",
-     "createdDate": "2023-01-01T00:00:00Z"},
+    {
+        "id": "f-2",
+        "name": "Bob Fake",
+        "phone": "(415) 555-0102",
+        "createdDate": "2023-01-01T00:00:00Z",
+    },
     {"id": "f-3", "name": "Cy Fake", "phone": "+14155550103"},
 ]
 
 
 def fake_toml(sim: FakeCRM, name: str = "fake", **extra: Any) -> str:
-    lines = [f"[connections.{name}]", 'crm = "fakecrm"', f'base_url = "{sim.url}"',
-             f'token_env = "{sim.token_env}"', 'rc_account = "111"']
-    lines += [f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else
-              f"{k} = {str(v).lower()}" for k, v in extra.items()]
+    lines = [
+        f"[connections.{name}]",
+        'crm = "fakecrm"',
+        f'base_url = "{sim.url}"',
+        f'token_env = "{sim.token_env}"',
+        'rc_account = "111"',
+    ]
+    lines += [
+        f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {str(v).lower()}"
+        for k, v in extra.items()
+    ]
     return "\n".join(lines) + "\n"
 
 

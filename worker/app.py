@@ -22,8 +22,9 @@ from lookup.settings import Settings
 QUEUES = PURPOSES  # one queue per purpose: call_pop, call_log, message_log, relookup
 
 
-def route_by_purpose(name: str, args: Any, kwargs: Any, options: Any, task: Any = None,
-                     **_: Any) -> dict[str, str] | None:
+def route_by_purpose(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any
+) -> dict[str, str] | None:
     """Route ``find_contact`` by its ``purpose`` kwarg, whoever sends it."""
     purpose = (kwargs or {}).get("purpose") if isinstance(kwargs, dict) else None
     if name == "find_contact":

@@ -10,8 +10,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-DEFAULTS = ["--pool", "threads", "--concurrency", "8", "-Q",
-            "call_pop,call_log,message_log,relookup"]
+DEFAULTS = [
+    "--pool",
+    "threads",
+    "--concurrency",
+    "8",
+    "-Q",
+    "call_pop,call_log,message_log,relookup",
+]
 
 
 def worker_argv(extra: list[str]) -> list[str]:
@@ -19,10 +25,14 @@ def worker_argv(extra: list[str]) -> list[str]:
     argv = ["worker", "-E", "--loglevel", "INFO"]
     given = set(extra)
     for flag, value in zip(DEFAULTS[::2], DEFAULTS[1::2], strict=True):
-        aliases = {"--pool": {"--pool", "-P"}, "--concurrency": {"--concurrency", "-c"},
-                   "-Q": {"-Q", "--queues"}}[flag]
-        if not (aliases & given) and not any(a.startswith(tuple(f"{x}=" for x in aliases))
-                                              for a in extra):
+        aliases = {
+            "--pool": {"--pool", "-P"},
+            "--concurrency": {"--concurrency", "-c"},
+            "-Q": {"-Q", "--queues"},
+        }[flag]
+        if not (aliases & given) and not any(
+            a.startswith(tuple(f"{x}=" for x in aliases)) for a in extra
+        ):
             argv += [flag, value]
     return argv + extra
 
@@ -40,8 +50,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("worker", help="run a Celery worker (celery -A worker worker ...)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("celery_args", nargs=argparse.REMAINDER,
-                   help="options passed to celery worker (e.g. -Q call_pop -c 16)")
+    p = sub.add_parser(
+        "worker",
+        help="run a Celery worker (celery -A worker worker ...)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "celery_args",
+        nargs=argparse.REMAINDER,
+        help="options passed to celery worker (e.g. -Q call_pop -c 16)",
+    )
     p.set_defaults(handler=cmd_worker)

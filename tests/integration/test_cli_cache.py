@@ -28,7 +28,8 @@ def env(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Path
         'rc_account = "222"\nformats = "(***) ***-****"\n'
         '\n[connections.noext]\ncrm = "json"\ncontacts = "contacts.json"\n'
         '\n[connections.secretive]\ncrm = "json"\ncontacts = "contacts.json"\n'
-        'token_env = "UNSET_TOKEN_FOR_TEST"\n')
+        'token_env = "UNSET_TOKEN_FOR_TEST"\n'
+    )
     monkeypatch.setenv("CONTACT_LOOKUP_CONFIG", str(tmp_path / "cl.toml"))
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("CACHE_TTL", "300")
@@ -60,7 +61,8 @@ def contact_keys(client: redis.Redis) -> list[bytes]:
 
 
 def test_match_through_format_then_cache_hit_makes_no_crm_request(
-        env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis) -> None:
+    env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis
+) -> None:
     code, first = run(capsys, "4155550100", "--connection", "demo")
     assert code == 0 and ids(first) == ["c-1001", "createNewContact"]
     assert first["matchedContactInfo"][0]["phone"] == "(415) 555-0100"
@@ -76,7 +78,8 @@ def test_match_through_format_then_cache_hit_makes_no_crm_request(
 
 
 def test_refresh_bypasses_and_overwrites_the_cache(
-        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run(capsys, "+14155550123", "--connection", "demo")
     edit(env, lambda rs: [{**r, "name": "Renamed"} if r["id"] == "c-1003" else r for r in rs])
     _, cached = run(capsys, "+14155550123", "--connection", "demo")
@@ -91,7 +94,8 @@ def test_refresh_bypasses_and_overwrites_the_cache(
 
 
 def test_refresh_that_finds_nothing_deletes_the_stale_entry(
-        env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis) -> None:
+    env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis
+) -> None:
     run(capsys, "+442079460958", "--connection", "demo")
     assert len(contact_keys(redis_client)) == 1
     edit(env, lambda rs: [r for r in rs if r["id"] != "c-1007"])
@@ -105,7 +109,8 @@ def test_refresh_that_finds_nothing_deletes_the_stale_entry(
 
 
 def test_crm_error_never_changes_the_cache(
-        env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis) -> None:
+    env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis
+) -> None:
     run(capsys, "+14155550177", "--connection", "demo")
     before = {k: redis_client.get(k) for k in contact_keys(redis_client)}
     env.write_text("{ this is not json")
@@ -119,7 +124,8 @@ def test_crm_error_never_changes_the_cache(
 
 
 def test_placeholder_only_results_are_not_cached(
-        env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis) -> None:
+    env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis
+) -> None:
     code, result = run(capsys, "+14155550999", "--connection", "demo")
     assert code == 0 and result["successful"] and ids(result) == ["createNewContact"]
     assert "Contact not found" in result["returnMessage"]["message"]
@@ -131,7 +137,8 @@ def test_placeholder_only_results_are_not_cached(
 
 
 def test_cache_is_keyed_by_account_connection_and_formats(
-        env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis) -> None:
+    env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis
+) -> None:
     run(capsys, "+14155550100", "--connection", "demo")
     _, other = run(capsys, "+14155550100", "--connection", "other_account")
     assert "isCached" not in other["extraDataTracking"] and ids(other) == ["c-1001"]
@@ -149,7 +156,8 @@ def test_extension_lookup_and_its_switch(env: Path, capsys: pytest.CaptureFixtur
 
 
 def test_invalid_number_fails_without_crm_request(
-        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, result = run(capsys, "555-01", "--connection", "demo", "--debug")
     assert code == 1 and result["successful"] is False
     assert result["returnMessage"]["messageType"] == "warning"
@@ -158,11 +166,13 @@ def test_invalid_number_fails_without_crm_request(
 
 
 def test_resolver_on_a_shared_number(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _, result = run(capsys, "+14155550123", "--connection", "demo", "--resolve",
-                    "earliest-created")
+    _, result = run(capsys, "+14155550123", "--connection", "demo", "--resolve", "earliest-created")
     # c-1004's /Date(1420070400000)/ is 2015-01-01, older than 2019's two.
-    assert result["resolution"] == {"strategy": "earliest-created", "contactId": "c-1004",
-                                    "reason": "earliest-created"}
+    assert result["resolution"] == {
+        "strategy": "earliest-created",
+        "contactId": "c-1004",
+        "reason": "earliest-created",
+    }
     created = {c["id"]: c.get("createdDate") for c in result["matchedContactInfo"]}
     assert created["c-1004"] == "2015-01-01T00:00:00Z"
     assert created["c-1003"] == "2019-01-01T00:00:00Z"
@@ -171,18 +181,22 @@ def test_resolver_on_a_shared_number(env: Path, capsys: pytest.CaptureFixture[st
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["+14155550100", "--connection", "nope"], "unknown connection 'nope'"),
-     (["+14155550100", "--connection", "secretive"], "UNSET_TOKEN_FOR_TEST")],
+    [
+        (["+14155550100", "--connection", "nope"], "unknown connection 'nope'"),
+        (["+14155550100", "--connection", "secretive"], "UNSET_TOKEN_FOR_TEST"),
+    ],
 )
 def test_usage_errors_exit_2_with_one_line(
-        env: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    env: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     assert main(["lookup", *args, "--local"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_missing_config_file_exits_2(capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_config_file_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("CONTACT_LOOKUP_CONFIG", str(tmp_path / "missing.toml"))
     assert main(["lookup", "+14155550100", "--connection", "demo", "--local"]) == 2
     assert "not found" in capsys.readouterr().err

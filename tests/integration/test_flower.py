@@ -31,9 +31,21 @@ def flower(tmp_path: Path, redis_url: str) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN")}
     env.update(REDIS_URL=redis_url, CONTACT_LOOKUP_CONFIG=str(tmp_path / "cl.toml"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",
-         "--address=127.0.0.1", f"--basic-auth={AUTH[0]}:{AUTH[1]}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            f"--basic-auth={AUTH[0]}:{AUTH[1]}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -51,18 +63,36 @@ def flower(tmp_path: Path, redis_url: str) -> Iterator[str]:
 
 
 def test_flower_lists_tasks_with_readable_secret_free_kwargs(
-        tmp_path: Path, redis_url: str, flower: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, redis_url: str, flower: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with FakeCRM(SEED, token=CANARY) as crm:
         (tmp_path / "cl.toml").write_text(fake_toml(crm))
         monkeypatch.setenv(crm.token_env, CANARY)
-        app = create_app(Settings(redis_url=redis_url, broker_url=redis_url,
-                                  result_backend=redis_url, cache_url=redis_url,
-                                  config_path=str(tmp_path / "cl.toml")))
-        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
-                          queues=list(PURPOSES), shutdown_timeout=10):
-            sent = [enqueue(app, "fake", Query("+14155550101", purpose="call_log",
-                                               debug=True, force_refresh=True)),
-                    enqueue(app, "fake", Query("+14155550103", purpose="relookup"))]
+        app = create_app(
+            Settings(
+                redis_url=redis_url,
+                broker_url=redis_url,
+                result_backend=redis_url,
+                cache_url=redis_url,
+                config_path=str(tmp_path / "cl.toml"),
+            )
+        )
+        with start_worker(
+            app,
+            pool="threads",
+            concurrency=2,
+            perform_ping_check=False,
+            queues=list(PURPOSES),
+            shutdown_timeout=10,
+        ):
+            sent = [
+                enqueue(
+                    app,
+                    "fake",
+                    Query("+14155550101", purpose="call_log", debug=True, force_refresh=True),
+                ),
+                enqueue(app, "fake", Query("+14155550103", purpose="relookup")),
+            ]
             results = [p.get(timeout=10) for p in sent]
             assert all(r["successful"] for r in results)
             assert CANARY not in str(results)  # debug traces are redacted too

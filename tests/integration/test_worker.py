@@ -31,39 +31,54 @@ def crm() -> Iterator[FakeCRM]:
         yield sim
 
 
-def make_app(tmp_path: Path, redis_url: str, crm: FakeCRM, monkeypatch: pytest.MonkeyPatch,
-             **settings: Any) -> ContactLookupCelery:
+def make_app(
+    tmp_path: Path, redis_url: str, crm: FakeCRM, monkeypatch: pytest.MonkeyPatch, **settings: Any
+) -> ContactLookupCelery:
     toml = tmp_path / "cl.toml"
-    toml.write_text(fake_toml(crm, formats="(***) ***-****")
-                    + fake_toml(crm, name="wrongtoken").replace(crm.token_env, "WRONG_TOKEN"))
+    toml.write_text(
+        fake_toml(crm, formats="(***) ***-****")
+        + fake_toml(crm, name="wrongtoken").replace(crm.token_env, "WRONG_TOKEN")
+    )
     monkeypatch.setenv(crm.token_env, crm.token)
     monkeypatch.setenv("WRONG_TOKEN", "not-the-token")
-    defaults: dict[str, Any] = dict(redis_url=redis_url, broker_url=redis_url,
-                                    result_backend=redis_url, cache_url=redis_url,
-                                    config_path=str(toml))
+    defaults: dict[str, Any] = dict(
+        redis_url=redis_url,
+        broker_url=redis_url,
+        result_backend=redis_url,
+        cache_url=redis_url,
+        config_path=str(toml),
+    )
     return create_app(Settings(**{**defaults, **settings}))
 
 
 @pytest.fixture
-def app(tmp_path: Path, redis_url: str, crm: FakeCRM,
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[ContactLookupCelery]:
+def app(
+    tmp_path: Path, redis_url: str, crm: FakeCRM, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ContactLookupCelery]:
     app = make_app(tmp_path, redis_url, crm, monkeypatch, call_pop_deadline_s=5)
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
-                      queues=list(PURPOSES), shutdown_timeout=10):
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        queues=list(PURPOSES),
+        shutdown_timeout=10,
+    ):
         yield app
 
 
-def lookup(app: ContactLookupCelery, number: str, purpose: str = "call_log",
-           **kw: Any) -> dict[str, Any]:
+def lookup(
+    app: ContactLookupCelery, number: str, purpose: str = "call_log", **kw: Any
+) -> dict[str, Any]:
     result: dict[str, Any] = enqueue(app, "fake", Query(number, purpose=purpose, **kw)).get(
-        timeout=20)
+        timeout=20
+    )
     return result
 
 
 def test_a_lookup_through_each_queue(app: ContactLookupCelery, crm: FakeCRM) -> None:
     for purpose in PURPOSES:
-        pending = enqueue(app, "fake", Query("(415) 555-0102", purpose=purpose,
-                                             force_refresh=True))
+        pending = enqueue(app, "fake", Query("(415) 555-0102", purpose=purpose, force_refresh=True))
         result = pending.get(timeout=10)
         assert result["successful"] and result["matchedContactInfo"][0]["id"] == "f-2"
         assert app.backend.get_task_meta(pending.id)["queue"] == purpose
@@ -87,7 +102,8 @@ def test_rate_limit_retry_honours_retry_after(app: ContactLookupCelery, crm: Fak
 
 
 def test_call_pop_whose_backoff_passes_the_deadline_fails_fast(
-        app: ContactLookupCelery, crm: FakeCRM) -> None:
+    app: ContactLookupCelery, crm: FakeCRM
+) -> None:
     crm.set_rate_limit((1, 60))
     assert lookup(app, "+14155550101", overriding_format="")["successful"]
     started = time.monotonic()
@@ -121,21 +137,34 @@ def test_permanent_error_does_not_retry(app: ContactLookupCelery, crm: FakeCRM) 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"connection": "nope", "phoneNumber": "+14155550101", "purpose": "call_log"},
-      "unknown connection"),
-     ({"connection": "fake", "purpose": "call_log"}, "phoneNumber"),
-     ({"connection": "fake", "phoneNumber": "+14155550101", "purpose": "call_log",
-       "debug": "yes"}, "debug")],
+    [
+        (
+            {"connection": "nope", "phoneNumber": "+14155550101", "purpose": "call_log"},
+            "unknown connection",
+        ),
+        ({"connection": "fake", "purpose": "call_log"}, "phoneNumber"),
+        (
+            {
+                "connection": "fake",
+                "phoneNumber": "+14155550101",
+                "purpose": "call_log",
+                "debug": "yes",
+            },
+            "debug",
+        ),
+    ],
 )
-def test_bad_kwargs_give_a_failed_result(app: ContactLookupCelery, crm: FakeCRM,
-                                         kwargs: dict[str, Any], message: str) -> None:
+def test_bad_kwargs_give_a_failed_result(
+    app: ContactLookupCelery, crm: FakeCRM, kwargs: dict[str, Any], message: str
+) -> None:
     result = app.send_task("find_contact", kwargs=kwargs, queue="call_log").get(timeout=10)
     assert result["successful"] is False and message in result["returnMessage"]["message"]
     assert crm.requests == 0
 
 
 def test_duplicate_delivery_returns_the_stored_result_without_side_effects(
-        app: ContactLookupCelery, crm: FakeCRM, redis_url: str) -> None:
+    app: ContactLookupCelery, crm: FakeCRM, redis_url: str
+) -> None:
     runs: list[tuple[str, Any]] = []
 
     def record(sender: Any = None, task_id: str = "", retval: Any = None, **_: Any) -> None:
@@ -162,26 +191,46 @@ def test_duplicate_delivery_returns_the_stored_result_without_side_effects(
         pubsub.close()
 
 
-def test_expired_call_pop_message_is_dropped(tmp_path: Path, redis_url: str, crm: FakeCRM,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_expired_call_pop_message_is_dropped(
+    tmp_path: Path, redis_url: str, crm: FakeCRM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = make_app(tmp_path, redis_url, crm, monkeypatch, call_pop_deadline_s=1)
     pending = enqueue(app, "fake", Query("+14155550101", purpose="call_pop"))
     time.sleep(1.5)  # the phone stopped ringing before any worker was free
-    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False,
-                      queues=["call_pop"], shutdown_timeout=10):
-        with pytest.raises(TaskRevokedError):
-            pending.get(timeout=10)
+    with (
+        start_worker(
+            app,
+            pool="threads",
+            concurrency=2,
+            perform_ping_check=False,
+            queues=["call_pop"],
+            shutdown_timeout=10,
+        ),
+        pytest.raises(TaskRevokedError),
+    ):
+        pending.get(timeout=10)
     assert crm.requests == 0
 
 
 def test_a_job_out_of_retries_ends_with_a_failed_result(
-        tmp_path: Path, redis_url: str, crm: FakeCRM, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, redis_url: str, crm: FakeCRM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = make_app(tmp_path, redis_url, crm, monkeypatch)
     crm.inject("500")
     waits = [1.0] * 10
-    result = app.tasks["find_contact"].apply(kwargs={
-        "connection": "fake", "phoneNumber": "+14155550101", "purpose": "call_log",
-        "overridingFormat": "", "retryState": {"waits": waits}}).get()
+    result = (
+        app.tasks["find_contact"]
+        .apply(
+            kwargs={
+                "connection": "fake",
+                "phoneNumber": "+14155550101",
+                "purpose": "call_log",
+                "overridingFormat": "",
+                "retryState": {"waits": waits},
+            }
+        )
+        .get()
+    )
     assert result["successful"] is False
     assert result["returnMessage"]["message"].startswith("Gave up after 10 retries.")
     assert result["extraDataTracking"]["retryCount"] == 10

@@ -17,7 +17,7 @@ def test_retry_after_is_honoured_and_capped() -> None:
 def test_exponential_backoff_with_jitter_stays_within_bounds() -> None:
     rng = random.Random(1)
     for attempt in range(12):
-        ceiling = min(backoff.MAX_DELAY_S, backoff.BASE_DELAY_S * 2 ** attempt)
+        ceiling = min(backoff.MAX_DELAY_S, backoff.BASE_DELAY_S * 2**attempt)
         waits = {backoff.delay_s(CRMUnavailable("x"), attempt, rng) for _ in range(50)}
         assert all(ceiling / 2 <= w <= ceiling for w in waits)
         assert len(waits) > 1  # jittered, so a burst does not retry in lock step
@@ -25,8 +25,15 @@ def test_exponential_backoff_with_jitter_stays_within_bounds() -> None:
 
 
 def test_task_kwargs_round_trip_through_parse() -> None:
-    query = Query("+14155550100", purpose="call_log", overriding_format="(***) ***-****",
-                  is_extension=False, force_refresh=True, debug=True, resolve="first-alphabetical")
+    query = Query(
+        "+14155550100",
+        purpose="call_log",
+        overriding_format="(***) ***-****",
+        is_extension=False,
+        force_refresh=True,
+        debug=True,
+        resolve="first-alphabetical",
+    )
     kwargs = task_kwargs("demo", query, {"rcAccountId": "1", "rcExtensionId": "2"})
     assert kwargs["phoneNumber"] == "+14155550100" and kwargs["isForceRefreshAccountData"]
     conn, parsed, pop = parse_kwargs(kwargs)

@@ -43,8 +43,9 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
 
 
 def test_secret_comes_from_env_and_missing_one_is_named() -> None:
-    config = parse_config({"connections": {"a": {"crm": "clio", "token_env": "A_TOKEN"}}},
-                          Path("."))
+    config = parse_config(
+        {"connections": {"a": {"crm": "clio", "token_env": "A_TOKEN"}}}, Path(".")
+    )
     conn = config.connection("a")
     assert conn.secret({"A_TOKEN": "s3cret"}) == "s3cret"
     with pytest.raises(ConfigError, match="A_TOKEN"):
@@ -62,10 +63,14 @@ def test_settings_defaults_follow_redis_url() -> None:
 
 @pytest.mark.parametrize(
     ("env", "name"),
-    [({"REDIS_URL": "http://x"}, "REDIS_URL"), ({"BROKER_URL": "nats://x"}, "BROKER_URL"),
-     ({"CALL_POP_DEADLINE": "soon"}, "CALL_POP_DEADLINE"),
-     ({"VISIBILITY_TIMEOUT": "0"}, "VISIBILITY_TIMEOUT"), ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
-     ({"CACHE_URL": "ftp://x"}, "CACHE_URL")],
+    [
+        ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"BROKER_URL": "nats://x"}, "BROKER_URL"),
+        ({"CALL_POP_DEADLINE": "soon"}, "CALL_POP_DEADLINE"),
+        ({"VISIBILITY_TIMEOUT": "0"}, "VISIBILITY_TIMEOUT"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"CACHE_URL": "ftp://x"}, "CACHE_URL"),
+    ],
 )
 def test_bad_settings_name_the_variable(env: dict, name: str) -> None:
     with pytest.raises(ConfigError, match=name):

@@ -25,13 +25,19 @@ ENV = {"REDIS_PASSWORD": "pw", "FLOWER_USER": "u", "FLOWER_PASSWORD": "p"}
 
 def cli_commands() -> set[str]:
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")  # noqa: SLF001
+    sub = next(a for a in parser._actions if a.dest == "command")
     return set(sub.choices)  # type: ignore[arg-type]
 
 
 def test_every_role_is_deployed() -> None:
-    assert {"broker-redis", "cache-redis", "callpop-worker", "logging-worker", "webhook",
-            "flower"} <= set(SERVICES)
+    assert {
+        "broker-redis",
+        "cache-redis",
+        "callpop-worker",
+        "logging-worker",
+        "webhook",
+        "flower",
+    } <= set(SERVICES)
 
 
 def test_every_command_names_a_real_entry_point() -> None:
@@ -87,17 +93,22 @@ def test_dockerfile_runs_as_non_root() -> None:
     assert user and user[-1].split()[1] not in ("root", "0")
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None,
-                    reason="Debian's docker-compose is not installed")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed"
+)
 def test_docker_compose_config_validates(tmp_path: Path) -> None:
     env_file = ROOT / ".env"
     created = not env_file.exists()
     if created:
         env_file.write_text("")
     try:
-        out = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"),
-                              "config", "-q"], env={**ENV, "PATH": "/usr/bin:/bin"},
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+            env={**ENV, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         if created:
             env_file.unlink()

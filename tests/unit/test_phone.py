@@ -31,8 +31,20 @@ def test_normalise_accepts_real_numbers(raw: str, region: str, expected: str) ->
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "   ", None, 14155550100, "12", "12345", "not a number", "+1415555010",
-     "+999123456789", "(415) 555-01000000", "1" * 100, "+1 (415) 555-0100 ext"],
+    [
+        "",
+        "   ",
+        None,
+        14155550100,
+        "12",
+        "12345",
+        "not a number",
+        "+1415555010",
+        "+999123456789",
+        "(415) 555-01000000",
+        "1" * 100,
+        "+1 (415) 555-0100 ext",
+    ],
 )
 def test_normalise_rejects_invalid(raw: object) -> None:
     with pytest.raises(InvalidPhoneNumber) as err:
@@ -40,8 +52,9 @@ def test_normalise_rejects_invalid(raw: object) -> None:
     assert "no CRM lookup was made" in err.value.user_message()
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("102", "102"), (" 7 ", "7"),
-                                               ("1234567890", "1234567890")])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("102", "102"), (" 7 ", "7"), ("1234567890", "1234567890")]
+)
 def test_extension_keeps_raw_digits(raw: str, expected: str) -> None:
     assert phone.extension(raw) == expected
 
@@ -67,7 +80,11 @@ def test_apply_format_skips_wrong_digit_count() -> None:
 def test_queries_are_e164_then_distinct_formats_in_order() -> None:
     formats = " (***) ***-**** ,***-***-****, (***) ***-****,  ,**-**, ##########"
     assert phone.queries("+14155550100", formats) == [
-        "+14155550100", "(415) 555-0100", "415-555-0100", "4155550100"]
+        "+14155550100",
+        "(415) 555-0100",
+        "415-555-0100",
+        "4155550100",
+    ]
 
 
 def test_queries_without_formats_is_only_e164() -> None:

@@ -4,24 +4,34 @@ from lookup.contact import placeholder
 from lookup.resolve import MISSING_CREATED_DATE_MESSAGE, resolve
 
 
-def c(id_: str, name: str | None = None, created: object = None,
-      activity: object = None) -> dict[str, object]:
-    return {"id": id_, "name": name, "createdDate": created,
-            "mostRecentActivityDate": activity}
+def c(
+    id_: str, name: str | None = None, created: object = None, activity: object = None
+) -> dict[str, object]:
+    return {"id": id_, "name": name, "createdDate": created, "mostRecentActivityDate": activity}
 
 
 def test_earliest_created_picks_oldest_across_formats() -> None:
-    contacts = [c("a", created="2021-01-01T00:00:00Z"), c("b", created=1546300800),
-                c("c", created="2019-06-01"), placeholder()]
+    contacts = [
+        c("a", created="2021-01-01T00:00:00Z"),
+        c("b", created=1546300800),
+        c("c", created="2019-06-01"),
+        placeholder(),
+    ]
     resolution, warning = resolve("earliest-created", contacts)
-    assert resolution == {"strategy": "earliest-created", "contactId": "b",
-                          "reason": "earliest-created"}
+    assert resolution == {
+        "strategy": "earliest-created",
+        "contactId": "b",
+        "reason": "earliest-created",
+    }
     assert warning is None
 
 
 def test_earliest_created_ties_go_to_the_earlier_contact() -> None:
-    contacts = [c("x", created="2020-01-01T00:00:00Z"), c("y", created="2020-01-01"),
-                c("z", created="2020-01-01T00:00:00+00:00")]
+    contacts = [
+        c("x", created="2020-01-01T00:00:00Z"),
+        c("y", created="2020-01-01"),
+        c("z", created="2020-01-01T00:00:00+00:00"),
+    ]
     assert resolve("earliest-created", contacts)[0]["contactId"] == "x"
 
 
@@ -40,12 +50,19 @@ def test_placeholder_is_never_a_candidate_nor_needs_a_date() -> None:
     contacts = [placeholder(), c("only", created="2022-02-02")]
     assert resolve("earliest-created", contacts)[0]["contactId"] == "only"
     assert resolve("first-alphabetical", [placeholder()])[0] == {
-        "strategy": "first-alphabetical", "contactId": None, "reason": "no-match"}
+        "strategy": "first-alphabetical",
+        "contactId": None,
+        "reason": "no-match",
+    }
 
 
 def test_most_recent_activity_drops_undated_and_picks_newest() -> None:
-    contacts = [c("a", activity=None), c("b", activity="2024-01-01"),
-                c("c", activity="Mon, 03 Jun 2024 12:00:00 GMT"), c("d", activity="bad")]
+    contacts = [
+        c("a", activity=None),
+        c("b", activity="2024-01-01"),
+        c("c", activity="Mon, 03 Jun 2024 12:00:00 GMT"),
+        c("d", activity="bad"),
+    ]
     assert resolve("most-recent-activity", contacts)[0]["contactId"] == "c"
 
 
