@@ -23,6 +23,9 @@ demo: $(VENV)/.base
 test: $(VENV)/.dev
 	$(WITH_REDIS) $(PY) -m pytest $(PYTEST_ARGS)
 
+faults: $(VENV)/.dev
+	$(WITH_REDIS) $(PY) -m pytest tests/faults $(PYTEST_ARGS)
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

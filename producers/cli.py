@@ -40,10 +40,11 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     from lookup.app import Runtime
 
     runtime = Runtime(Settings.from_env())
-    conn = runtime.config.connection(args.connection)
-    runtime.connectors.check(conn)  # unknown crm or missing secret: exit 2 before any work
+    conn = runtime.config.connection(args.connection)  # unknown connection: exit 2
     query = _query(args)
     if args.local:
+        # Only this process needs the secret; a remote lookup's worker reads its own.
+        runtime.connectors.check(conn)
         result = runtime.service.find_contact(args.connection, query)
     else:
         from producers.remote import lookup_remote
