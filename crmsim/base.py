@@ -178,7 +178,10 @@ class Simulator:
 
     def start(self) -> Simulator:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"crmsim-{self.name}", daemon=True
+            target=self._server.serve_forever,
+            args=(0.05,),  # shutdown() waits up to one poll interval: keep teardown quick
+            name=f"crmsim-{self.name}",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -1,0 +1,372 @@
+"""Bullhorn REST API simulator: session login, Lucene search over three entities, start/count.
+
+The vendor contract reproduced here (Bullhorn REST API reference,
+https://bullhorn.github.io/rest-api-docs/ and "Getting Started with REST",
+https://bullhorn.github.io/Getting-Started-with-REST/):
+
+* Login: ``GET|POST /rest-services/login?version=*&access_token=T`` answers
+  ``{"BhRestToken": ..., "restUrl": ".../rest-services/{corpToken}/"}``. Every later call goes
+  to ``restUrl`` with the session in a ``BhRestToken`` header (or query parameter). A session
+  that expired answers 401 ``errors.authentication.invalidRestToken``; ``expire_sessions()``
+  makes every current session expire, ``reject_sessions = True`` refuses even fresh ones. The
+  OAuth dance that yields the access token is not simulated: the simulator's ``token`` is the
+  access token, and it can log in any number of times (``logins`` counts them).
+* Search: ``POST {restUrl}search/{ClientContact|Candidate|Lead}?fields=...&start=S&count=C``
+  with body ``{"query": "<Lucene>"}`` (``GET`` with ``query=`` works too). ``fields`` is
+  required and checked against the entity's fields; ``clientCorporation(name)`` selects
+  sub-fields of a to-one association. The answer is ``{"total", "start", "count", "data"}``;
+  ``count`` defaults to 20 and is capped at 500.
+* Match: a Lucene subset: ``field:"value"`` or ``field:value``, ``AND``, ``OR``, ``NOT`` and
+  parentheses. Phone fields are matched as whole keyword terms: the value must equal the stored
+  string (case-insensitive), so ``phone:"+14155550100"`` does not find ``(415) 555-0100``. An
+  unquoted value holding Lucene syntax characters (``+ - ( ) :`` ...) is a parse error (400),
+  as with Lucene's query parser: values must be quoted.
+* Dates: ``dateAdded`` / ``dateLastModified`` in epoch milliseconds.
+* Rate limit: 429 whose message says to wait one second and retry, with no rate-limit headers
+  (Bullhorn's own SDK sleeps 1 s and retries: supportforums.bullhorn.com viewtopic t=34864).
+
+Seed records map to an entity by ``type`` (``Candidate``, ``Lead``, anything else is a
+``ClientContact``); their ids are kept as they are (as integers when numeric) so tests can
+compare them; ``phone``/``phones`` fill ``phone``, ``mobile``, ``phone2``, ``phone3`` in order;
+a seed ``isDeleted: true`` marks a soft-deleted record, which Bullhorn keeps in its index.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of
+from lookup.dates import parse_date
+
+CORP_TOKEN = "sim001"
+ENTITIES = ("ClientContact", "Candidate", "Lead")
+PHONE_FIELDS = ("phone", "mobile", "phone2", "phone3")
+DEFAULT_COUNT, MAX_COUNT = 20, 500
+_COMMON_FIELDS = (
+    "id",
+    "name",
+    "firstName",
+    "lastName",
+    *PHONE_FIELDS,
+    "email",
+    "occupation",
+    "dateAdded",
+    "dateLastModified",
+    "isDeleted",
+)
+FIELDS = {
+    "ClientContact": (*_COMMON_FIELDS, "clientCorporation"),
+    "Candidate": (*_COMMON_FIELDS, "companyName"),
+    "Lead": (*_COMMON_FIELDS, "companyName"),
+}
+TO_ONE = {"clientCorporation"}
+
+
+def _epoch_ms(value: object) -> int | None:
+    when = parse_date(value)
+    return None if when is None else int(when.timestamp() * 1000)
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    first, _, last = name.partition(" ")
+    return first, last
+
+
+def to_record(seed: Mapping[str, Any], index: int) -> tuple[str, dict[str, Any]]:
+    """A seed contact as (entity, Bullhorn record)."""
+    kind = str(seed.get("type") or "")
+    entity = kind if kind in ("Candidate", "Lead") else "ClientContact"
+    raw_id = seed.get("id", index + 1)
+    rid: Any = int(raw_id) if isinstance(raw_id, str) and raw_id.isdigit() else raw_id
+    name = str(seed.get("name") or "")
+    first, last = _split_name(name)
+    record: dict[str, Any] = {
+        "id": rid,
+        "name": name,
+        "firstName": first,
+        "lastName": last,
+        "email": seed.get("email"),
+        "occupation": seed.get("title"),
+        "dateAdded": _epoch_ms(seed.get("createdDate")),
+        "dateLastModified": _epoch_ms(seed.get("mostRecentActivityDate")),
+        "isDeleted": bool(seed.get("isDeleted", False)),
+    }
+    phones = phones_of(seed)
+    for field_name, phone in zip(PHONE_FIELDS, [*phones, None, None, None, None], strict=False):
+        record[field_name] = phone
+    company = seed.get("company")
+    if entity == "ClientContact":
+        record["clientCorporation"] = {"id": 1000 + index, "name": company} if company else None
+    else:
+        record["companyName"] = company
+    return entity, record
+
+
+# ----- a Lucene subset ---------------------------------------------------------------------------
+class LuceneError(ValueError):
+    pass
+
+
+@dataclass
+class Term:
+    field: str
+    value: str
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        stored = record.get(self.field)
+        if stored is None:
+            return False
+        if isinstance(stored, bool):
+            stored = "true" if stored else "false"
+        return str(stored).lower() == self.value.lower()
+
+
+@dataclass
+class Op:
+    kind: str  # "AND" | "OR" | "NOT"
+    args: list[Any]
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        if self.kind == "NOT":
+            return not self.args[0].matches(record)
+        results = (arg.matches(record) for arg in self.args)
+        return all(results) if self.kind == "AND" else any(results)
+
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<term>[A-Za-z_][\w.]*):"
+    r'(?:"(?P<quoted>(?:\\.|[^"\\])*)"|(?P<bare>[^\s()"]+))|(?P<word>[^\s()]+))'
+)
+_BARE_OK = re.compile(r"[\w.@]+")
+
+
+def _tokens(text: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise LuceneError(f"Cannot parse query at character {pos}")
+        pos = m.end()
+        if m["lp"]:
+            out.append(("(", None))
+        elif m["rp"]:
+            out.append((")", None))
+        elif m["term"]:
+            if m["quoted"] is not None:
+                value = re.sub(r"\\(.)", r"\1", m["quoted"])
+            else:
+                value = m["bare"]
+                if not _BARE_OK.fullmatch(value):
+                    raise LuceneError(
+                        f"Cannot parse '{m['term']}:{value}': special characters "
+                        "must be escaped or the value quoted"
+                    )
+            out.append(("term", Term(m["term"], value)))
+        elif m["word"] in ("AND", "OR", "NOT"):
+            out.append((m["word"], None))
+        else:
+            raise LuceneError(f"Cannot parse '{m['word']}': expected field:value")
+    return out
+
+
+class _Parser:
+    """expr := and ('OR' and)*; and := unary ('AND' unary)*; unary := 'NOT' unary | atom."""
+
+    def __init__(self, tokens: list[tuple[str, Any]]) -> None:
+        self.tokens, self.pos = tokens, 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos][0] if self.pos < len(self.tokens) else None
+
+    def take(self) -> tuple[str, Any]:
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def parse(self) -> Term | Op:
+        node = self.expr()
+        if self.peek() is not None:
+            raise LuceneError("Unexpected input after the end of the query")
+        return node
+
+    def expr(self) -> Term | Op:
+        args = [self.conj()]
+        while self.peek() == "OR":
+            self.take()
+            args.append(self.conj())
+        return args[0] if len(args) == 1 else Op("OR", args)
+
+    def conj(self) -> Term | Op:
+        args = [self.unary()]
+        while self.peek() == "AND":
+            self.take()
+            args.append(self.unary())
+        return args[0] if len(args) == 1 else Op("AND", args)
+
+    def unary(self) -> Term | Op:
+        if self.peek() == "NOT":
+            self.take()
+            return Op("NOT", [self.unary()])
+        kind = self.peek()
+        if kind == "(":
+            self.take()
+            node = self.expr()
+            if self.peek() != ")":
+                raise LuceneError("Missing closing parenthesis")
+            self.take()
+            return node
+        if kind == "term":
+            term: Term = self.take()[1]
+            return term
+        raise LuceneError("Expected a field:value term")
+
+
+def parse_lucene(text: str) -> Term | Op:
+    return _Parser(_tokens(text)).parse()
+
+
+def _phone_values(node: Term | Op) -> list[str]:
+    if isinstance(node, Term):
+        return [node.value] if node.field in PHONE_FIELDS else []
+    return [v for arg in node.args for v in _phone_values(arg)]
+
+
+# ----- fields ------------------------------------------------------------------------------------
+def parse_fields(text: str) -> list[tuple[str, list[str]]]:
+    """``id,name,clientCorporation(id,name)`` -> [(id, []), (name, []), (clientCorporation,
+    [id, name])]."""
+    out, depth, current = [], 0, ""
+    for ch in text + ",":
+        if ch == "," and depth == 0:
+            name, _, sub = current.strip().partition("(")
+            out.append((name.strip(), [s.strip() for s in sub.rstrip(")").split(",") if s]))
+            current = ""
+            continue
+        depth += (ch == "(") - (ch == ")")
+        current += ch
+    return [(name, sub) for name, sub in out if name]
+
+
+def _bh_error(status: int, message: str, key: str | None = None) -> SimResponse:
+    body: dict[str, Any] = {"errorCode": status, "errorMessage": message}
+    if key:
+        body["errorMessageKey"] = key
+    return SimResponse(status, body)
+
+
+class BullhornSimulator(Simulator):
+    name = "bullhorn"
+
+    def __init__(
+        self, contacts: str | Path | Iterable[Mapping[str, Any]] = (), **kwargs: Any
+    ) -> None:
+        super().__init__(contacts, **kwargs)
+        self.records: dict[str, list[dict[str, Any]]] = {e: [] for e in ENTITIES}
+        for index, seed in enumerate(self.contacts):
+            entity, record = to_record(seed, index)
+            self.records[entity].append(record)
+        self.sessions: set[str] = set()
+        self.logins = 0
+        self.reject_sessions = False
+
+    # ----- knobs for tests -----------------------------------------------------------------
+    def expire_sessions(self) -> None:
+        """Every BhRestToken issued so far stops working (a timed-out session)."""
+        with self.lock:
+            self.sessions.clear()
+
+    @property
+    def rest_path(self) -> str:
+        return f"/rest-services/{CORP_TOKEN}/"
+
+    # ----- vendor hooks --------------------------------------------------------------------
+    def route(self, req: SimRequest) -> SimResponse:
+        if req.path == "/rest-services/login" and req.method in ("GET", "POST"):
+            return self._login(req)
+        if not req.path.startswith(self.rest_path):
+            return _bh_error(404, f"No such resource: {req.path}")
+        token = req.header("BhRestToken") or req.arg("BhRestToken")
+        with self.lock:
+            valid = token in self.sessions and not self.reject_sessions
+        if not valid:
+            return _bh_error(
+                401, "Bad 'BhRestToken' or timed-out.", "errors.authentication.invalidRestToken"
+            )
+        rest = req.path[len(self.rest_path) :]
+        if rest.startswith("search/") and req.method in ("GET", "POST"):
+            return self._search(req, rest.removeprefix("search/"))
+        return _bh_error(404, f"No such resource: {req.path}")
+
+    def rate_limit_response(self, state: WindowState) -> SimResponse:
+        # No Retry-After and no rate-limit headers: the message is all Bullhorn says.
+        return _bh_error(429, "API request rate exceeded: please wait 1 second then retry.")
+
+    # ----- endpoints -----------------------------------------------------------------------
+    def _login(self, req: SimRequest) -> SimResponse:
+        if req.arg("access_token") != self.token:
+            return _bh_error(
+                401,
+                "Invalid or expired OAuth access token.",
+                "errors.authentication.invalidOAuthToken",
+            )
+        session = secrets.token_hex(16)
+        with self.lock:
+            self.sessions.add(session)
+            self.logins += 1
+        return SimResponse(200, {"BhRestToken": session, "restUrl": self.url + self.rest_path})
+
+    def _search(self, req: SimRequest, entity: str) -> SimResponse:
+        if entity not in ENTITIES:
+            return _bh_error(400, f"Entity '{entity}' is not searchable.")
+        fields_arg = req.arg("fields")
+        if not fields_arg:
+            return _bh_error(400, "Missing required parameter 'fields'.")
+        fields = parse_fields(fields_arg)
+        if fields != [("*", [])]:
+            unknown = [f for f, _ in fields if f not in FIELDS[entity]]
+            if unknown:
+                return _bh_error(400, f"Invalid field '{unknown[0]}' for entity {entity}.")
+        body = req.json()
+        query = body.get("query") if isinstance(body, dict) else None
+        query = query or req.arg("query")
+        if not isinstance(query, str) or not query.strip():
+            return _bh_error(400, "Missing required parameter 'query'.")
+        try:
+            tree = parse_lucene(query)
+            start = max(0, int(req.arg("start") or 0))
+            count = min(MAX_COUNT, max(1, int(req.arg("count") or DEFAULT_COUNT)))
+        except LuceneError as exc:
+            return _bh_error(400, f"Error parsing search query: {exc}")
+        except ValueError:
+            return _bh_error(400, "Parameters 'start' and 'count' must be integers.")
+        for value in dict.fromkeys(_phone_values(tree)):
+            self.record_query(value)
+        matches = [r for r in self.records[entity] if tree.matches(r)]
+        page = matches[start : start + count]
+        data = [self._project(r, fields) for r in page]
+        return SimResponse(
+            200, {"total": len(matches), "start": start, "count": len(data), "data": data}
+        )
+
+    @staticmethod
+    def _project(record: Mapping[str, Any], fields: list[tuple[str, list[str]]]) -> dict[str, Any]:
+        if fields == [("*", [])]:
+            return {**record, "_score": 1.0}
+        out: dict[str, Any] = {"id": record["id"], "_score": 1.0}  # id comes whatever is asked
+        for name, sub in fields:
+            value = record.get(name)
+            if name in TO_ONE and isinstance(value, Mapping):
+                # A to-one association always carries its id, plus the sub-fields asked for.
+                value = {"id": value["id"], **{s: value.get(s) for s in sub if s != "id"}}
+            out[name] = value
+        return out
+
+
+SIMULATOR = BullhornSimulator
