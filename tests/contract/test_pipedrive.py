@@ -1,0 +1,155 @@
+"""Pipedrive specifics: the contains-match plan, bounded person reads, cursor pagination,
+header-only auth and the seconds-left reset."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from connectors.pipedrive import PipedriveConnector
+from crmsim.base import SimResponse, WindowState
+from crmsim.pipedrive import SEARCH_PATH, PipedriveSimulator
+from lookup import phone
+from lookup.errors import RateLimited
+from tests.contract.harness import SECRET, Harness
+
+SHARED = "+14155550000"
+Make = Callable[..., Harness]
+
+
+def crowd(count: int) -> list[dict[str, Any]]:
+    return [
+        {"id": f"p{i}", "name": f"Person {i:02d}", "phone": SHARED, "createdDate": "2020-01-01"}
+        for i in range(count)
+    ]
+
+
+def person_reads(h: Harness) -> int:
+    return sum(
+        n
+        for path, n in h.vendor.by_path.items()
+        if path.startswith("/api/v2/persons/") and path != SEARCH_PATH
+    )
+
+
+def connector(h: Harness, **overrides: Any) -> PipedriveConnector:
+    built = h.connector(**overrides)
+    assert isinstance(built, PipedriveConnector)
+    return built
+
+
+# ----- plan ------------------------------------------------------------------------------------
+def test_plan_searches_national_digits_and_drops_variants_that_contain_another(
+    make_harness: Make,
+) -> None:
+    c = connector(make_harness("pipedrive"))
+    planned = c.plan(["+14155550100", "(415) 555-0100", "+1 (415) 555-0100", "4155550100"])
+    assert planned == ["4155550100", "(415) 555-0100"]
+
+
+def test_national_digits_find_a_number_stored_without_its_plus(make_harness: Make) -> None:
+    h = make_harness("pipedrive", [{"id": "x", "name": "No Plus", "phone": "14155550100"}])
+    assert [c["phone"] for c in h.find("+14155550100").contacts] == ["14155550100"]
+    assert h.vendor.queries == ["4155550100"]
+
+
+def test_extension_and_exact_match_keep_every_query_and_search_exactly(
+    make_harness: Make,
+) -> None:
+    seeds = [
+        {"id": "r", "name": "Reception", "phone": "102"},
+        {"id": "s", "name": "Somebody", "phone": "+14155551020"},
+    ]
+    h = make_harness("pipedrive", seeds)
+    assert [c["name"] for c in connector(h).find(["102"]).contacts] == ["Reception"]
+    exact = connector(h, exact_match=True)
+    queries = phone.queries("+14155551020", "(***) ***-****")
+    assert exact.plan(queries) == queries
+    assert [c["name"] for c in exact.find(queries).contacts] == ["Somebody"]
+
+
+# ----- person reads ----------------------------------------------------------------------------
+def test_a_person_found_by_two_queries_is_read_once(make_harness: Make) -> None:
+    h = make_harness("pipedrive")
+    outcome = h.find("+14155550123", "***-***-****")  # Grace: both queries find her
+    assert len(outcome.queries) == 2 and h.vendor.by_path[SEARCH_PATH] == 2
+    assert person_reads(h) == 1
+
+
+def test_person_reads_are_capped_per_lookup_and_cached_across_lookups(
+    make_harness: Make,
+) -> None:
+    h = make_harness("pipedrive", crowd(15))
+    first = h.find(SHARED)
+    assert len(first.contacts) == 15
+    assert person_reads(h) == 10
+    assert sum(c["createdDate"] is not None for c in first.contacts) == 10
+    # Same connection: the 10 come from the cache, the other 5 are read now.
+    second = h.find(SHARED)
+    assert person_reads(h) == 15
+    assert all(c["createdDate"] == "2020-01-01T00:00:00Z" for c in second.contacts)
+
+
+def test_person_cache_expires(make_harness: Make) -> None:
+    h = make_harness("pipedrive")
+    for _ in range(2):
+        c = connector(h)
+        c.person_ttl_s = 0.0
+        c.find(["+14155550177"])
+    assert person_reads(h) == 4  # Alan and Barbara, read again once expired
+
+
+# ----- pagination ------------------------------------------------------------------------------
+def test_cursor_pages_are_followed(make_harness: Make) -> None:
+    h = make_harness("pipedrive", crowd(5))
+    c = connector(h)
+    c.page_limit = 2
+    assert len(c.find([SHARED]).contacts) == 5
+    assert h.vendor.by_path[SEARCH_PATH] == 3
+
+
+# ----- auth ------------------------------------------------------------------------------------
+def test_token_goes_in_a_header_never_the_url(make_harness: Make) -> None:
+    sim = make_harness("pipedrive").vendor
+    params = {"term": "4155550177", "fields": "phone"}
+    in_url = requests.get(sim.url + SEARCH_PATH, params={**params, "api_token": SECRET}, timeout=2)
+    assert in_url.status_code == 401
+    assert in_url.json()["errorCode"] == 401
+    for headers in ({"x-api-token": SECRET}, {"Authorization": f"Bearer {SECRET}"}):
+        assert (
+            requests.get(
+                sim.url + SEARCH_PATH, params=params, headers=headers, timeout=2
+            ).status_code
+            == 200
+        )
+
+
+# ----- rate limit ------------------------------------------------------------------------------
+def test_reset_seconds_left_become_epoch_seconds(make_harness: Make) -> None:
+    h = make_harness("pipedrive")
+    h.vendor.set_rate_limit((50, 2))
+    before = time.time()
+    state = h.find("+14155550177").rate_limit
+    assert state is not None and state.amount == 50 and state.reset is not None
+    assert before < state.reset <= time.time() + 2
+
+
+class NoRetryAfter(PipedriveSimulator):
+    def rate_limit_response(self, state: WindowState) -> SimResponse:
+        return SimResponse(429, {"success": False, "error": "Request over limit", "errorCode": 429})
+
+
+@pytest.mark.parametrize("sim_class", [PipedriveSimulator, NoRetryAfter])
+def test_over_limit_waits_what_pipedrive_says(
+    make_harness: Make, sim_class: type[PipedriveSimulator]
+) -> None:
+    h = make_harness("pipedrive", sim_class=sim_class)
+    h.vendor.set_rate_limit((1, 20))
+    with pytest.raises(RateLimited) as info:
+        h.find("+14155550177")  # one search, then the person read is over the limit
+    # Retry-After where sent, else x-ratelimit-reset (seconds left): both ~20 s.
+    assert info.value.retry_after_s is not None and 18 <= info.value.retry_after_s <= 20
