@@ -1,0 +1,65 @@
+"""End to end with a vendor's contract: a real worker against the Clio simulator with its
+rate limit on. The second job is answered 429 + Retry-After, retries after exactly that wait,
+and succeeds; the waits and Clio's X-RateLimit state are in the result."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+
+import tasks.find_contact  # noqa: F401
+from crmsim.clio import ClioSimulator
+from lookup.config import parse_config
+from lookup.service import PURPOSES, Query
+from lookup.settings import Settings
+from tasks.enqueue import enqueue
+from tests.conftest import EXAMPLES
+from worker.app import create_app
+
+
+def test_worker_waits_out_clio_rate_limit(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ClioSimulator(EXAMPLES / "contacts.json", token="clio-e2e-token") as sim:
+        table = sim.connection()
+        toml = "[connections.acme]\n" + "".join(f'{k} = "{v}"\n' for k, v in table.items())
+        (tmp_path / "cl.toml").write_text(toml + 'formats = "(***) ***-****"\n')
+        parse_config({"connections": {"acme": table}}, tmp_path)  # the table is valid
+        monkeypatch.setenv(sim.token_env, "clio-e2e-token")
+        app = create_app(
+            Settings(
+                redis_url=redis_url,
+                broker_url=redis_url,
+                result_backend=redis_url,
+                cache_url=redis_url,
+                config_path=str(tmp_path / "cl.toml"),
+            )
+        )
+        with start_worker(
+            app,
+            pool="threads",
+            concurrency=2,
+            perform_ping_check=False,
+            queues=list(PURPOSES),
+            shutdown_timeout=10,
+        ):
+            # Two requests per 2 s window; each lookup makes two (E.164 + one format).
+            sim.set_rate_limit((2, 2))
+            first = enqueue(app, "acme", Query("+14155550100", purpose="call_log")).get(10)
+            assert first["successful"], first
+            assert first["matchedContactInfo"][0]["name"] == "Ada Lovelace"
+            assert first["extraDataTracking"]["ratelimitAmount"] == 2
+            started = time.monotonic()
+            second = enqueue(app, "acme", Query("+14155550123", purpose="call_log")).get(20)
+            elapsed = time.monotonic() - started
+    tracking = second["extraDataTracking"]
+    assert second["successful"], second
+    names = {c["name"] for c in second["matchedContactInfo"]}
+    assert names == {"Grace Hopper", "Alan Turing"}  # Liskov is stored as 415-555-0123
+    assert sim.rate_limited >= 1 and tracking["retryCount"] == sim.rate_limited
+    assert all(1 <= wait <= 2 for wait in tracking["backoffSeconds"])  # Clio's Retry-After
+    assert elapsed >= sum(tracking["backoffSeconds"]) - 0.3
+    assert {"ratelimitRemaining", "ratelimitAmount", "ratelimitReset"} <= set(tracking)
