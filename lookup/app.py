@@ -13,7 +13,10 @@ import redis
 
 from connectors.registry import ConnectorFactory
 from lookup.cache import ContactCache
+from lookup.coalesce import Coalescer
 from lookup.config import Config, load_config
+from lookup.guard import Guard
+from lookup.ratelimit import RateLimiter
 from lookup.service import LookupService
 from lookup.settings import Settings
 
@@ -41,6 +44,11 @@ class Runtime:
 
     @cached_property
     def service(self) -> LookupService:
+        # Coalescing outside, the shared rate limiter inside (lookup/guard.py).
+        guard = Guard(RateLimiter(self.cache_redis), Coalescer(self.cache_redis), self.connectors)
         return LookupService(
-            self.config, ContactCache(self.cache_redis, self.settings.cache_ttl_s), self.connectors
+            self.config,
+            ContactCache(self.cache_redis, self.settings.cache_ttl_s),
+            self.connectors,
+            guard=guard,
         )

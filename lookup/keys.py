@@ -38,6 +38,11 @@ def party_sequence(session_id: str, party_id: str) -> str:
     return _key("seq", session_id, party_id)
 
 
+def telephony_session(session_id: str) -> str:
+    """Marks a telephony session as seen (a first-seen session that has already ended is stale)."""
+    return _key("session", session_id)
+
+
 def once(kind: str, *parts: str) -> str:
     """A job that must happen once per identity (a call pop per party, a call log per call)."""
     return _key("once", kind, *parts)
@@ -48,9 +53,24 @@ def rate_bucket(connection: str, instance: str) -> str:
     return _key("rate", connection, _digest(instance))
 
 
+def rate_block(connection: str, instance: str) -> str:
+    """Epoch second until which the CRM told us to hold off (429, or remaining 0 with a reset)."""
+    return _key("rate", connection, _digest(instance), "block")
+
+
 def coalesce(name: str) -> str:
     """In-flight marker and result slot for one (connection, number, formats) lookup."""
     return _key("inflight", name)
+
+
+def coalesce_result(name: str, token: str) -> str:
+    """The result one leader (``token``) of an in-flight lookup left for its followers."""
+    return _key("inflight", name, token, "result")
+
+
+def coalesce_wake(name: str, token: str) -> str:
+    """The list a leader pushes to when its result is ready; followers block on it."""
+    return _key("inflight", name, token, "wake")
 
 
 def callpop_channel(rc_account: str, rc_extension: str) -> str:

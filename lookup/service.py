@@ -49,6 +49,10 @@ class Prepared:
     cache_key: str
 
 
+# Wraps the CRM part of a lookup: (prepared, query, run) -> run()'s result (lookup/guard.py).
+GuardHook = Callable[[Prepared, Query, Callable[[], dict[str, Any]]], dict[str, Any]]
+
+
 class LookupService:
     def __init__(
         self,
@@ -56,7 +60,7 @@ class LookupService:
         cache: ContactCache,
         connectors: ConnectorFactory,
         *,
-        guard: Callable[[Prepared, Callable[[], dict[str, Any]]], dict[str, Any]] | None = None,
+        guard: GuardHook | None = None,
     ) -> None:
         self.config = config
         self.cache = cache
@@ -116,7 +120,7 @@ class LookupService:
                 return self._from_crm(prepared, query, trace)
 
             try:
-                result = self.guard(prepared, run) if self.guard else run()
+                result = self.guard(prepared, query, run) if self.guard else run()
             except PermanentCRMError as exc:
                 return self._finish(contact.failure(exc), trace)
         return self._finish(self._decorate(result, prepared, query), trace)

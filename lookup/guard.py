@@ -1,0 +1,96 @@
+"""The guard around the CRM part of a lookup: coalescing outside, the rate limiter inside.
+
+    LookupService.lookup: cache miss -> Guard(prepared, query, run)
+        coalesce  the same lookup already in flight? wait for its answer (no tokens, no requests)
+        limit     the leader takes one token per CRM request, or is deferred (RateLimited)
+        run       the connector's requests; what the CRM says of its limit holds everyone off
+
+The order matters: followers of a coalesced lookup take no tokens, so N concurrent lookups of
+one number cost the budget what one does. A deferred leader publishes a failure; its
+followers then try for themselves and are deferred by the limiter too, without a request.
+
+Tokens per lookup: ``len(connector.plan(queries))``, times the connector's optional
+``requests_per_query`` attribute (default 1) for connectors that send several requests per
+phone query (one per record type, say). Extra pages of a large result are not counted: a
+rare slight under-count that the CRM's own signals (429, remaining 0) then correct.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from connectors.registry import ConnectorFactory
+from lookup.coalesce import Coalescer
+from lookup.errors import RateLimited
+from lookup.ratelimit import PRIORITY_PURPOSES, RateLimiter, limit_for
+from lookup.service import Prepared, Query
+
+# A 429 that names no wait (Bullhorn documents "wait 1 second then retry").
+DEFAULT_HOLD_OFF_S = 1.0
+
+Run = Callable[[], dict[str, Any]]
+
+
+class Guard:
+    """``LookupService``'s ``guard`` hook. Either part may be None (off)."""
+
+    def __init__(
+        self, limiter: RateLimiter | None, coalescer: Coalescer | None, connectors: ConnectorFactory
+    ) -> None:
+        self.limiter = limiter
+        self.coalescer = coalescer
+        self.connectors = connectors
+
+    def __call__(self, prepared: Prepared, query: Query, run: Run) -> dict[str, Any]:
+        def limited() -> dict[str, Any]:
+            return self._limited(prepared, query, run)
+
+        # A debug lookup is not coalesced: its trace must show the requests it made itself.
+        if self.coalescer is None or query.debug:
+            return limited()
+        name = Coalescer.name(prepared.cache_key, forced=query.force_refresh)
+        return self.coalescer.run(name, limited)
+
+    def tokens(self, prepared: Prepared) -> int:
+        """How many CRM requests the lookup will make (see the module docstring)."""
+        connector = self.connectors.build(prepared.connection)
+        per_query = getattr(connector, "requests_per_query", 1)
+        return len(connector.plan(list(prepared.queries))) * max(1, int(per_query))
+
+    def _limited(self, prepared: Prepared, query: Query, run: Run) -> dict[str, Any]:
+        conn = prepared.connection
+        limit = limit_for(conn) if self.limiter is not None else None
+        if self.limiter is None or limit is None:
+            return run()
+        self.limiter.acquire(
+            conn, limit, self.tokens(prepared), priority=query.purpose in PRIORITY_PURPOSES
+        )
+        try:
+            result = run()
+        except RateLimited as exc:
+            self.limiter.hold_off(conn, crm_wait_s(exc))
+            raise
+        wait = reported_wait_s(result)
+        if wait:
+            self.limiter.hold_off(conn, wait)
+        return result
+
+
+def crm_wait_s(exc: RateLimited, now: float | None = None) -> float:
+    """How long the CRM asked everyone to wait when it answered "rate limited"."""
+    if exc.retry_after_s is not None:
+        return exc.retry_after_s
+    if exc.rate_limit is not None and exc.rate_limit.reset is not None:
+        return exc.rate_limit.reset - (time.time() if now is None else now)
+    return DEFAULT_HOLD_OFF_S
+
+
+def reported_wait_s(result: dict[str, Any], now: float | None = None) -> float:
+    """Seconds until the CRM's reset when a successful response said no request remains."""
+    tracking = result.get("extraDataTracking") or {}
+    reset = tracking.get("ratelimitReset")
+    if tracking.get("ratelimitRemaining") != 0 or not isinstance(reset, int | float):
+        return 0.0
+    return max(0.0, reset - (time.time() if now is None else now))

@@ -1,0 +1,225 @@
+"""The shared rate limiter end to end, on Redis database 11 and a CRM simulator over real HTTP.
+
+- Two real ``celery worker`` processes (threads pool, 4 threads each) share one budget: 60
+  lookups against a CRM that allows R requests a second, with the connection's rate_limit set
+  to the same R, get no 429 at all, and the limiter visibly deferred work (retries).
+- The call-pop reserve: with the other purposes' share used up, a call pop still gets tokens
+  while a re-lookup is deferred, without a CRM request.
+- The CRM's word holds everyone off: remaining 0 with a reset, or a 429.
+
+The simulator and its connector are the shared test CRM of tests/fakecrm.py (exact match,
+Bearer token, X-RateLimit-* headers, 429 + Retry-After); ``-I tests.fakecrm`` registers its
+connector in the worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from connectors.registry import ConnectorFactory
+from lookup.cache import ContactCache
+from lookup.coalesce import Coalescer
+from lookup.config import load_config
+from lookup.errors import RateLimited
+from lookup.guard import Guard
+from lookup.ratelimit import RateLimiter
+from lookup.service import PURPOSES, LookupService, Query
+from lookup.settings import Settings
+from tasks.enqueue import enqueue
+from tests.conftest import ROOT, db_url, require_redis
+from tests.fakecrm import FakeCRM, fake_toml
+from worker.app import create_app
+
+LIMITER_DB = 11
+RATE = 30  # requests per second, at the CRM and in the connection's rate_limit
+NUMBERS = [f"+1415555{2000 + i:04d}" for i in range(60)]
+CONTACTS = [{"id": f"n-{i}", "name": f"Person {i}", "phone": n} for i, n in enumerate(NUMBERS)]
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    url = db_url(LIMITER_DB)
+    require_redis(url)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+def write_config(tmp_path: Path, sim: FakeCRM, **extra: Any) -> Path:
+    toml = tmp_path / "connections.toml"
+    toml.write_text(fake_toml(sim, **extra))
+    return toml
+
+
+# ----- two worker processes ----------------------------------------------------------------
+def start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker",
+        "worker",
+        "-I",
+        "tests.fakecrm",
+        "--pool",
+        "threads",
+        "-c",
+        "4",
+        "-n",
+        f"{name}@%h",
+        "-Q",
+        ",".join(PURPOSES),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-l",
+        "warning",
+    ]
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # warm shutdown
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_two_worker_processes_share_one_budget(url: str, tmp_path: Path) -> None:
+    with FakeCRM(CONTACTS, rate_limit=(RATE, 1.0)) as sim:
+        # Two formats: each lookup makes two requests and takes two tokens at once.
+        toml = write_config(tmp_path, sim, formats="(***) ***-****", rate_limit=f"{RATE}/1")
+        env = {
+            **os.environ,
+            **sim.env(),
+            "REDIS_URL": url,
+            "CONTACT_LOOKUP_CONFIG": str(toml),
+            "PYTHONPATH": str(ROOT),
+        }
+        for var in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+            env.pop(var, None)
+        app = create_app(
+            Settings(
+                redis_url=url,
+                broker_url=url,
+                result_backend=url,
+                cache_url=url,
+                config_path=str(toml),
+            )
+        )
+        workers = [start_worker(f"lim{i}", env, tmp_path / f"worker{i}.log") for i in (1, 2)]
+        try:
+            deadline = time.monotonic() + 30
+            while len(app.control.ping(timeout=0.5)) < 2:
+                died = [w.args for w in workers if w.poll() is not None]
+                assert not died, f"a worker exited; see {tmp_path}/worker*.log"
+                assert time.monotonic() < deadline, "the workers did not start in 30 s"
+            started = time.monotonic()
+            pending = [enqueue(app, "fake", Query(n, purpose="call_log")) for n in NUMBERS]
+            results = [p.get(timeout=60) for p in pending]
+            elapsed = time.monotonic() - started
+            served_by = {app.backend.get_task_meta(p.id)["worker"] for p in pending}
+        finally:
+            for w in workers:
+                stop(w)
+        assert all(r["successful"] for r in results), [r for r in results if not r["successful"]]
+        assert [r["matchedContactInfo"][0]["id"] for r in results] == [c["id"] for c in CONTACTS]
+        assert sim.rate_limited == 0  # the CRM never had to say no
+        assert sim.requests == 2 * len(NUMBERS)  # and nothing was asked twice
+        assert len(served_by) == 2  # both processes did work, from one shared budget
+        retries = [r["extraDataTracking"].get("retryCount", 0) for r in results]
+        assert sum(retries) > 0  # the limiter deferred work it could not send yet
+        # 120 requests at most 24 (the budget less the call-pop reserve) per 1.1 s
+        assert elapsed >= (2 * len(NUMBERS) / (RATE - 6) - 1) * 1.1 - 0.5
+
+
+# ----- in one process: the reserve and the CRM's word ---------------------------------------
+def make_service(url: str, toml: Path) -> tuple[LookupService, redis.Redis]:
+    client = redis.Redis.from_url(url)
+    connectors = ConnectorFactory(timeout_s=5)
+    guard = Guard(RateLimiter(client), Coalescer(client), connectors)
+    service = LookupService(load_config(toml), ContactCache(client), connectors, guard=guard)
+    return service, client
+
+
+@pytest.fixture
+def crm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCRM]:
+    with FakeCRM(CONTACTS) as sim:
+        for key, value in sim.env().items():
+            monkeypatch.setenv(key, value)
+        yield sim
+
+
+def test_call_pops_keep_a_reserved_share(url: str, tmp_path: Path, crm: FakeCRM) -> None:
+    # 10 per minute, 20% (2 tokens) for call pops; no formats: one request per lookup
+    service, _ = make_service(url, write_config(tmp_path, crm, rate_limit="10/60"))
+    for n in NUMBERS[:8]:
+        assert service.lookup("fake", Query(n, purpose="relookup"))["successful"]
+    assert crm.requests == 8
+    with pytest.raises(RateLimited) as deferred:
+        service.lookup("fake", Query(NUMBERS[8], purpose="relookup"))
+    assert 55 < deferred.value.retry_after_s <= 66  # until the first token is free
+    with pytest.raises(RateLimited):
+        service.lookup("fake", Query(NUMBERS[8], purpose="call_log"))
+    assert crm.requests == 8  # deferred before any request
+    pop = service.lookup("fake", Query(NUMBERS[9], purpose="call_pop"))
+    assert pop["successful"] and pop["matchedContactInfo"][0]["id"] == "n-9"
+    assert service.lookup("fake", Query(NUMBERS[10], purpose="call_pop"))["successful"]
+    assert crm.requests == 10
+    with pytest.raises(RateLimited):  # the reserve is spent too now
+        service.lookup("fake", Query(NUMBERS[11], purpose="call_pop"))
+    assert crm.requests == 10
+
+
+def test_remaining_zero_holds_every_worker_off_until_the_reset(
+    url: str, tmp_path: Path, crm: FakeCRM
+) -> None:
+    crm.set_rate_limit((1, 3))  # the CRM allows less than we were told
+    toml = write_config(tmp_path, crm, rate_limit="100/1")
+    service, _ = make_service(url, toml)
+    other_worker, _ = make_service(url, toml)
+    first = service.lookup("fake", Query(NUMBERS[0], purpose="call_pop"))
+    assert first["extraDataTracking"]["ratelimitRemaining"] == 0
+    with pytest.raises(RateLimited) as held:
+        other_worker.lookup("fake", Query(NUMBERS[1], purpose="call_pop"))
+    assert held.value.status_code is None and 0 < held.value.retry_after_s <= 3.1
+    assert crm.requests == 1 and crm.rate_limited == 0  # held off without asking
+
+
+def test_a_429_holds_every_worker_off(url: str, tmp_path: Path, crm: FakeCRM) -> None:
+    crm.set_rate_limit((1, 3))
+    toml = write_config(tmp_path, crm, rate_limit="100/1")
+    service, _ = make_service(url, toml)
+    other_worker, _ = make_service(url, toml)
+    # someone else spends the CRM's window (another integration on the same token)
+    requests.get(
+        f"{crm.url}/contacts",
+        params={"query": "x"},
+        headers={"Authorization": f"Bearer {crm.token}"},
+        timeout=5,
+    )
+    with pytest.raises(RateLimited) as answered:
+        service.lookup("fake", Query(NUMBERS[0], purpose="call_pop"))
+    assert answered.value.status_code == 429 and crm.rate_limited == 1
+    with pytest.raises(RateLimited) as held:
+        other_worker.lookup("fake", Query(NUMBERS[1], purpose="call_pop"))
+    assert held.value.status_code is None and held.value.retry_after_s > 1
+    assert crm.requests == 2  # the held-off lookup sent nothing
