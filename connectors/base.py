@@ -41,6 +41,8 @@ class Connector(ABC):
     """Base of every CRM connector. Built per lookup; cheap (sessions are pooled elsewhere)."""
 
     crm: ClassVar[str]
+    # CRM requests one planned query costs (the shared limiter takes this many tokens each).
+    requests_per_query: ClassVar[int] = 1
 
     def __init__(
         self,

@@ -93,6 +93,7 @@ def to_contact(entity: str, item: Any) -> dict[str, Any]:
 
 class BullhornConnector(HttpConnector):
     crm = "bullhorn"
+    requests_per_query = 3  # one search per entity: ClientContact, Candidate, Lead
 
     def search(self, query: str) -> SearchPage:
         lucene = lucene_query(query)

@@ -32,6 +32,7 @@ SEARCHES = (
 
 class InsightlyConnector(HttpConnector):
     crm = "insightly"
+    requests_per_query = 4  # Contacts PHONE and PHONE_MOBILE, Leads PHONE and MOBILE
     page_limit = 100  # Insightly's default ``top``; the maximum is 500
     # Four searches per query already; past 5 pages a number is a switchboard, not a person.
     max_pages = 5

@@ -33,6 +33,7 @@ _COMMON = {
     "base_url",
     "contacts",
     "rate_limit",
+    "rate_reserve",
 }
 
 
@@ -53,6 +54,8 @@ class Connection:
     contacts: Path | None = None
     # Requests allowed per window for the shared limiter, e.g. "50/60" (requests/seconds).
     rate_limit: str | None = None
+    # Share of each rate-limit window kept for call pops (lookup/ratelimit.py).
+    rate_reserve: float = 0.2
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -129,6 +132,11 @@ def _connection(name: str, table: Mapping[str, Any], base_dir: Path) -> Connecti
     rate_limit = _typed(name, table, "rate_limit", str, None)
     if rate_limit is not None:
         parse_rate_limit(rate_limit, name)
+    reserve = table.get("rate_reserve", 0.2)
+    if isinstance(reserve, bool) or not isinstance(reserve, int | float) or not 0 <= reserve < 1:
+        raise ConfigError(
+            f"connection {name!r}: rate_reserve must be a fraction from 0 to below 1 (e.g. 0.2)"
+        )
     rc_account = table.get("rc_account", "")
     return Connection(
         name=name,
@@ -146,6 +154,7 @@ def _connection(name: str, table: Mapping[str, Any], base_dir: Path) -> Connecti
         # Relative paths are relative to the connections file, like any config that names files.
         contacts=(base_dir / contacts) if contacts else None,
         rate_limit=rate_limit,
+        rate_reserve=float(reserve),
         options={k: v for k, v in table.items() if k not in _COMMON},
     )
 

@@ -56,8 +56,7 @@ class Guard:
     def tokens(self, prepared: Prepared) -> int:
         """How many CRM requests the lookup will make (see the module docstring)."""
         connector = self.connectors.build(prepared.connection)
-        per_query = getattr(connector, "requests_per_query", 1)
-        return len(connector.plan(list(prepared.queries))) * max(1, int(per_query))
+        return len(connector.plan(list(prepared.queries))) * connector.requests_per_query
 
     def _limited(self, prepared: Prepared, query: Query, run: Run) -> dict[str, Any]:
         conn = prepared.connection

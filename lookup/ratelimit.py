@@ -62,7 +62,7 @@ import redis
 
 from lookup import keys
 from lookup.config import Connection, parse_rate_limit
-from lookup.errors import ConfigError, RateLimited
+from lookup.errors import RateLimited
 
 # Published per-token limits of each CRM's search call (CONTRACTS.md, "CRMs", the
 # rate-limit column): requests per window in seconds. A connection's ``rate_limit`` overrides.
@@ -76,7 +76,6 @@ DEFAULT_LIMITS: dict[str, tuple[int, float]] = {
     "bullhorn": (10, 1.0),
     "salesforce": (25, 1.0),
 }
-DEFAULT_RESERVE_SHARE = 0.2  # of each window, kept for call pops
 PRIORITY_PURPOSES = ("call_pop",)
 MAX_BLOCK_S = 3600.0  # a CRM's reset further away than this is taken as this (a unit mix-up)
 
@@ -114,13 +113,7 @@ def limit_for(connection: Connection) -> Limit | None:
         requests, window_s = DEFAULT_LIMITS[connection.crm]
     else:
         return None
-    share = connection.options.get("rate_reserve", DEFAULT_RESERVE_SHARE)
-    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
-        raise ConfigError(
-            f"connection {connection.name!r}: rate_reserve must be a fraction "
-            "from 0 to below 1 (e.g. 0.2)"
-        )
-    return Limit(requests, window_s, reserve_tokens(requests, float(share)))
+    return Limit(requests, window_s, reserve_tokens(requests, connection.rate_reserve))
 
 
 @dataclass(frozen=True)

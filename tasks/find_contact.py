@@ -104,7 +104,7 @@ def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
     try:
         result = runtime.service.lookup(conn, query)
     except TransientCRMError as exc:
-        return _retry_or_fail(self, kwargs, query.purpose, exc, waits)
+        return _retry_or_fail(self, kwargs, query.purpose, exc, state)
     except ContactLookupError as exc:  # config errors found late, e.g. a secret unset
         result = contact.failure(exc)
     if waits:
@@ -126,19 +126,29 @@ def _wait_tracking(waits: list[float], rate_limit: dict[str, Any] | None) -> dic
 
 
 def _retry_or_fail(
-    task: Task, kwargs: dict[str, Any], purpose: str, exc: TransientCRMError, waits: list[float]
+    task: Task,
+    kwargs: dict[str, Any],
+    purpose: str,
+    exc: TransientCRMError,
+    state: dict[str, Any],
 ) -> dict[str, Any]:
-    attempt = len(waits)
-    wait = backoff.delay_s(exc, attempt)
+    waits: list[float] = list(state.get("waits", []))
+    # Retries the CRM caused count against MAX_RETRIES; the shared limiter's own deferrals
+    # (no CRM request was made) do not, or a long batch would give up while merely queued.
+    crm_retries = int(state.get("crmRetries", 0))
+    deferral = backoff.is_deferral(exc)
+    wait = backoff.deferral_delay_s(exc) if deferral else backoff.delay_s(exc, crm_retries)
     rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
     deadline = _deadline(task)
     too_late = deadline is not None and time.time() + wait >= deadline
-    out_of_retries = attempt >= backoff.MAX_RETRIES[purpose]
+    out_of_retries = (not deferral and crm_retries >= backoff.MAX_RETRIES[purpose]) or len(
+        waits
+    ) >= backoff.MAX_DEFERRALS
     if too_late or out_of_retries:
         why = (
             "The call pop could not be answered before the phone stopped ringing. "
             if too_late
-            else f"Gave up after {attempt} retries. "
+            else f"Gave up after {len(waits)} retries. "
         )
         result = contact.failure(exc, tracking=_wait_tracking(waits, rate_limit), prefix=why)
         if too_late and isinstance(exc, RateLimited):
@@ -147,9 +157,13 @@ def _retry_or_fail(
     log.warning(
         "find_contact %s: %s; retry %d in %.3f s",
         task.request.id,
-        type(exc).__name__,
-        attempt + 1,
+        "deferred by the shared rate limit" if deferral else type(exc).__name__,
+        len(waits) + 1,
         wait,
     )
-    new_kwargs = {**kwargs, "retryState": {"waits": [*waits, wait], "rateLimit": rate_limit}}
-    raise task.retry(kwargs=new_kwargs, countdown=wait, exc=exc)
+    new_state = {
+        "waits": [*waits, wait],
+        "crmRetries": crm_retries + (0 if deferral else 1),
+        "rateLimit": rate_limit,
+    }
+    raise task.retry(kwargs={**kwargs, "retryState": new_state}, countdown=wait, exc=exc)

@@ -226,7 +226,7 @@ def test_a_job_out_of_retries_ends_with_a_failed_result(
                 "phoneNumber": "+14155550101",
                 "purpose": "call_log",
                 "overridingFormat": "",
-                "retryState": {"waits": waits},
+                "retryState": {"waits": waits, "crmRetries": 10},
             }
         )
         .get()

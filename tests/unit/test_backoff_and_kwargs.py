@@ -56,3 +56,13 @@ def test_task_kwargs_round_trip_through_parse() -> None:
 def test_bad_kwargs_are_reported(kwargs: dict, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_kwargs(kwargs)
+
+
+def test_limiter_deferrals_are_told_apart_and_jittered() -> None:
+    own = RateLimited(retry_after_s=2.0, status_code=None)  # the shared limiter, no request
+    crm = RateLimited(retry_after_s=2.0)  # the CRM's 429
+    assert backoff.is_deferral(own) and not backoff.is_deferral(crm)
+    assert not backoff.is_deferral(CRMUnavailable("x"))
+    rng = random.Random(3)
+    waits = {backoff.deferral_delay_s(own, rng) for _ in range(50)}
+    assert all(2.0 <= w <= 2.3 for w in waits) and len(waits) > 1

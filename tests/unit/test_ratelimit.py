@@ -3,11 +3,12 @@ injected clock), and how the guard reads the CRM's own rate-limit signals."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lookup.config import Connection
+from lookup.config import Connection, parse_config
 from lookup.errors import ConfigError, RateLimited, RateLimitState
 from lookup.guard import DEFAULT_HOLD_OFF_S, crm_wait_s, reported_wait_s
 from lookup.ratelimit import (
@@ -72,14 +73,14 @@ def test_connection_rate_limit_overrides_and_json_is_unlimited() -> None:
     assert limit_for(conn("json")) is None
     assert limit_for(conn("somecrm")) is None  # no default: not limited
     assert limit_for(conn("somecrm", rate_limit="30/1")) == Limit(30, 1.0, reserve=6)
-    assert limit_for(conn("clio", options={"rate_reserve": 0.5})) == Limit(50, 60.0, 25)
-    assert limit_for(conn("clio", options={"rate_reserve": 0})) == Limit(50, 60.0, 0)
+    assert limit_for(conn("clio", rate_reserve=0.5)) == Limit(50, 60.0, 25)
+    assert limit_for(conn("clio", rate_reserve=0)) == Limit(50, 60.0, 0)
 
 
 @pytest.mark.parametrize("bad", [1, 1.5, -0.1, "0.2", True])
 def test_bad_rate_reserve_names_the_connection(bad: object) -> None:
     with pytest.raises(ConfigError, match="'c': rate_reserve"):
-        limit_for(conn("clio", options={"rate_reserve": bad}))
+        parse_config({"connections": {"c": {"crm": "clio", "rate_reserve": bad}}}, Path("."))
 
 
 # ----- decide(): the sliding-window rule, now injected -------------------------------------
