@@ -1,0 +1,168 @@
+"""Producers' fixtures: Redis database 12 (flushed before and after each test), a connections
+file over examples/contacts.json, the environment the commands read, and readers for what
+landed on the queues (kombu's Redis transport keeps a queue as a list named after it)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from lookup.settings import Settings
+from producers.cli import main
+from tests.conftest import EXAMPLES, ROOT, db_url, require_redis
+from worker.app import ContactLookupCelery, create_app
+
+PRODUCERS_DB = 12
+FIXTURES = ROOT / "tests" / "fixtures" / "ringcentral"
+DEMO_EXT = "1474839016"
+SALES_EXT = "62242421016"
+
+CONNECTIONS = """
+[connections.demo]
+crm = "json"
+contacts = "contacts.json"
+rc_account = "809646016"
+formats = "(***) ***-****, ***-***-****"
+region = "US"
+resolve = "earliest-created"
+create_option = true
+extension_lookup = true
+outbound_pop = false
+
+[connections.sales]
+crm = "json"
+contacts = "contacts.json"
+rc_account = "809646016"
+formats = "(***) ***-****, ***-***-****"
+outbound_pop = true
+extension_lookup = false
+"""
+
+
+def fixture(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return data
+
+
+def variant(name: str, uuid: str | None = None, **changes: Any) -> dict[str, Any]:
+    """A copy of a fixture with a new uuid and body fields replaced (dotted paths)."""
+    data = copy.deepcopy(fixture(name))
+    if uuid is not None:
+        data["uuid"] = uuid
+    for path, value in changes.items():
+        target: Any = data
+        *head, last = path.split("__")
+        for part in head:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return data
+
+
+@pytest.fixture
+def pr_url() -> Iterator[str]:
+    url = db_url(PRODUCERS_DB)
+    require_redis(url)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def client(pr_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(pr_url)
+    yield c
+    c.close()
+
+
+def write_config(directory: Path, extensions: str) -> Path:
+    shutil.copy(EXAMPLES / "contacts.json", directory / "contacts.json")
+    path = directory / "cl.toml"
+    path.write_text(CONNECTIONS + "\n[extensions]\n" + extensions)
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return write_config(tmp_path, f'"{SALES_EXT}" = "sales"\ndefault = "demo"\n')
+
+
+@pytest.fixture
+def env(pr_url: str, config_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The commands' environment: everything on database 12, the test connections file."""
+    monkeypatch.setenv("REDIS_URL", pr_url)
+    monkeypatch.setenv("CONTACT_LOOKUP_CONFIG", str(config_path))
+    for name in (
+        "BROKER_URL",
+        "RESULT_BACKEND",
+        "CACHE_URL",
+        "RC_VERIFICATION_TOKEN",
+        "CALL_POP_DEADLINE",
+        "CACHE_TTL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return config_path
+
+
+def settings_for(url: str, config_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        redis_url=url,
+        broker_url=url,
+        result_backend=url,
+        cache_url=url,
+        config_path=str(config_path),
+    )
+    return Settings(**{**values, **overrides})
+
+
+@pytest.fixture
+def celery_app(pr_url: str, config_path: Path) -> Iterator[ContactLookupCelery]:
+    import tasks.find_contact  # noqa: F401  (registers the shared task)
+
+    app = create_app(settings_for(pr_url, config_path))
+    yield app
+    app.close()
+
+
+def queued(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
+    """The find_contact messages waiting on a queue, oldest first: id, kwargs, expires."""
+    out = []
+    for raw in reversed(client.lrange(queue, 0, -1)):  # kombu LPUSHes, consumers BRPOP
+        message = json.loads(raw)
+        body = json.loads(base64.b64decode(message["body"]))
+        out.append(
+            {
+                "id": message["headers"]["id"],
+                "kwargs": body[1],
+                "expires": message["headers"].get("expires"),
+            }
+        )
+    return out
+
+
+def all_queued(client: redis.Redis) -> dict[str, list[dict[str, Any]]]:
+    return {q: queued(client, q) for q in ("call_pop", "call_log", "message_log", "relookup")}
+
+
+def replay(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, events: list[Any], *flags: str
+) -> tuple[int, list[dict[str, Any]]]:
+    """Run ``contact-lookup replay`` over events (dicts, or raw strings for bad lines)."""
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join((e if isinstance(e, str) else json.dumps(e)) + "\n" for e in events))
+    capsys.readouterr()
+    code = main(["replay", str(path), *flags])
+    out = capsys.readouterr().out
+    return code, [json.loads(line) for line in out.splitlines() if line.strip()]
