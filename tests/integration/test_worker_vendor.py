@@ -1,6 +1,6 @@
 """End to end with a vendor's contract: a real worker against the Clio simulator with its
-rate limit on. The second job is answered 429 + Retry-After, retries after exactly that wait,
-and succeeds; the waits and Clio's X-RateLimit state are in the result."""
+rate limit on. The job is answered 429 + Retry-After, retries after that wait and succeeds;
+the waits and Clio's X-RateLimit state are in the result."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from celery.contrib.testing.worker import start_worker
 
 import tasks.find_contact  # noqa: F401
@@ -46,20 +47,26 @@ def test_worker_waits_out_clio_rate_limit(
             queues=list(PURPOSES),
             shutdown_timeout=10,
         ):
-            # Two requests per 2 s window; each lookup makes two (E.164 + one format).
+            # Another integration on the same Clio token has just used the whole window, so
+            # our first request meets Clio's 429 + Retry-After (our limiter could not know).
             sim.set_rate_limit((2, 2))
-            first = enqueue(app, "acme", Query("+14155550100", purpose="call_log")).get(10)
-            assert first["successful"], first
-            assert first["matchedContactInfo"][0]["name"] == "Ada Lovelace"
-            assert first["extraDataTracking"]["ratelimitAmount"] == 2
+            for _ in range(2):
+                requests.get(
+                    f"{sim.url}/api/v4/contacts.json",
+                    params={"query": "x"},
+                    headers={"Authorization": "Bearer clio-e2e-token"},
+                    timeout=5,
+                )
             started = time.monotonic()
-            second = enqueue(app, "acme", Query("+14155550123", purpose="call_log")).get(20)
+            result = enqueue(app, "acme", Query("+14155550123", purpose="call_log")).get(20)
             elapsed = time.monotonic() - started
-    tracking = second["extraDataTracking"]
-    assert second["successful"], second
-    names = {c["name"] for c in second["matchedContactInfo"]}
+    tracking = result["extraDataTracking"]
+    assert result["successful"], result
+    names = {c["name"] for c in result["matchedContactInfo"]}
     assert names == {"Grace Hopper", "Alan Turing"}  # Liskov is stored as 415-555-0123
-    assert sim.rate_limited >= 1 and tracking["retryCount"] == sim.rate_limited
-    assert all(1 <= wait <= 2 for wait in tracking["backoffSeconds"])  # Clio's Retry-After
+    # Exactly one 429: after it, every worker holds off until Clio's reset.
+    assert sim.rate_limited == 1 and tracking["retryCount"] >= 1
+    first_wait = tracking["backoffSeconds"][0]
+    assert first_wait.is_integer() and 1 <= first_wait <= 2  # Clio's whole-second Retry-After
     assert elapsed >= sum(tracking["backoffSeconds"]) - 0.3
     assert {"ratelimitRemaining", "ratelimitAmount", "ratelimitReset"} <= set(tracking)
