@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,15 +35,23 @@ def require_redis(url: str) -> None:
         pytest.skip(f"no Redis at {url}")
 
 
+@contextmanager
+def flushed_db(db: int) -> Iterator[str]:
+    """The URL of database ``db`` of the test Redis, flushed before and after."""
+    url = db_url(db)
+    require_redis(url)
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+        try:
+            yield url
+        finally:
+            client.flushdb()
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    url = db_url(CORE_DB)
-    require_redis(url)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    with flushed_db(CORE_DB) as url:
+        yield url
 
 
 @pytest.fixture

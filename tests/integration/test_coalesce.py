@@ -26,7 +26,7 @@ from lookup.errors import CRMUnavailable, TransientCRMError
 from lookup.guard import Guard
 from lookup.ratelimit import RateLimiter
 from lookup.service import LookupService, Query
-from tests.conftest import ROOT, db_url, require_redis
+from tests.conftest import ROOT, db_url, flushed_db
 from tests.fakecrm import FakeCRM, fake_toml
 
 DB = 11
@@ -36,13 +36,8 @@ CONTACTS = [{"id": "c-42", "name": "Ann Coalesce", "phones": [NUMBER, FORMATTED]
 
 @pytest.fixture
 def client() -> Iterator[redis.Redis]:
-    url = db_url(DB)
-    require_redis(url)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_db(DB) as url, redis.Redis.from_url(url) as client:
+        yield client
 
 
 def together(n: int, call: Callable[[int], Any]) -> list[Any]:

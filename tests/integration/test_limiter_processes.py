@@ -37,7 +37,7 @@ from lookup.ratelimit import RateLimiter
 from lookup.service import PURPOSES, LookupService, Query
 from lookup.settings import Settings
 from tasks.enqueue import enqueue
-from tests.conftest import ROOT, db_url, require_redis
+from tests.conftest import ROOT, flushed_db
 from tests.fakecrm import FakeCRM, fake_toml
 from worker.app import create_app
 
@@ -49,13 +49,8 @@ CONTACTS = [{"id": f"n-{i}", "name": f"Person {i}", "phone": n} for i, n in enum
 
 @pytest.fixture
 def url() -> Iterator[str]:
-    url = db_url(LIMITER_DB)
-    require_redis(url)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    with flushed_db(LIMITER_DB) as url:
+        yield url
 
 
 def write_config(tmp_path: Path, sim: FakeCRM, **extra: Any) -> Path:

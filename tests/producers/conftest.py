@@ -17,7 +17,7 @@ import redis
 
 from lookup.settings import Settings
 from producers.cli import main
-from tests.conftest import EXAMPLES, ROOT, db_url, require_redis
+from tests.conftest import EXAMPLES, ROOT, flushed_db
 from worker.app import ContactLookupCelery, create_app
 
 PRODUCERS_DB = 12
@@ -71,13 +71,8 @@ def variant(name: str, uuid: str | None = None, **changes: Any) -> dict[str, Any
 
 @pytest.fixture
 def pr_url() -> Iterator[str]:
-    url = db_url(PRODUCERS_DB)
-    require_redis(url)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    with flushed_db(PRODUCERS_DB) as url:
+        yield url
 
 
 @pytest.fixture

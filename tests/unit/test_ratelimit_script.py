@@ -15,20 +15,15 @@ from lookup import keys
 from lookup.config import Connection
 from lookup.errors import RateLimited
 from lookup.ratelimit import RETRY_MARGIN_S, Limit, RateLimiter, decide
-from tests.conftest import db_url, require_redis
+from tests.conftest import flushed_db
 
 LIMITER_DB = 11
 
 
 @pytest.fixture
 def client() -> Iterator[redis.Redis]:
-    url = db_url(LIMITER_DB)
-    require_redis(url)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed_db(LIMITER_DB) as url, redis.Redis.from_url(url) as client:
+        yield client
 
 
 class Clock:
