@@ -37,7 +37,7 @@ import requests
 
 from connectors.base import SearchPage
 from connectors.http import HttpConnector, retry_after_seconds
-from lookup.errors import AuthRejected, ConfigError, CRMUnavailable
+from lookup.errors import AuthRejected, CRMUnavailable
 
 PHONE_FIELDS = ("phone", "mobile", "phone2", "phone3")
 _COMMON = "id,name,firstName,lastName,email,occupation,dateAdded,dateLastModified"
@@ -108,7 +108,7 @@ class BullhornConnector(HttpConnector):
 
     # ----- search ----------------------------------------------------------------------------
     def _search_entity(self, entity: str, lucene: str) -> list[dict[str, Any]]:
-        size = self._page_size()
+        size = self.int_option("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         found: list[dict[str, Any]] = []
         start = 0
         for _ in range(MAX_PAGES):
@@ -131,19 +131,6 @@ class BullhornConnector(HttpConnector):
             ):
                 break
         return found
-
-    def _page_size(self) -> int:
-        value = self.connection.options.get("page_size", DEFAULT_PAGE_SIZE)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or not (1 <= value <= MAX_PAGE_SIZE)
-        ):
-            raise ConfigError(
-                f"connection {self.connection.name!r}: page_size must be an "
-                f"integer from 1 to {MAX_PAGE_SIZE}"
-            )
-        return value
 
     # ----- session -----------------------------------------------------------------------------
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

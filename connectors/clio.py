@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from connectors.base import SearchPage
 from connectors.http import HttpConnector
-from lookup.errors import ConfigError, CRMUnavailable, RateLimitState
+from lookup.errors import CRMUnavailable, RateLimitState
 
 # Every field the spec's contact shape can use; Clio returns only what is asked for.
 FIELDS = "id,name,type,title,company{name},primary_email_address,created_at,updated_at"
@@ -27,13 +27,6 @@ class ClioConnector(HttpConnector):
     # Each page is one request against ~50/min: past 5 x 200 matches for one number the
     # number is a switchboard, not a person, and the pop would be useless anyway.
     max_pages = 5
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if not self.secret or not self.connection.base_url:
-            raise ConfigError(
-                f"connection {self.connection.name!r}: crm clio needs base_url and token_env"
-            )
 
     # Exact string match: each format finds records no other format finds, so the base
     # plan() (every query) stands.

@@ -20,6 +20,7 @@ from connectors.base import Connector
 from lookup.errors import (
     AuthRejected,
     BadQuery,
+    ConfigError,
     CRMUnavailable,
     RateLimited,
     RateLimitState,
@@ -52,7 +53,24 @@ def header_int(headers: Any, name: str) -> int | None:
 
 
 class HttpConnector(Connector):
-    """A connector over a REST API at ``connection.base_url``."""
+    """A connector over a REST API at ``connection.base_url``, authenticated by its secret."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.secret or not self.connection.base_url:
+            raise ConfigError(
+                f"connection {self.connection.name!r}: crm {self.connection.crm} needs "
+                "base_url and token_env"
+            )
+
+    def int_option(self, key: str, default: int, maximum: int) -> int:
+        """A whole-number connector option from 1 to ``maximum`` (e.g. ``page_size``)."""
+        value = self.connection.options.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+            raise ConfigError(
+                f"connection {self.connection.name!r}: {key} must be an integer from 1 to {maximum}"
+            )
+        return value
 
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):

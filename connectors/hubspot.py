@@ -30,7 +30,7 @@ import requests
 
 from connectors.base import SearchPage
 from connectors.http import HttpConnector, header_int, retry_after_seconds
-from lookup.errors import ConfigError, CRMUnavailable, RateLimited, RateLimitState
+from lookup.errors import CRMUnavailable, RateLimited, RateLimitState
 
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
 PHONE_PROPERTIES = ("phone", "mobilephone")
@@ -87,7 +87,7 @@ class HubSpotConnector(HttpConnector):
     crm = "hubspot"
 
     def search(self, query: str) -> SearchPage:
-        size = self._page_size()
+        size = self.int_option("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         records: list[dict[str, Any]] = []
         after: str | None = None
         state: RateLimitState | None = None
@@ -141,19 +141,6 @@ class HubSpotConnector(HttpConnector):
                 rate_limit=self.rate_limit_state(resp),
             )
         super().check(resp)
-
-    def _page_size(self) -> int:
-        value = self.connection.options.get("page_size", DEFAULT_PAGE_SIZE)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or not (1 <= value <= MAX_PAGE_SIZE)
-        ):
-            raise ConfigError(
-                f"connection {self.connection.name!r}: page_size must be an "
-                f"integer from 1 to {MAX_PAGE_SIZE}"
-            )
-        return value
 
 
 def _next_after(body: Mapping[str, Any]) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from connectors.base import SearchPage
 from connectors.http import HttpConnector
-from lookup.errors import ConfigError, CRMUnavailable, RateLimitState
+from lookup.errors import CRMUnavailable, RateLimitState
 
 # (entity path, phone field, id field, email field, spec type)
 SEARCHES = (
@@ -39,11 +39,7 @@ class InsightlyConnector(HttpConnector):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        base_url = self.connection.base_url
-        if not self.secret or not base_url:
-            raise ConfigError(
-                f"connection {self.connection.name!r}: crm insightly needs base_url and token_env"
-            )
+        base_url = self.connection.base_url or ""
         self._api = "" if base_url.rstrip("/").lower().endswith("/v3.1") else "v3.1/"
         basic = base64.b64encode(f"{self.secret}:".encode()).decode()
         self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}

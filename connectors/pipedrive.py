@@ -23,7 +23,7 @@ import requests
 
 from connectors.base import SearchPage
 from connectors.http import HttpConnector, header_int
-from lookup.errors import BadQuery, ConfigError, CRMUnavailable, RateLimitState
+from lookup.errors import BadQuery, CRMUnavailable, RateLimitState
 from lookup.phone import national_digits
 
 
@@ -41,10 +41,6 @@ class PipedriveConnector(HttpConnector):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not self.secret or not self.connection.base_url:
-            raise ConfigError(
-                f"connection {self.connection.name!r}: crm pipedrive needs base_url and token_env"
-            )
         self.exact = self.connection.options.get("exact_match") is True
         self._contains: set[str] = set()  # planned terms searched as "contains"
         self._person_reads: set[int] = set()  # ids read in this lookup (per-lookup instance)

@@ -178,7 +178,9 @@ def test_429_maps_to_rate_limited_with_the_interval_as_wait(sim: HubSpotSimulato
 
 
 def test_429_body_policy_decides_the_wait_when_headers_are_missing() -> None:
-    c = HubSpotConnector(Connection(name="hs", crm="hubspot"), secret="x")
+    c = HubSpotConnector(
+        Connection(name="hs", crm="hubspot", base_url="http://unused.invalid"), secret="x"
+    )
     rate = {"status": "error", "errorType": "RATE_LIMIT", "message": "..."}
     cases = [
         (response(429, {**rate, "policyName": "SECONDLY"}), 1.0),

@@ -189,7 +189,9 @@ def test_invalid_session_is_auth_rejected(sim: SalesforceSimulator) -> None:
 
 
 def test_error_array_mapping() -> None:
-    c = SalesforceConnector(Connection(name="sf", crm="salesforce"), secret="x")
+    c = SalesforceConnector(
+        Connection(name="sf", crm="salesforce", base_url="http://unused.invalid"), secret="x"
+    )
 
     def resp(status: int, code: str) -> requests.Response:
         r = requests.Response()
