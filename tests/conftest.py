@@ -8,11 +8,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from localredis import reachable
+from lookup.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -33,6 +35,18 @@ def require_redis(url: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"Redis at {url} is not reachable under CI")
         pytest.skip(f"no Redis at {url}")
+
+
+def settings_for(url: str, config_path: Path | str, **overrides: Any) -> Settings:
+    """Settings with every Redis role on ``url`` (one test database) and a connections file."""
+    values: dict[str, Any] = dict(
+        redis_url=url,
+        broker_url=url,
+        result_backend=url,
+        cache_url=url,
+        config_path=str(config_path),
+    )
+    return Settings(**{**values, **overrides})
 
 
 @contextmanager

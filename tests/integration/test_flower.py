@@ -16,8 +16,8 @@ from celery.contrib.testing.worker import start_worker
 import tasks.find_contact  # noqa: F401
 from localredis import free_port
 from lookup.service import PURPOSES, Query
-from lookup.settings import Settings
 from tasks.enqueue import enqueue
+from tests.conftest import settings_for
 from tests.fakecrm import SEED, FakeCRM, fake_toml, wait_for
 from worker.app import create_app
 
@@ -68,15 +68,7 @@ def test_flower_lists_tasks_with_readable_secret_free_kwargs(
     with FakeCRM(SEED, token=CANARY) as crm:
         (tmp_path / "cl.toml").write_text(fake_toml(crm))
         monkeypatch.setenv(crm.token_env, CANARY)
-        app = create_app(
-            Settings(
-                redis_url=redis_url,
-                broker_url=redis_url,
-                result_backend=redis_url,
-                cache_url=redis_url,
-                config_path=str(tmp_path / "cl.toml"),
-            )
-        )
+        app = create_app(settings_for(redis_url, tmp_path / "cl.toml"))
         with start_worker(
             app,
             pool="threads",

@@ -35,9 +35,8 @@ from lookup.errors import RateLimited
 from lookup.guard import Guard
 from lookup.ratelimit import RateLimiter
 from lookup.service import PURPOSES, LookupService, Query
-from lookup.settings import Settings
 from tasks.enqueue import enqueue
-from tests.conftest import ROOT, flushed_db
+from tests.conftest import ROOT, flushed_db, settings_for
 from tests.fakecrm import FakeCRM, fake_toml
 from worker.app import create_app
 
@@ -111,15 +110,7 @@ def test_two_worker_processes_share_one_budget(url: str, tmp_path: Path) -> None
         }
         for var in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
             env.pop(var, None)
-        app = create_app(
-            Settings(
-                redis_url=url,
-                broker_url=url,
-                result_backend=url,
-                cache_url=url,
-                config_path=str(toml),
-            )
-        )
+        app = create_app(settings_for(url, toml))
         workers = [start_worker(f"lim{i}", env, tmp_path / f"worker{i}.log") for i in (1, 2)]
         try:
             deadline = time.monotonic() + 30

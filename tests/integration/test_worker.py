@@ -17,8 +17,8 @@ from celery.signals import task_postrun
 
 import tasks.find_contact  # noqa: F401  (registers the shared task)
 from lookup.service import PURPOSES, Query
-from lookup.settings import Settings
 from tasks.enqueue import enqueue
+from tests.conftest import settings_for
 from tests.fakecrm import SEED, FakeCRM, fake_toml, wait_for
 from worker.app import ContactLookupCelery, create_app
 
@@ -41,14 +41,7 @@ def make_app(
     )
     monkeypatch.setenv(crm.token_env, crm.token)
     monkeypatch.setenv("WRONG_TOKEN", "not-the-token")
-    defaults: dict[str, Any] = dict(
-        redis_url=redis_url,
-        broker_url=redis_url,
-        result_backend=redis_url,
-        cache_url=redis_url,
-        config_path=str(toml),
-    )
-    return create_app(Settings(**{**defaults, **settings}))
+    return create_app(settings_for(redis_url, toml, **settings))
 
 
 @pytest.fixture

@@ -15,9 +15,8 @@ import tasks.find_contact  # noqa: F401
 from crmsim.clio import ClioSimulator
 from lookup.config import parse_config
 from lookup.service import PURPOSES, Query
-from lookup.settings import Settings
 from tasks.enqueue import enqueue
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, settings_for
 from worker.app import create_app
 
 
@@ -30,15 +29,7 @@ def test_worker_waits_out_clio_rate_limit(
         (tmp_path / "cl.toml").write_text(toml + 'formats = "(***) ***-****"\n')
         parse_config({"connections": {"acme": table}}, tmp_path)  # the table is valid
         monkeypatch.setenv(sim.token_env, "clio-e2e-token")
-        app = create_app(
-            Settings(
-                redis_url=redis_url,
-                broker_url=redis_url,
-                result_backend=redis_url,
-                cache_url=redis_url,
-                config_path=str(tmp_path / "cl.toml"),
-            )
-        )
+        app = create_app(settings_for(redis_url, tmp_path / "cl.toml"))
         with start_worker(
             app,
             pool="threads",

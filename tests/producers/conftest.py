@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import redis
 
-from lookup.settings import Settings
 from producers.cli import main
-from tests.conftest import EXAMPLES, ROOT, flushed_db
+from tests.conftest import EXAMPLES, ROOT, flushed_db, settings_for
 from worker.app import ContactLookupCelery, create_app
 
 PRODUCERS_DB = 12
@@ -109,17 +108,6 @@ def env(pr_url: str, config_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     ):
         monkeypatch.delenv(name, raising=False)
     return config_path
-
-
-def settings_for(url: str, config_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = dict(
-        redis_url=url,
-        broker_url=url,
-        result_backend=url,
-        cache_url=url,
-        config_path=str(config_path),
-    )
-    return Settings(**{**values, **overrides})
 
 
 @pytest.fixture
