@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import requests
+import urllib3
 
 from connectors.base import Connector
 from lookup.errors import (
@@ -96,9 +97,15 @@ class HttpConnector(Connector):
             self.trace.record(method, full_url or url, status, (time.monotonic() - started) * 1000)
 
     def _read_body(self, resp: requests.Response, started: float) -> bytes:
+        # read1 returns whatever has arrived (at most 64 KiB), so the deadline is checked
+        # after every trickle: a server dripping a byte at a time cannot hold the thread past
+        # timeout_s, as it could with reads that wait for whole chunks.
         chunks, size = [], 0
         try:
-            for chunk in resp.iter_content(64 * 1024):
+            while True:
+                chunk = resp.raw.read1(64 * 1024, decode_content=True)
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
                     raise CRMUnavailable(
@@ -111,6 +118,11 @@ class HttpConnector(Connector):
                         status_code=resp.status_code,
                     )
                 chunks.append(chunk)
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            # A connection cut mid-body (truncated response) or a read timeout.
+            raise CRMUnavailable(
+                "The CRM's response was cut off.", status_code=resp.status_code
+            ) from exc
         finally:
             resp.close()
         return b"".join(chunks)

@@ -79,15 +79,16 @@ def create_webhook_app(producer: Producer, settings: Settings) -> Flask:
             log.warning("ringcentral: non-object JSON body refused")
             return _json({"error": "a notification is a JSON object"}, 400)
         uuid = notification.get("uuid") if isinstance(notification.get("uuid"), str) else None
+        logged = _loggable(uuid)
         try:
             outcomes = producer.handle(notification)
         except ProducerUnavailable as exc:
-            log.error("ringcentral %s: not accepted, %s", uuid, exc)
+            log.error("ringcentral %s: not accepted, %s", logged, exc)
             return _json(
                 {"error": "temporarily unable to queue the event"}, 503, {"Retry-After": "5"}
             )
         actions = [o.action for o in outcomes]
-        log.info("ringcentral %s: %s", uuid, ",".join(actions))
+        log.info("ringcentral %s: %s", logged, ",".join(actions))
         return _json({"uuid": uuid, "actions": actions})
 
     @app.get("/healthz")
@@ -147,3 +148,13 @@ def serve(host: str, port: int, *, workers: int = 2, threads: int = 8) -> None:
         "proc_name": "contact-lookup-webhook",
     }
     _gunicorn_base()(app_from_env, options).run()
+
+
+def _loggable(uuid: str | None) -> str:
+    """The client-sent uuid as it may appear in a log line: printable, short, quoted where it
+    is odd, so a newline in it cannot start a forged line (log injection)."""
+    if uuid is None:
+        return "-"
+    if len(uuid) <= 64 and uuid.isprintable() and " " not in uuid:
+        return uuid
+    return repr(uuid[:64]) + ("..." if len(uuid) > 64 else "")

@@ -68,6 +68,20 @@ def parse_kwargs(kwargs: dict[str, Any]) -> tuple[str, Query, dict[str, Any] | N
     return conn, query, pop
 
 
+def _retry_state(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The task's own bookkeeping between retries; InvalidInput when a sender mangled it."""
+    state = kwargs.get("retryState") or {"waits": []}
+    waits = state.get("waits", []) if isinstance(state, dict) else None
+    if (
+        not isinstance(waits, list)
+        or not all(isinstance(w, int | float) and not isinstance(w, bool) for w in waits)
+        or not isinstance(state.get("crmRetries", 0), int)
+        or not isinstance(state.get("rateLimit") or {}, dict)
+    ):
+        raise InvalidInput("'retryState' is the task's own retry bookkeeping: leave it out.")
+    return {**state, "waits": waits}
+
+
 def _deadline(task: Task) -> float | None:
     expires = task.request.expires
     if not expires:
@@ -94,12 +108,12 @@ def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
     if earlier is not None:
         log.info("find_contact %s: already done, returning the stored result", self.request.id)
         return earlier
-    state = kwargs.get("retryState") or {"waits": []}
-    waits: list[float] = list(state.get("waits", []))
     try:
+        state = _retry_state(kwargs)
         conn, query, pop = parse_kwargs(kwargs)
     except InvalidInput as exc:
         return contact.failure(exc)
+    waits: list[float] = list(state["waits"])
     runtime = runtime_for(self.app)
     try:
         result = runtime.service.lookup(conn, query)
@@ -166,4 +180,10 @@ def _retry_or_fail(
         "crmRetries": crm_retries + (0 if deferral else 1),
         "rateLimit": rate_limit,
     }
-    raise task.retry(kwargs={**kwargs, "retryState": new_state}, countdown=wait, exc=exc)
+    retry = task.retry(
+        kwargs={**kwargs, "retryState": new_state}, countdown=wait, exc=exc, throw=False
+    )
+    # Celery keeps the retry's traceback in the result backend and sends it to Flower. The
+    # CRM error's cause (a requests error) can quote a request URL that holds a token
+    # (Bullhorn's login), so the chain is left out of it: ``from None``.
+    raise retry from None

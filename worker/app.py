@@ -42,10 +42,19 @@ def create_app(settings: Settings) -> ContactLookupCelery:
     app = ContactLookupCelery("contact_lookup", set_as_current=False)
     app.settings = settings
     transport = {"visibility_timeout": int(settings.visibility_timeout_s)}
+    broker_transport = {
+        **transport,
+        # kombu looks for jobs held by dead workers only every interval x throttle seconds
+        # (10 x 10 by default), so they came back up to 100 s after the visibility timeout.
+        # Sweep every interval instead (one cheap ZRANGE, under a Redis lock), a fraction of
+        # the timeout: a dead worker's jobs return about VISIBILITY_TIMEOUT after it died.
+        "unacked_restore_interval": max(1, min(10, int(settings.visibility_timeout_s) // 5)),
+        "unacked_restore_throttle": 1,
+    }
     app.conf.update(
         broker_url=settings.broker_url,
         result_backend=settings.result_backend,
-        broker_transport_options=transport,
+        broker_transport_options=broker_transport,
         result_backend_transport_options=transport,
         broker_connection_retry_on_startup=True,
         task_serializer="json",
