@@ -32,7 +32,7 @@ from celery.result import AsyncResult
 from lookup.service import Query
 from lookup.settings import DEFAULT_REDIS_URL, Settings, redact_url
 from tasks.enqueue import PUBLISH_RETRY, enqueue, task_kwargs
-from worker.app import ContactLookupCelery, create_app
+from worker.celery_app import ContactLookupCelery, create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable

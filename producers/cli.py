@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from lookup.errors import ConfigError
 from lookup.resolve import STRATEGIES
@@ -78,25 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_lookup)
 
-    for register in _extra_commands():
-        register(sub)
+    # Subcommands live with the code they run.
+    from producers import commands, demo
+    from worker import command
+
+    for module in (command, commands, demo):
+        module.register(sub)
     return parser
-
-
-def _extra_commands() -> list[Callable[[Any], None]]:
-    """Subcommands that live with the code they run (worker, producers, demo)."""
-    import importlib
-
-    out = []
-    for name in ("worker.command", "producers.commands", "producers.demo"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        out.append(module.register)
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,7 +65,7 @@ def cmd_relookup(args: argparse.Namespace) -> int:
     from lookup.app import Runtime
     from lookup.errors import InvalidInput
     from producers import relookup
-    from worker.app import create_app
+    from worker.celery_app import create_app
 
     if args.numbers != "-" and not Path(args.numbers).is_file():
         raise _usage_error(f"no such file: {args.numbers}")

@@ -22,7 +22,7 @@ from typing import Any
 from lookup.service import PURPOSES, Query
 from lookup.settings import Settings, redact_url
 from tasks.enqueue import enqueue
-from worker.app import ContactLookupCelery, create_app
+from worker.celery_app import ContactLookupCelery, create_app
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -303,7 +303,7 @@ class Producer:
 def build_producer(settings: Any) -> Producer:
     """A Producer wired from settings: the cache Redis, a Celery app, the config, the service."""
     from lookup.app import Runtime
-    from worker.app import create_app
+    from worker.celery_app import create_app
 
     runtime = Runtime(settings)
     return Producer(runtime.cache_redis, create_app(settings), runtime.config, runtime.service)

@@ -13,7 +13,7 @@ from lookup.errors import CRMUnavailable
 from lookup.service import Query
 from lookup.settings import Settings, redact_url
 from tasks.enqueue import enqueue
-from worker.app import create_app
+from worker.celery_app import create_app
 
 
 def lookup_remote(

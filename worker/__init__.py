@@ -1,20 +1,38 @@
-"""``celery -A worker worker``: the Celery app built from the environment (INTERFACE.md s.8)."""
+"""``celery -A worker worker``: the Celery app built from the environment (INTERFACE.md s.8).
+
+The app is built on first access to ``worker.app`` (Celery's ``-A worker`` looks it up by
+that name), so importing a submodule such as ``worker.command`` reads no environment.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from lookup.errors import ConfigError
 from lookup.settings import Settings
-from worker.app import create_app
+from worker.celery_app import ContactLookupCelery, create_app
 from worker.logs import configure_logging
 
-try:
-    _settings = Settings.from_env()
-except ConfigError as exc:  # one line naming the variable, not a traceback
-    raise SystemExit(f"contact-lookup: {exc}") from None
 
-configure_logging(_settings.log_format)
-app = create_app(_settings)
-app.set_current()
-import tasks.find_contact  # noqa: E402,F401  (registers the task on this app)
+@cache
+def _app() -> ContactLookupCelery:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:  # one line naming the variable, not a traceback
+        raise SystemExit(f"contact-lookup: {exc}") from None
+    configure_logging(settings.log_format)
+    app = create_app(settings)
+    app.set_current()
+    import tasks.find_contact  # noqa: F401  (registers the task on this app)
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return _app()
+    raise AttributeError(f"module 'worker' has no attribute {name!r}")
+
 
 __all__ = ["app"]

@@ -25,7 +25,7 @@ from tasks.enqueue import enqueue
 from tests.conftest import EXAMPLES, ROOT
 from tests.fakecrm import FakeCRM, fake_toml, wait_for
 from tests.faults.faultkit import WorkerProcess, base_env, figure, wait_finished
-from worker.app import QUEUES, ContactLookupCelery, create_app
+from worker.celery_app import QUEUES, ContactLookupCelery, create_app
 
 pytestmark = pytest.mark.faults
 

@@ -42,7 +42,7 @@ from tests.faults.faultkit import (
     simulator_class,
     write_connections,
 )
-from worker.app import ContactLookupCelery, create_app
+from worker.celery_app import ContactLookupCelery, create_app
 
 pytestmark = pytest.mark.faults
 

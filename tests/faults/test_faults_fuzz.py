@@ -39,7 +39,7 @@ from lookup.settings import Settings
 from tasks.find_contact import KWARGS, parse_kwargs
 from tests.conftest import EXAMPLES, ROOT
 from tests.faults.faultkit import FIGURES, figure
-from worker.app import QUEUES, ContactLookupCelery, create_app
+from worker.celery_app import QUEUES, ContactLookupCelery, create_app
 
 pytestmark = pytest.mark.faults
 

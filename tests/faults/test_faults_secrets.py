@@ -38,7 +38,7 @@ from tests.faults.faultkit import (
     simulator_class,
     write_connections,
 )
-from worker.app import create_app
+from worker.celery_app import create_app
 
 pytestmark = pytest.mark.faults
 

@@ -33,7 +33,7 @@ from tests.faults.faultkit import (
     received_ids,
     wait_finished,
 )
-from worker.app import create_app
+from worker.celery_app import create_app
 
 pytestmark = pytest.mark.faults
 

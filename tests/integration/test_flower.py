@@ -19,7 +19,7 @@ from lookup.service import PURPOSES, Query
 from tasks.enqueue import enqueue
 from tests.conftest import settings_for
 from tests.fakecrm import SEED, FakeCRM, fake_toml, wait_for
-from worker.app import create_app
+from worker.celery_app import create_app
 
 CANARY = "canary-TOKEN-9d1e77a2"
 AUTH = ("ops", "flower-test-pw")

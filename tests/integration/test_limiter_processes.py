@@ -38,7 +38,7 @@ from lookup.service import PURPOSES, LookupService, Query
 from tasks.enqueue import enqueue
 from tests.conftest import ROOT, flushed_db, settings_for
 from tests.fakecrm import FakeCRM, fake_toml
-from worker.app import create_app
+from worker.celery_app import create_app
 
 LIMITER_DB = 11
 RATE = 30  # requests per second, at the CRM and in the connection's rate_limit

@@ -20,7 +20,7 @@ from lookup.service import PURPOSES, Query
 from tasks.enqueue import enqueue
 from tests.conftest import settings_for
 from tests.fakecrm import SEED, FakeCRM, fake_toml, wait_for
-from worker.app import ContactLookupCelery, create_app
+from worker.celery_app import ContactLookupCelery, create_app
 
 TOKEN = "tok-CANARY-5f0b8c"
 

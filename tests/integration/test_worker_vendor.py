@@ -17,7 +17,7 @@ from lookup.config import parse_config
 from lookup.service import PURPOSES, Query
 from tasks.enqueue import enqueue
 from tests.conftest import EXAMPLES, settings_for
-from worker.app import create_app
+from worker.celery_app import create_app
 
 
 def test_worker_waits_out_clio_rate_limit(

@@ -17,7 +17,7 @@ import redis
 
 from producers.cli import main
 from tests.conftest import EXAMPLES, ROOT, flushed_db, settings_for
-from worker.app import ContactLookupCelery, create_app
+from worker.celery_app import ContactLookupCelery, create_app
 
 PRODUCERS_DB = 12
 FIXTURES = ROOT / "tests" / "fixtures" / "ringcentral"

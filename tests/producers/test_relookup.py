@@ -13,7 +13,7 @@ from celery.contrib.testing.worker import start_worker
 
 from producers.cli import main
 from tests.producers.conftest import fixture, queued, replay
-from worker.app import QUEUES, ContactLookupCelery
+from worker.celery_app import QUEUES, ContactLookupCelery
 
 Capsys = pytest.CaptureFixture[str]
 
