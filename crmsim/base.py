@@ -152,6 +152,8 @@ class Simulator:
         self.token = token
         self.latency_s = latency_s
         self.hang_s = hang_s  # how long a "timeout" fault holds the request
+        # The "slow-drip" fault: a body of drip_bytes, one byte every drip_every_s.
+        self.drip_bytes, self.drip_every_s = 212, 0.25
         self.window: RateWindow | None = None
         self.set_rate_limit(rate_limit or self.default_rate_limit)
         self.faults: deque[str] = deque()
@@ -372,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
                 pass  # the client stopped reading, as it should
             self.close_connection = True
         elif fault == "slow-drip":
-            payload = json.dumps({"data": []}).encode() + b" " * 200
+            payload = json.dumps({"data": []}).encode().ljust(sim.drip_bytes)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -381,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
                 for i in range(len(payload)):
                     self.wfile.write(payload[i : i + 1])
                     self.wfile.flush()
-                    time.sleep(0.25)
+                    time.sleep(sim.drip_every_s)
             except OSError:
                 pass
             self.close_connection = True

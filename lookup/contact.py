@@ -127,3 +127,13 @@ def failure(
         },
         "extraDataTracking": data,
     }
+
+
+def no_worker_answer(message: str) -> dict[str, Any]:
+    """A failed result for a job nobody answered in time (no worker, expired, timed out)."""
+    return {
+        "successful": False,
+        "matchedContactInfo": [],
+        "returnMessage": {"messageType": "warning", "message": message, "ttl": 5000},
+        "extraDataTracking": {"errorType": "WorkerTimeout"},
+    }

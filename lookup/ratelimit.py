@@ -147,15 +147,22 @@ def decide(
     return Decision(wait <= 0, wait if wait > 0 else 0.0, used)
 
 
-# KEYS: log, block. ARGV: now ("" = the server's TIME), hold_s, capacity, tokens, member id.
-# Returns {granted 0/1, wait_s as a string (Lua numbers become integers in replies), used}.
-_ACQUIRE = """
+# Both scripts start here: ``now`` is ARGV[1] when a test injects it, else Redis's own clock,
+# so every worker on every machine agrees on time.
+_NOW = """
 if redis.replicate_commands then redis.replicate_commands() end
 local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+"""
+
+# KEYS: log, block. ARGV: now ("" = the server's TIME), hold_s, capacity, tokens, member id.
+# Returns {granted 0/1, wait_s as a string (Lua numbers become integers in replies), used}.
+_ACQUIRE = (
+    _NOW
+    + """
 local hold = tonumber(ARGV[2])
 local capacity = tonumber(ARGV[3])
 local tokens = tonumber(ARGV[4])
@@ -177,15 +184,12 @@ end
 redis.call('PEXPIRE', KEYS[1], math.ceil(hold * 1000))
 return {1, '0', used}
 """
+)
 
 # KEYS: block. ARGV: now ("" = TIME), seconds. Extends the hold-off, never shortens it.
-_BLOCK = """
-if redis.replicate_commands then redis.replicate_commands() end
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+_BLOCK = (
+    _NOW
+    + """
 local seconds = tonumber(ARGV[2])
 local till = now + seconds
 local current = tonumber(redis.call('GET', KEYS[1]))
@@ -193,6 +197,7 @@ if current and current >= till then return tostring(current) end
 redis.call('SET', KEYS[1], tostring(till), 'PX', math.ceil(seconds * 1000) + 1000)
 return tostring(till)
 """
+)
 
 # Celery rounds a countdown to the millisecond; this keeps a retry from landing a hair before
 # its tokens are free (and being deferred again for that hair).

@@ -34,23 +34,14 @@ def lookup_remote(
         return result
     except CeleryTimeout:
         pending.revoke()  # nobody is waiting any more; don't let a late worker do the work
-        return _waited_too_long(
+        return contact.no_worker_answer(
             f"No worker answered within {timeout_s:g} s. Is a worker consuming the "
             f"'{query.purpose}' queue? Start one with: contact-lookup worker -Q {query.purpose}"
         )
     except TaskRevokedError:
-        return _waited_too_long(
+        return contact.no_worker_answer(
             "The job expired before a worker took it "
             "(a call pop is only worth answering while the phone rings)."
         )
     finally:
         app.close()
-
-
-def _waited_too_long(message: str) -> dict[str, Any]:
-    return {
-        "successful": False,
-        "matchedContactInfo": [],
-        "returnMessage": {"messageType": "warning", "message": message, "ttl": 5000},
-        "extraDataTracking": {"errorType": "WorkerTimeout"},
-    }

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
+from lookup import contact
 from producers.pipeline import Outcome, Producer, ProducerUnavailable
 
 
@@ -32,15 +33,6 @@ class LineSink(Protocol):
 def _write(out: LineSink, line: dict[str, Any]) -> None:
     out.write(json.dumps(line, separators=(", ", ": ")) + "\n")
     out.flush()
-
-
-def _no_answer(message: str) -> dict[str, Any]:
-    return {
-        "successful": False,
-        "matchedContactInfo": [],
-        "returnMessage": {"messageType": "warning", "message": message, "ttl": 5000},
-        "extraDataTracking": {"errorType": "WorkerTimeout"},
-    }
 
 
 class Replay:
@@ -102,7 +94,7 @@ class Replay:
     def _wait(self, outcome: Outcome) -> dict[str, Any]:
         assert self.wait_s is not None
         if self.timed_out:
-            return _no_answer(
+            return contact.no_worker_answer(
                 f"Not waited for: an earlier job got no answer within {self.wait_s:g} s."
             )
         pending = AsyncResult(outcome.task_id, app=self.producer.app)
@@ -110,14 +102,16 @@ class Replay:
             result = pending.get(timeout=self.wait_s, propagate=False)
         except CeleryTimeout:
             self.timed_out = True
-            return _no_answer(
+            return contact.no_worker_answer(
                 f"No worker answered within {self.wait_s:g} s. Is a worker "
                 f"consuming the '{outcome.purpose}' queue? Start one with: "
                 f"contact-lookup worker -Q {outcome.purpose}"
             )
         if isinstance(result, dict):
             return result
-        return _no_answer(f"The lookup task did not return a result ({pending.state}).")
+        return contact.no_worker_answer(
+            f"The lookup task did not return a result ({pending.state})."
+        )
 
 
 class ReplayStopped(Exception):

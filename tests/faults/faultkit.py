@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from connectors.registry import MODULES
-from crmsim.base import Simulator, _Handler
+from crmsim.base import Simulator
 from tests.conftest import ROOT
 from tests.fakecrm import FakeCRM, wait_for
 
@@ -289,33 +289,8 @@ def simulator_class(crm: str) -> type[Simulator]:
     return cls
 
 
-DRIP_BYTES = 30
-DRIP_EVERY_S = 0.1
-
-
-class _QuickDripHandler(_Handler):
-    """crmsim's slow-drip, scaled down: each byte within any socket read timeout, the whole
-    body 3 s (crmsim's own takes 53 s, which a test cannot wait out)."""
-
-    def _fault(self, fault: str, sim: Simulator) -> None:
-        if fault != "slow-drip":
-            super()._fault(fault, sim)
-            return
-        payload = b'{"data": []}'.ljust(DRIP_BYTES)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        try:
-            for i in range(len(payload)):
-                self.wfile.write(payload[i : i + 1])
-                self.wfile.flush()
-                time.sleep(DRIP_EVERY_S)
-        except OSError:
-            pass
-        self.close_connection = True
-
-
 def quick_drip(sim: Simulator) -> Simulator:
-    sim._server.RequestHandlerClass = _QuickDripHandler
+    """crmsim's slow-drip, scaled down: each byte within any socket read timeout, the whole
+    body 3 s (crmsim's default takes 53 s, which a test cannot wait out)."""
+    sim.drip_bytes, sim.drip_every_s = 30, 0.1
     return sim
