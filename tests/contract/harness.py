@@ -113,3 +113,9 @@ class Harness:
 def simulator_class(crm: str) -> type[Simulator]:
     cls: type[Simulator] = importlib.import_module(f"crmsim.{crm}").SIMULATOR
     return cls
+
+
+def sim_connection(sim: Simulator, name: str, **options: Any) -> Connection:
+    """The connection a connections file would give for ``sim``, plus connector options."""
+    table = {**sim.connection(), **options}
+    return parse_config({"connections": {name: table}}, Path(".")).connection(name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +13,10 @@ from connectors.base import FindOutcome
 from connectors.bullhorn import BullhornConnector
 from connectors.registry import connector_class
 from crmsim.bullhorn import BullhornSimulator
-from lookup.config import Connection, parse_config
+from lookup.config import Connection
 from lookup.errors import AuthRejected, RateLimited
 from lookup.trace import DebugTrace
+from tests.contract.harness import sim_connection
 
 SEED: list[dict[str, Any]] = [
     {
@@ -82,8 +82,7 @@ def sim(server: BullhornSimulator) -> BullhornSimulator:
 
 
 def connection(sim: BullhornSimulator, **options: Any) -> Connection:
-    table = {**sim.connection(), **options}
-    return parse_config({"connections": {"bh": table}}, Path(".")).connection("bh")
+    return sim_connection(sim, "bh", **options)
 
 
 def connector(

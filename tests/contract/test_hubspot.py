@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +12,10 @@ import requests
 from connectors.hubspot import SEARCH_PATH, HubSpotConnector
 from connectors.registry import connector_class
 from crmsim.hubspot import HubSpotSimulator
-from lookup.config import Connection, parse_config
+from lookup.config import Connection
 from lookup.errors import AuthRejected, RateLimited, RateLimitState
 from lookup.trace import DebugTrace
+from tests.contract.harness import sim_connection
 
 TOKEN = "pat-na1-0f3c9e7a-hubspot"
 SEED: list[dict[str, Any]] = [
@@ -64,8 +64,7 @@ def sim(server: HubSpotSimulator) -> HubSpotSimulator:
 
 
 def connection(sim: HubSpotSimulator, **options: Any) -> Connection:
-    table = {**sim.connection(), **options}
-    return parse_config({"connections": {"hs": table}}, Path(".")).connection("hs")
+    return sim_connection(sim, "hs", **options)
 
 
 def connector(

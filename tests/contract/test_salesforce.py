@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +12,10 @@ import requests
 from connectors.registry import connector_class
 from connectors.salesforce import SalesforceConnector, escape_sosl
 from crmsim.salesforce import DAILY_ALLOCATION, SalesforceSimulator
-from lookup.config import Connection, parse_config
+from lookup.config import Connection
 from lookup.errors import AuthRejected, BadQuery, RateLimited, RateLimitState
 from lookup.trace import DebugTrace
+from tests.contract.harness import sim_connection
 
 TOKEN = "00Dsim!AQ4AQFh3-salesforce-session"
 SEARCH = "/services/data/v59.0/search/"
@@ -65,8 +65,7 @@ def sim(server: SalesforceSimulator) -> SalesforceSimulator:
 
 
 def connection(sim: SalesforceSimulator, **options: Any) -> Connection:
-    table = {**sim.connection(), **options}
-    return parse_config({"connections": {"sf": table}}, Path(".")).connection("sf")
+    return sim_connection(sim, "sf", **options)
 
 
 def connector(
