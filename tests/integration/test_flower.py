@@ -77,6 +77,18 @@ def test_flower_lists_tasks_with_readable_secret_free_kwargs(
             queues=list(PURPOSES),
             shutdown_timeout=10,
         ):
+            # Flower answers /healthcheck before its event receiver is connected; tasks sent
+            # before that show up without name or kwargs. Wait until it has seen one whole.
+            def seen_whole(ids: list[str]) -> dict:
+                resp = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5)
+                tasks = resp.json() if resp.ok else {}
+                return tasks if all(tasks.get(i, {}).get("name") for i in ids) else {}
+
+            for _ in range(20):
+                warm = enqueue(app, "fake", Query("+14155550102", purpose="call_log"))
+                warm.get(timeout=10)
+                if wait_for(lambda ids=[warm.id]: bool(seen_whole(ids)), 1):
+                    break
             sent = [
                 enqueue(
                     app,
@@ -89,13 +101,9 @@ def test_flower_lists_tasks_with_readable_secret_free_kwargs(
             assert all(r["successful"] for r in results)
             assert CANARY not in str(results)  # debug traces are redacted too
 
-            def listed() -> dict:
-                resp = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5)
-                tasks = resp.json() if resp.ok else {}
-                return tasks if all(p.id in tasks for p in sent) else {}
-
-            assert wait_for(lambda: bool(listed()), 20), "Flower never saw the tasks"
-            tasks = listed()
+            ids = [p.id for p in sent]
+            assert wait_for(lambda: bool(seen_whole(ids)), 20), "Flower never saw the tasks"
+            tasks = seen_whole(ids)
     for pending in sent:
         task = tasks[pending.id]
         assert task["name"] == "find_contact"
