@@ -45,7 +45,7 @@ class Runtime:
     @cached_property
     def service(self) -> LookupService:
         # Coalescing outside, the shared rate limiter inside (lookup/guard.py).
-        guard = Guard(RateLimiter(self.cache_redis), Coalescer(self.cache_redis), self.connectors)
+        guard = Guard(RateLimiter(self.cache_redis), Coalescer(self.cache_redis))
         return LookupService(
             self.config,
             ContactCache(self.cache_redis, self.settings.cache_ttl_s),

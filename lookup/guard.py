@@ -1,6 +1,6 @@
 """The guard around the CRM part of a lookup: coalescing outside, the rate limiter inside.
 
-    LookupService.lookup: cache miss -> Guard(prepared, query, run)
+    LookupService.lookup: cache miss -> Guard(prepared, query, connector, run)
         coalesce  the same lookup already in flight? wait for its answer (no tokens, no requests)
         limit     the leader takes one token per CRM request, or is deferred (RateLimited)
         run       the connector's requests; what the CRM says of its limit holds everyone off
@@ -10,7 +10,7 @@ one number cost the budget what one does. A deferred leader publishes a failure;
 followers then try for themselves and are deferred by the limiter too, without a request.
 
 Tokens per lookup: ``len(connector.plan(queries))``, times the connector's optional
-``requests_per_query`` attribute (default 1) for connectors that send several requests per
+``requests_per_query`` (default 1) for connectors that send several requests per
 phone query (one per record type, say). Extra pages of a large result are not counted: a
 rare slight under-count that the CRM's own signals (429, remaining 0) then correct.
 """
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from connectors.registry import ConnectorFactory
+from connectors.base import Connector
 from lookup.coalesce import Coalescer
 from lookup.errors import RateLimited
 from lookup.ratelimit import PRIORITY_PURPOSES, RateLimiter, limit_for
@@ -36,16 +36,15 @@ Run = Callable[[], dict[str, Any]]
 class Guard:
     """``LookupService``'s ``guard`` hook. Either part may be None (off)."""
 
-    def __init__(
-        self, limiter: RateLimiter | None, coalescer: Coalescer | None, connectors: ConnectorFactory
-    ) -> None:
+    def __init__(self, limiter: RateLimiter | None, coalescer: Coalescer | None) -> None:
         self.limiter = limiter
         self.coalescer = coalescer
-        self.connectors = connectors
 
-    def __call__(self, prepared: Prepared, query: Query, run: Run) -> dict[str, Any]:
+    def __call__(
+        self, prepared: Prepared, query: Query, connector: Connector, run: Run
+    ) -> dict[str, Any]:
         def limited() -> dict[str, Any]:
-            return self._limited(prepared, query, run)
+            return self._limited(prepared, query, connector, run)
 
         # A debug lookup is not coalesced: its trace must show the requests it made itself.
         if self.coalescer is None or query.debug:
@@ -53,19 +52,21 @@ class Guard:
         name = Coalescer.name(prepared.cache_key, forced=query.force_refresh)
         return self.coalescer.run(name, limited)
 
-    def tokens(self, prepared: Prepared) -> int:
+    @staticmethod
+    def tokens(prepared: Prepared, connector: Connector) -> int:
         """How many CRM requests the lookup will make (see the module docstring)."""
-        connector = self.connectors.build(prepared.connection)
         return len(connector.plan(list(prepared.queries))) * connector.requests_per_query
 
-    def _limited(self, prepared: Prepared, query: Query, run: Run) -> dict[str, Any]:
+    def _limited(
+        self, prepared: Prepared, query: Query, connector: Connector, run: Run
+    ) -> dict[str, Any]:
         conn = prepared.connection
         limit = limit_for(conn) if self.limiter is not None else None
         if self.limiter is None or limit is None:
             return run()
-        self.limiter.acquire(
-            conn, limit, self.tokens(prepared), priority=query.purpose in PRIORITY_PURPOSES
-        )
+        tokens = self.tokens(prepared, connector)
+        priority = query.purpose in PRIORITY_PURPOSES
+        self.limiter.acquire(conn, limit, tokens, priority=priority)
         try:
             result = run()
         except RateLimited as exc:

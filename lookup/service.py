@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from connectors.base import Connector
 from connectors.registry import ConnectorFactory
 from lookup import contact, phone
 from lookup.cache import ContactCache
@@ -49,8 +50,9 @@ class Prepared:
     cache_key: str
 
 
-# Wraps the CRM part of a lookup: (prepared, query, run) -> run()'s result (lookup/guard.py).
-GuardHook = Callable[[Prepared, Query, Callable[[], dict[str, Any]]], dict[str, Any]]
+# Wraps the CRM part of a lookup: (prepared, query, connector, run) -> run()'s result
+# (lookup/guard.py). The connector is the one run() will use, built once per lookup.
+GuardHook = Callable[[Prepared, Query, Connector, Callable[[], dict[str, Any]]], dict[str, Any]]
 
 
 class LookupService:
@@ -115,12 +117,13 @@ class LookupService:
             if cached is not None:
                 result = contact.success(cached, prepared.number, tracking={"isCached": True})
         if result is None:
-
-            def run() -> dict[str, Any]:
-                return self._from_crm(prepared, query, trace)
-
             try:
-                result = self.guard(prepared, query, run) if self.guard else run()
+                connector = self.connectors.build(prepared.connection, trace)
+
+                def run() -> dict[str, Any]:
+                    return self._from_crm(prepared, query, connector)
+
+                result = self.guard(prepared, query, connector, run) if self.guard else run()
             except PermanentCRMError as exc:
                 return self._finish(contact.failure(exc), trace)
         return self._finish(self._decorate(result, prepared, query), trace)
@@ -145,10 +148,7 @@ class LookupService:
         except ContactLookupError as exc:
             return contact.failure(exc)
 
-    def _from_crm(
-        self, prepared: Prepared, query: Query, trace: DebugTrace | None
-    ) -> dict[str, Any]:
-        connector = self.connectors.build(prepared.connection, trace)
+    def _from_crm(self, prepared: Prepared, query: Query, connector: Connector) -> dict[str, Any]:
         outcome = connector.find(prepared.queries)
         if outcome.contacts:
             self.cache.put(prepared.cache_key, outcome.contacts)

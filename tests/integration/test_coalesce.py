@@ -144,7 +144,7 @@ def config(tmp_path: Path, crm: FakeCRM) -> Path:
 
 def service(client: redis.Redis, toml: Path) -> LookupService:
     connectors = ConnectorFactory(timeout_s=5)
-    guard = Guard(RateLimiter(client), Coalescer(client), connectors)
+    guard = Guard(RateLimiter(client), Coalescer(client))
     return LookupService(load_config(toml), ContactCache(client), connectors, guard=guard)
 
 

@@ -141,7 +141,7 @@ def test_two_worker_processes_share_one_budget(url: str, tmp_path: Path) -> None
 def make_service(url: str, toml: Path) -> tuple[LookupService, redis.Redis]:
     client = redis.Redis.from_url(url)
     connectors = ConnectorFactory(timeout_s=5)
-    guard = Guard(RateLimiter(client), Coalescer(client), connectors)
+    guard = Guard(RateLimiter(client), Coalescer(client))
     service = LookupService(load_config(toml), ContactCache(client), connectors, guard=guard)
     return service, client
 
