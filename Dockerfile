@@ -4,13 +4,11 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY lookup lookup
-COPY localredis localredis
-COPY connectors connectors
+# The four installed packages only: crmsim/ and localredis/ are development tools.
+COPY contact_lookup contact_lookup
 COPY worker worker
 COPY tasks tasks
 COPY producers producers
-COPY crmsim crmsim
 COPY examples examples
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app

@@ -37,8 +37,9 @@ BENCHMARKS: dict[int, tuple[str, str, tuple[str, ...]]] = {
     3: ("Cache-miss throughput", "bench.worker_bench:throughput", ()),
     4: ("I/O-bound throughput", "bench.worker_bench:io_bound", ()),
     5: ("Re-lookup under a shared rate limit", "bench.ratelimit_bench:relookup",
-        ("lookup.ratelimit", "lookup.guard")),
-    6: ("Coalescing", "bench.coalesce_bench:coalescing", ("lookup.coalesce", "lookup.guard")),
+        ("contact_lookup.core.ratelimit", "contact_lookup.core.guard")),
+    6: ("Coalescing", "bench.coalesce_bench:coalescing",
+        ("contact_lookup.core.coalesce", "contact_lookup.core.guard")),
     7: ("Worker memory", "bench.worker_bench:memory", ()),
     8: ("Webhook acknowledgement", "bench.webhook_bench:webhook", ("producers.webhook",)),
 }  # fmt: skip

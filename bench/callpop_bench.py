@@ -1,6 +1,6 @@
 """Benchmark 1: a call pop already in the cache, answered by the producer's fast path.
 
-A ringing-call notification goes through ``producers.pipeline.Producer.handle`` (the code the
+A ringing-call notification goes through ``producers.pipeline.EventPipeline.handle`` (the code the
 webhook and ``replay`` run): its dedupe/ordering Lua script, one cache GET, one PUBLISH on
 ``callpop:{account}:{extension}``. Latency is measured up to the moment a subscriber (what
 ``contact-lookup watch`` and a CTI client do) holds the pop; ``handle`` alone is reported too.
@@ -38,9 +38,9 @@ from bench.harness import (
     shares,
 )
 from bench.notifications import telephony
-from lookup.app import Runtime
-from lookup.service import Query
-from lookup.settings import Settings
+from contact_lookup.compose import Runtime
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.settings import Settings
 
 SAMPLES = 300
 WARM_UP = 30
@@ -86,7 +86,7 @@ class PopListener:
 
 
 def fast_path(ctx: Context) -> Outcome:
-    from producers.pipeline import build_producer
+    from producers.pipeline import build_pipeline
 
     out = Outcome(1, "Call pop from cache through the producer fast path vs no-op round trip")
     nums = numbers(400_000, WARM_UP + SAMPLES)
@@ -100,9 +100,9 @@ def fast_path(ctx: Context) -> Outcome:
         runtime = Runtime(settings)
         with environ(sim.env()):
             for number in nums:
-                result = runtime.service.lookup("bench", Query(number))
+                result = runtime.service.lookup("bench", LookupRequest(number))
                 assert result["matchedContactInfo"], result
-        producer = build_producer(settings)
+        producer = build_pipeline(settings)
         listener = PopListener(ctx.redis_url)
         worker = Worker(ctx, env, queues=["call_pop"], concurrency=16, name="fastpath")
         fast: list[float] = []
@@ -112,7 +112,7 @@ def fast_path(ctx: Context) -> Outcome:
         try:
             with running(worker, app):
                 for i, number in enumerate(nums):
-                    seconds, _ = round_trip(send_noop, app, "bench", Query(number))
+                    seconds, _ = round_trip(send_noop, app, "bench", LookupRequest(number))
                     body = telephony(number, session=f"s-bench-pop-{i:06d}")
                     session = body["body"]["telephonySessionId"]
                     arrived = listener.expect(session)
@@ -160,7 +160,7 @@ def fast_path(ctx: Context) -> Outcome:
             "no-op round trip p99",
         ),
         Figure(
-            "Producer.handle p50 (until it returns)",
+            "EventPipeline.handle p50 (until it returns)",
             ms(percentile(handle, 50)),
             "ms",
             base50,
@@ -174,7 +174,7 @@ def fast_path(ctx: Context) -> Outcome:
         "sequence, once-key), one GET and one PUBLISH; the subscriber is a thread of this "
         "process on `callpop:*`."
     )
-    out.notes.append(f"Profile of Producer.handle on the fast path: {shares(prof)}.")
+    out.notes.append(f"Profile of EventPipeline.handle on the fast path: {shares(prof)}.")
     if not p50 * 20 <= base50:
         out.notes.append(
             f"Below target: {base50 / p50:.1f}x faster at p50, not 20x; 20x would need the "

@@ -25,7 +25,7 @@ from bench.harness import (
     send_lookup,
     wait_all_done,
 )
-from lookup.service import Query
+from contact_lookup.core.request import LookupRequest
 
 LOOKUPS = 100
 WORKERS = 2
@@ -36,7 +36,7 @@ FORMATS = "(***) ***-****"
 
 def _burst(app: Any, number: str, *, debug: bool = False) -> tuple[list[str], float]:
     """Send LOOKUPS jobs for ``number`` as close together as possible; their ids."""
-    query = Query(number, purpose="call_log", debug=debug)
+    query = LookupRequest(number, purpose="call_log", debug=debug)
     started = time.perf_counter()
     with ThreadPoolExecutor(10) as pool:
         ids = list(pool.map(lambda _: send_lookup(app, "bench", query).id, range(LOOKUPS)))

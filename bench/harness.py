@@ -29,10 +29,10 @@ import psutil
 import redis
 from celery.result import AsyncResult
 
-from lookup.service import Query
-from lookup.settings import DEFAULT_REDIS_URL, Settings, redact_url
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.settings import DEFAULT_REDIS_URL, Settings, redact_url
+from tasks.celery_app import ContactLookupCelery, create_app
 from tasks.enqueue import PUBLISH_RETRY, enqueue, task_kwargs
-from worker.celery_app import ContactLookupCelery, create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -568,7 +568,7 @@ def steady_rate(times: Sequence[float], skip: int) -> float:
 
 
 # ----- sending jobs --------------------------------------------------------------------------
-def send_noop(app: ContactLookupCelery, connection: str, query: Query) -> AsyncResult:
+def send_noop(app: ContactLookupCelery, connection: str, query: LookupRequest) -> AsyncResult:
     """The no-op task, sent exactly as ``tasks.enqueue.enqueue`` sends ``find_contact``: the
     same kwargs, queue, expiry and publish retry policy."""
     expires = app.settings.call_pop_deadline_s if query.purpose == "call_pop" else None
@@ -583,7 +583,9 @@ def send_noop(app: ContactLookupCelery, connection: str, query: Query) -> AsyncR
     )
 
 
-def send_sleep(app: ContactLookupCelery, connection: str, query: Query, seconds: float) -> str:
+def send_sleep(
+    app: ContactLookupCelery, connection: str, query: LookupRequest, seconds: float
+) -> str:
     """The sleeping baseline task on the relookup queue; returns its task id."""
     return str(
         app.send_task(
@@ -595,15 +597,15 @@ def send_sleep(app: ContactLookupCelery, connection: str, query: Query, seconds:
     )
 
 
-def send_lookup(app: ContactLookupCelery, connection: str, query: Query) -> AsyncResult:
+def send_lookup(app: ContactLookupCelery, connection: str, query: LookupRequest) -> AsyncResult:
     return enqueue(app, connection, query)
 
 
 def round_trip(
-    send: Callable[[ContactLookupCelery, str, Query], AsyncResult],
+    send: Callable[[ContactLookupCelery, str, LookupRequest], AsyncResult],
     app: ContactLookupCelery,
     connection: str,
-    query: Query,
+    query: LookupRequest,
     timeout_s: float = 15.0,
 ) -> tuple[float, dict[str, Any]]:
     """Seconds from send to the result in hand (send + worker + result get), and the result."""

@@ -38,9 +38,9 @@ from bench.harness import (
     seed_for,
     send_lookup,
 )
-from lookup.config import load_config
-from lookup.ratelimit import limit_for
-from lookup.service import Query
+from contact_lookup.core.ratelimit import limit_for
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.model.config import load_config
 
 # Scaled down from the example (R=200/s, 10,000 numbers): one logging worker on a
 # 2-core machine tops out near 100 cache-miss lookups/s (benchmark 3), so at R=200 the
@@ -79,7 +79,7 @@ class CallPops:
         while not self._stop.is_set():
             number = next(self.nums)
             seconds, result = round_trip(
-                send_lookup, self.app, "bench", Query(number, purpose="call_pop"), 30
+                send_lookup, self.app, "bench", LookupRequest(number, purpose="call_pop"), 30
             )
             self.samples.append(seconds)
             if not result.get("successful"):
@@ -137,7 +137,7 @@ def relookup(ctx: Context) -> Outcome:
             pop_app = ctx.app(env)
             caller = CallPops(pop_app, pops)
             for n in numbers(800_000, 20):  # warm the call-pop path
-                round_trip(send_lookup, pop_app, "bench", Query(n, purpose="call_pop"))
+                round_trip(send_lookup, pop_app, "bench", LookupRequest(n, purpose="call_pop"))
             caller.start()
             time.sleep(IDLE_S)
             idle = caller.stop()

@@ -39,10 +39,10 @@ from bench.harness import (
     seed_for,
 )
 from bench.notifications import call_events, sms
+from contact_lookup.compose import Runtime
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.settings import Settings
 from localredis import free_port
-from lookup.app import Runtime
-from lookup.service import Query
-from lookup.settings import Settings
 
 RATE = 100.0  # requests per second
 DURATION_S = 12.0
@@ -155,7 +155,7 @@ def webhook(ctx: Context) -> Outcome:
         with environ(sim.env()):
             runtime = Runtime(Settings.from_env(env))
             for number in sorted(cached):  # cache them the way production does: a lookup
-                runtime.service.lookup("bench", Query(number))
+                runtime.service.lookup("bench", LookupRequest(number))
         runtime.cache_redis.close()
     payloads = bodies(total, cached, callers)
     sizes = sorted(len(p) for p in payloads)

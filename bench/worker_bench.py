@@ -47,9 +47,9 @@ from bench.harness import (
     steady_rate,
     wait_all_done,
 )
-from lookup.app import Runtime
-from lookup.service import Query
-from lookup.settings import Settings
+from contact_lookup.compose import Runtime
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.settings import Settings
 
 CALL_POP_CONCURRENCY = 16  # README: "16 threads for call pops ... a good start on 2 cores"
 LATENCY_SAMPLES = 300
@@ -81,9 +81,9 @@ def lookup_latency(ctx: Context) -> Outcome:
         bad: list[dict[str, Any]] = []
         with running(worker, app):
             for i in range(WARM_UP):  # connections, sessions, Lua scripts, imports
-                round_trip(send_noop, app, "one", Query(one[i]))
-                round_trip(send_lookup, app, "one", Query(one[i]))
-                round_trip(send_lookup, app, "two", Query(two[i]))
+                round_trip(send_noop, app, "one", LookupRequest(one[i]))
+                round_trip(send_lookup, app, "one", LookupRequest(one[i]))
+                round_trip(send_lookup, app, "two", LookupRequest(two[i]))
             sim.reset()
             kinds = ("noop", "one", "two")
             for i in range(WARM_UP, total):
@@ -92,7 +92,7 @@ def lookup_latency(ctx: Context) -> Outcome:
                     number = two[i] if kind == "two" else one[i]
                     send = send_noop if kind == "noop" else send_lookup
                     conn = "two" if kind == "two" else "one"
-                    seconds, result = round_trip(send, app, conn, Query(number))
+                    seconds, result = round_trip(send, app, conn, LookupRequest(number))
                     samples[kind].append(seconds)
                     if kind != "noop" and (
                         not result.get("successful")
@@ -191,7 +191,7 @@ def throughput_runs(ctx: Context) -> dict[str, Any]:
 
         def noop_run(chunk: list[str], name: str) -> dict[str, Any]:
             ctx.flush()
-            ids = [send_noop(app, "one", Query(n, purpose="relookup")).id for n in chunk]
+            ids = [send_noop(app, "one", LookupRequest(n, purpose="relookup")).id for n in chunk]
             run = _drain(
                 ctx, env, ids, app, concurrency=THROUGHPUT_CONCURRENCY, name=name, timeout_s=120
             )
@@ -202,7 +202,7 @@ def throughput_runs(ctx: Context) -> dict[str, Any]:
         ctx.flush()
         sim.reset()
         started = time.perf_counter()
-        ids = [send_lookup(app, "one", Query(n, purpose="relookup")).id for n in nums]
+        ids = [send_lookup(app, "one", LookupRequest(n, purpose="relookup")).id for n in nums]
         send_rate = len(ids) / (time.perf_counter() - started)
         look = _drain(
             ctx,
@@ -243,15 +243,15 @@ def core_profile(env: dict[str, str], sim: SimProcess, nums: list[str]) -> dict[
     with environ(sim.env()):
         service = runtime.service
         for number in nums[:20]:  # sessions, scripts
-            service.lookup("one", Query(number, purpose="relookup"))
+            service.lookup("one", LookupRequest(number, purpose="relookup"))
         todo = iter(nums[20:CORE_RUNS])
         cpu0 = time.process_time()
         for number in todo:
-            service.lookup("one", Query(number, purpose="relookup"))
+            service.lookup("one", LookupRequest(number, purpose="relookup"))
         cpu = (time.process_time() - cpu0) / (CORE_RUNS - 20)
         rest = iter(nums[CORE_RUNS:])
         prof = profile(
-            lambda: service.lookup("one", Query(next(rest), purpose="relookup")),
+            lambda: service.lookup("one", LookupRequest(next(rest), purpose="relookup")),
             {
                 "Redis calls": REDIS_CALLS,
                 "the HTTP client": HTTP_CALLS,
@@ -365,12 +365,15 @@ def io_bound(ctx: Context) -> Outcome:
             # Celery's own ceiling: a task that only sleeps as long as the CRM takes.
             ctx.flush()
             ids = [
-                send_sleep(app, "one", Query(x, purpose="relookup"), IO_LATENCY_S) for x in nums[:n]
+                send_sleep(app, "one", LookupRequest(x, purpose="relookup"), IO_LATENCY_S)
+                for x in nums[:n]
             ]
             sleep = _drain(ctx, env, ids, app, concurrency=c, name=f"sleep-{c}", timeout_s=120)
             ctx.flush()
             sim.reset()
-            ids = [send_lookup(app, "one", Query(x, purpose="relookup")).id for x in nums[:n]]
+            ids = [
+                send_lookup(app, "one", LookupRequest(x, purpose="relookup")).id for x in nums[:n]
+            ]
             run = _drain(ctx, env, ids, app, concurrency=c, name=f"io-{c}", timeout_s=120)
             counters = sim.counters()
             met = run["rate"] >= 0.85 * ideal

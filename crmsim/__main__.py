@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-from connectors.registry import MODULES
+from crmsim import VENDORS
 
 
 def simulator_class(crm: str) -> type:
@@ -19,7 +19,7 @@ def simulator_class(crm: str) -> type:
 
 
 def main(argv: list[str] | None = None) -> int:
-    vendors = [m for m in MODULES if m != "json"]
+    vendors = list(VENDORS)
     p = argparse.ArgumentParser(prog="python -m crmsim", description=__doc__)
     p.add_argument("crm", choices=vendors)
     p.add_argument("--port", type=int, default=0)

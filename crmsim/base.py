@@ -15,16 +15,20 @@ Seed records are in the findContact contact shape (``id``, ``name``, ``phone`` o
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
+
+from dateutil import parser as dateutil_parser
 
 FAULTS = (
     "500",
@@ -124,6 +128,28 @@ def load_contacts(source: str | Path | Iterable[Mapping[str, Any]]) -> list[dict
     return [dict(c) for c in data]
 
 
+def seed_date(value: object) -> datetime | None:
+    """A seed contact's date as an aware datetime: epoch seconds or milliseconds, or any
+    ISO 8601 / RFC 2822 string (dateutil). The simulators then write it in their vendor's
+    own format; the product's parsing (contact_lookup.model.dates) is not used here, so the
+    simulators cannot share its mistakes."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = value / 1000 if abs(value) >= 1e11 else value
+        return datetime.fromtimestamp(seconds, UTC)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    dotnet = re.fullmatch(r"/Date\((-?\d+)\)/", value.strip())  # Microsoft JSON date, in ms
+    if dotnet:
+        return datetime.fromtimestamp(int(dotnet.group(1)) / 1000, UTC)
+    try:
+        when = dateutil_parser.parse(value)
+    except (ValueError, OverflowError):
+        return None
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def phones_of(contact: Mapping[str, Any]) -> list[str]:
     """Every phone string of a seed record, ``phone`` first."""
     out = [contact["phone"]] if isinstance(contact.get("phone"), str) else []
@@ -217,9 +243,12 @@ class Simulator:
             self.max_in_flight = 0
 
     # ----- what a test harness needs to build a connection -----------------------------------
+    # The connections file's ``crm`` for this simulator's connector (default: its name).
+    crm: ClassVar[str | None] = None
+
     def connection(self) -> dict[str, Any]:
         """The connections-file table for a connector pointed at this simulator."""
-        return {"crm": self.name, "base_url": self.url, "token_env": self.token_env}
+        return {"crm": self.crm or self.name, "base_url": self.url, "token_env": self.token_env}
 
     @property
     def token_env(self) -> str:

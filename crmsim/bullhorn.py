@@ -40,8 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of
-from lookup.dates import parse_date
+from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of, seed_date
 
 CORP_TOKEN = "sim001"
 ENTITIES = ("ClientContact", "Candidate", "Lead")
@@ -68,7 +67,7 @@ TO_ONE = {"clientCorporation"}
 
 
 def _epoch_ms(value: object) -> int | None:
-    when = parse_date(value)
+    when = seed_date(value)
     return None if when is None else int(when.timestamp() * 1000)
 
 

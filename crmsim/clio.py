@@ -29,8 +29,7 @@ from datetime import timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of
-from lookup.dates import parse_date
+from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of, seed_date
 
 CONTACTS_PATH = "/api/v4/contacts.json"
 MAX_LIMIT = 200
@@ -76,7 +75,7 @@ def project(record: Mapping[str, Any], fields: Fields) -> dict[str, Any]:
 
 def clio_time(value: object) -> object:
     """A seed date as Clio writes it (``2021-03-04T02:00:00-08:00``); unparseable: as is."""
-    parsed = parse_date(value)
+    parsed = seed_date(value)
     if parsed is None:
         return value
     return parsed.astimezone(ACCOUNT_ZONE).isoformat(timespec="seconds")

@@ -40,8 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of
-from lookup.dates import parse_date
+from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of, seed_date
 
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
 MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 10, 25
@@ -60,7 +59,7 @@ _TOKENS = re.compile(r"[\w@.]+")
 
 def iso_ms(value: object) -> str | None:
     """A seed date as HubSpot writes it: ``2024-01-01T00:00:00.000Z``."""
-    when: datetime | None = parse_date(value)
+    when: datetime | None = seed_date(value)
     if when is None:
         return None
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"

@@ -31,8 +31,7 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of
-from lookup.dates import parse_date
+from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of, seed_date
 
 DEFAULT_TOP, MAX_TOP = 100, 500
 # Seed phones fill these fields in order, per entity.
@@ -49,7 +48,7 @@ SUBCOLLECTIONS = ("CUSTOMFIELDS", "TAGS", "LINKS")
 
 def insightly_time(value: object) -> object:
     """A seed date as Insightly writes it (``2021-03-04 10:00:00``, UTC); unparseable: as is."""
-    parsed = parse_date(value)
+    parsed = seed_date(value)
     return value if parsed is None else parsed.strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -28,8 +28,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of
-from lookup.dates import parse_date
+from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of, seed_date
 
 SEARCH_PATH = "/api/v2/persons/search"
 PERSON_PATH = re.compile(r"/api/v2/persons/(\d+)")
@@ -39,7 +38,7 @@ SEARCH_FIELDS = ("name", "email", "phone", "notes", "custom_fields")
 
 def rfc3339(value: object) -> object:
     """A seed date as Pipedrive v2 writes it (``2021-03-04T10:00:00Z``); unparseable: as is."""
-    parsed = parse_date(value)
+    parsed = seed_date(value)
     return value if parsed is None else parsed.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

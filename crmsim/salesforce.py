@@ -42,8 +42,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of
-from lookup.dates import parse_date
+from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of, seed_date
 
 DAILY_ALLOCATION = 100_000
 MAX_RECORDS = 2_000
@@ -93,7 +92,7 @@ _OBJECT = re.compile(r"\s*(?P<name>\w+)\s*(?:\((?P<fields>[^()]*)\))?\s*")
 
 def sf_datetime(value: object) -> str | None:
     """A seed date as Salesforce writes it: ``2013-05-20T20:49:32.000+0000``."""
-    when = parse_date(value)
+    when = seed_date(value)
     if when is None:
         return None
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}+0000"

@@ -19,7 +19,7 @@ from types import TracebackType
 
 import redis
 
-from lookup.settings import DEFAULT_REDIS_URL
+from contact_lookup.settings import DEFAULT_REDIS_URL
 
 
 def reachable(url: str, timeout_s: float = 1.0) -> bool:

@@ -9,7 +9,6 @@ published and logging results as they complete. Exits 1 if any step misbehaves.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -19,10 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lookup.service import PURPOSES, Query
-from lookup.settings import Settings, redact_url
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.model.purpose import PURPOSES
+from contact_lookup.settings import Settings
+from tasks.celery_app import ContactLookupCelery
 from tasks.enqueue import enqueue
-from worker.celery_app import ContactLookupCelery, create_app
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -43,10 +43,10 @@ def _summary(result: dict[str, Any]) -> str:
 
 Check = Callable[[dict[str, Any]], bool]
 
-TOUR: list[tuple[str, Query, Check]] = [
+TOUR: list[tuple[str, LookupRequest, Check]] = [
     (
         "Match through a format: the CRM stores (415) 555-0100, the call shows +14155550100",
-        Query("+14155550100", force_refresh=True),
+        LookupRequest("+14155550100", force_refresh=True),
         lambda r: (
             r["successful"]
             and r["matchedContactInfo"][0]["id"] == "c-1001"
@@ -55,32 +55,32 @@ TOUR: list[tuple[str, Query, Check]] = [
     ),
     (
         "The same number again: answered from the cache, no CRM request",
-        Query("+14155550100"),
+        LookupRequest("+14155550100"),
         lambda r: r["extraDataTracking"].get("isCached") is True,
     ),
     (
         "A forced refresh bypasses the cache",
-        Query("+14155550100", force_refresh=True),
+        LookupRequest("+14155550100", force_refresh=True),
         lambda r: r["successful"] and not r["extraDataTracking"].get("isCached"),
     ),
     (
         "A number shared by three contacts, logged: earliest-created picks one",
-        Query("+14155550123", purpose="call_log", force_refresh=True),
+        LookupRequest("+14155550123", purpose="call_log", force_refresh=True),
         lambda r: r.get("resolution", {}).get("contactId") == "c-1004",
     ),
     (
         "A shared number where one contact has an ambiguous date (01/02/2018)",
-        Query("+14155550177", purpose="call_log"),
+        LookupRequest("+14155550177", purpose="call_log"),
         lambda r: r.get("resolution", {}).get("reason") == "missing-created-date",
     ),
     (
         "An internal extension",
-        Query("102", is_extension=True),
+        LookupRequest("102", is_extension=True),
         lambda r: r["successful"] and r["matchedContactInfo"][0]["id"] == "c-1008",
     ),
     (
         "An invalid number: a clear failure and no CRM request",
-        Query("12345"),
+        LookupRequest("12345"),
         lambda r: r["successful"] is False,
     ),
 ]
@@ -134,41 +134,8 @@ def tour(app: ContactLookupCelery) -> bool:
     return ok
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    if not os.environ.get("CONTACT_LOOKUP_CONFIG") and not Path("contact-lookup.toml").exists():
-        os.environ["CONTACT_LOOKUP_CONFIG"] = str(EXAMPLES / "contact-lookup.toml")
-    settings = Settings.from_env()
-    print(
-        f"contact-lookup demo: Redis {redact_url(settings.redis_url)}, "
-        f"connections {settings.config_path}"
-    )
-    app = create_app(settings)
-    proc = start_worker(settings)
-    try:
-        wait_for_worker(app, proc)
-        print("worker up: queues " + ", ".join(PURPOSES))
-        ok = tour(app)
-        ok &= replay_events(settings, Path(args.events))
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        app.close()
-    print("\ndemo " + ("finished: every step behaved as expected" if ok else "FAILED"))
-    return 0 if ok else 1
-
-
 def replay_events(settings: Settings, events: Path) -> bool:
     """Replay a recorded RingCentral stream, printing call pops and logging results."""
     from producers.demo_replay import replay_and_print
 
     return replay_and_print(settings, events)
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run the main job end to end on the examples")
-    p.add_argument(
-        "--events",
-        default=str(EXAMPLES / "events.jsonl"),
-        help="recorded RingCentral notifications to replay",
-    )
-    p.set_defaults(handler=cmd_demo)

@@ -11,8 +11,8 @@ from typing import Any
 
 import redis
 
-from lookup.settings import Settings
-from producers.pipeline import build_producer
+from contact_lookup.settings import Settings
+from producers.pipeline import build_pipeline
 from producers.replay import Replay
 
 _PRINT = threading.Lock()
@@ -81,7 +81,7 @@ def replay_and_print(settings: Settings, events: Path) -> bool:
         f"\nReplaying {events.name}: calls in and out, an internal call, an anonymous "
         "caller, SMS, fax, duplicates and out-of-order updates"
     )
-    producer = build_producer(settings)
+    producer = build_pipeline(settings)
     producer.forget_events()  # a second demo run on the same Redis starts afresh
     client = redis.Redis.from_url(settings.cache_url)
     ready, stop = threading.Event(), threading.Event()

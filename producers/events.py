@@ -3,7 +3,7 @@
 ``plan(notification, config)`` reads one webhook body (the envelope ``{uuid, event,
 timestamp, subscriptionId, ownerId, body}``) and says, step by step, which lookup job it asks
 for or why it asks for none. The stateful rules (deduplication, sequence order, one job per
-identity, the cache fast path) are applied by ``producers.pipeline.Producer`` to the keys the
+identity, the cache fast path) are applied by ``producers.pipeline.EventPipeline`` to the keys the
 plan names.
 
 Rules:
@@ -39,9 +39,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from lookup import keys, phone
-from lookup.config import Config, Connection
-from lookup.errors import InvalidPhoneNumber
+from contact_lookup.core import keys
+from contact_lookup.model import phone
+from contact_lookup.model.config import Config, Connection
+from contact_lookup.model.errors import InvalidPhoneNumber
 
 RINGING = ("Setup", "Proceeding")
 TRANSFER_REASONS = ("BlindTransfer", "AttendedTransfer", "Pickup", "CallSwitch")
@@ -411,6 +412,6 @@ def _target(
         except InvalidPhoneNumber as exc:
             return exc.user_message()
     try:
-        return phone.normalise(text, conn.region), False
+        return phone.to_e164(text, conn.region), False
     except InvalidPhoneNumber as exc:
         return exc.user_message()

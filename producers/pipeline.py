@@ -1,6 +1,6 @@
 """The stateful producer: a notification's plan -> deduplicated, ordered jobs on the queues.
 
-One ``Producer`` serves the webhook, ``replay`` and the demo. For each notification it runs
+One ``EventPipeline`` serves the webhook, ``replay`` and the demo. For each notification it runs
 one Lua script on the cache Redis that, atomically:
 
 1. marks the delivery ``uuid`` as seen (SET NX, TTL): a second delivery is a ``duplicate``,
@@ -16,7 +16,7 @@ one Lua script on the cache Redis that, atomically:
 Then a call pop whose answer is cached is published at once (``answered-from-cache``: one
 GET and one PUBLISH more), and every other job is enqueued. When the broker refuses a job,
 the keys this delivery set for the jobs not sent (and its delivery mark) are released and
-``ProducerUnavailable`` is raised: the caller must not acknowledge, and the redelivery is
+``PipelineUnavailable`` is raised: the caller must not acknowledge, and the redelivery is
 processed as if new. A Redis failure before the script ran leaves nothing to release.
 """
 
@@ -31,10 +31,11 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from lookup import callpop, keys
-from lookup.config import Config
-from lookup.errors import ContactLookupError
-from lookup.service import LookupService, Query
+from contact_lookup.core import callpop, keys
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.core.service import LookupService
+from contact_lookup.model.config import Config
+from contact_lookup.model.errors import ContactLookupError
 from producers.events import Job, Plan, Skip, Step, plan
 from tasks.enqueue import enqueue
 
@@ -85,7 +86,7 @@ return out
 """
 
 
-class ProducerUnavailable(Exception):
+class PipelineUnavailable(Exception):
     """The broker or Redis failed: this delivery was not (fully) processed; do not ack it."""
 
 
@@ -121,7 +122,7 @@ def _step_fields(step: Step) -> dict[str, Any]:
     return {"purpose": o.purpose, "phone_number": o.phone_number, "message_type": o.message_type}
 
 
-class Producer:
+class EventPipeline:
     def __init__(
         self,
         client: redis.Redis,
@@ -141,13 +142,13 @@ class Producer:
     def handle(self, notification: Any) -> list[Outcome]:
         """The outcome of each step of one notification (one per own party or message).
 
-        Raises ProducerUnavailable when a job could not be sent; keys are released first.
+        Raises PipelineUnavailable when a job could not be sent; keys are released first.
         """
         p = plan(notification, self.config)
         try:
             verdict = self._verdict(p)
         except redis.RedisError as exc:
-            raise ProducerUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
+            raise PipelineUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
         state, per_step = verdict[0], verdict[1:]
         if state == "dup":
             return [
@@ -177,7 +178,7 @@ class Producer:
         except BaseException as exc:
             self._release(p, [job for _, job in to_run[done:]])
             if isinstance(exc, OperationalError | redis.RedisError):
-                raise ProducerUnavailable(
+                raise PipelineUnavailable(
                     f"the broker or Redis is unreachable: {type(exc).__name__}"
                 ) from exc
             raise
@@ -223,7 +224,7 @@ class Producer:
         return None
 
     def _run(self, uuid: str | None, job: Job) -> Outcome:
-        query = Query(job.phone_number, purpose=job.purpose, is_extension=job.is_extension)
+        query = LookupRequest(job.phone_number, purpose=job.purpose, is_extension=job.is_extension)
         fields: dict[str, Any] = {
             "purpose": job.purpose,
             "phone_number": job.phone_number,
@@ -300,10 +301,10 @@ class Producer:
         return deleted
 
 
-def build_producer(settings: Any) -> Producer:
-    """A Producer wired from settings: the cache Redis, a Celery app, the config, the service."""
-    from lookup.app import Runtime
-    from worker.celery_app import create_app
+def build_pipeline(settings: Any) -> EventPipeline:
+    """An EventPipeline wired from settings: cache Redis, Celery app, config and service."""
+    from contact_lookup.compose import Runtime
+    from tasks.celery_app import create_app
 
     runtime = Runtime(settings)
-    return Producer(runtime.cache_redis, create_app(settings), runtime.config, runtime.service)
+    return EventPipeline(runtime.cache_redis, create_app(settings), runtime.config, runtime.service)

@@ -29,9 +29,10 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from tqdm import tqdm
 
-from lookup import contact
-from lookup.errors import InvalidInput
-from lookup.service import LookupService, Query
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.core.service import LookupService
+from contact_lookup.model import contact
+from contact_lookup.model.errors import InvalidInput
 from tasks.enqueue import enqueue
 
 POLL_INTERVAL_S = 0.1
@@ -142,7 +143,7 @@ class Batch:
     def run(self, numbers: list[tuple[int, str]], done: set[str]) -> Summary:
         seen: set[str] = set()
         for line, raw in numbers:
-            query = Query(raw, purpose="relookup", force_refresh=self.refresh)
+            query = LookupRequest(raw, purpose="relookup", force_refresh=self.refresh)
             try:
                 number = self.service.prepare(self.connection, query).number
             except InvalidInput as exc:
@@ -172,7 +173,7 @@ class Batch:
             self.progress.update(1)
 
     def _lookup(self, line: int, number: str) -> None:
-        query = Query(number, purpose="relookup", force_refresh=self.refresh)
+        query = LookupRequest(number, purpose="relookup", force_refresh=self.refresh)
         if not self.refresh:
             cached = self.service.cached(self.connection, query)
             if cached is not None:

@@ -8,16 +8,16 @@ from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
 
-from lookup import contact
-from lookup.errors import CRMUnavailable
-from lookup.service import Query
-from lookup.settings import Settings, redact_url
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.model import contact
+from contact_lookup.model.errors import CRMUnavailable
+from contact_lookup.settings import Settings, redact_url
+from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
-from worker.celery_app import create_app
 
 
 def lookup_remote(
-    settings: Settings, connection: str, query: Query, timeout_s: float
+    settings: Settings, connection: str, query: LookupRequest, timeout_s: float
 ) -> dict[str, Any]:
     app = create_app(settings)
     try:

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from lookup import contact
-from producers.pipeline import Outcome, Producer, ProducerUnavailable
+from contact_lookup.model import contact
+from producers.pipeline import EventPipeline, Outcome, PipelineUnavailable
 
 
 class LineSink(Protocol):
@@ -36,7 +36,9 @@ def _write(out: LineSink, line: dict[str, Any]) -> None:
 
 
 class Replay:
-    def __init__(self, producer: Producer, out: LineSink, *, wait_s: float | None = None) -> None:
+    def __init__(
+        self, producer: EventPipeline, out: LineSink, *, wait_s: float | None = None
+    ) -> None:
         self.producer = producer
         self.out = out
         self.wait_s = wait_s
@@ -57,7 +59,7 @@ class Replay:
                 continue
             try:
                 outcomes = self.producer.handle(notification)
-            except ProducerUnavailable as exc:
+            except PipelineUnavailable as exc:
                 raise ReplayStopped(
                     f"stopped at line {number}: {exc}; run the replay again "
                     "to continue (processed events come back as "

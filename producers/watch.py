@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import redis
 
-from lookup import keys
+from contact_lookup.core import keys
 
 
 def pattern(extension: str | None) -> str:

@@ -27,8 +27,8 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from lookup.settings import Settings
-from producers.pipeline import Producer, ProducerUnavailable
+from contact_lookup.settings import Settings
+from producers.pipeline import EventPipeline, PipelineUnavailable
 
 log = logging.getLogger("contact_lookup.webhook")
 
@@ -45,7 +45,7 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
-def create_webhook_app(producer: Producer, settings: Settings) -> Flask:
+def create_webhook_app(producer: EventPipeline, settings: Settings) -> Flask:
     app = Flask("contact_lookup.webhook")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     token = settings.rc_verification_token.encode() if settings.rc_verification_token else None
@@ -82,7 +82,7 @@ def create_webhook_app(producer: Producer, settings: Settings) -> Flask:
         logged = _loggable(uuid)
         try:
             outcomes = producer.handle(notification)
-        except ProducerUnavailable as exc:
+        except PipelineUnavailable as exc:
             log.error("ringcentral %s: not accepted, %s", logged, exc)
             return _json(
                 {"error": "temporarily unable to queue the event"}, 503, {"Retry-After": "5"}
@@ -124,12 +124,12 @@ def _gunicorn_base() -> type:
 
 def app_from_env() -> Flask:
     """The webhook app wired from the environment (what each gunicorn worker runs)."""
-    from producers.pipeline import build_producer
-    from worker.logs import configure_logging
+    from contact_lookup.logs import configure_logging
+    from producers.pipeline import build_pipeline
 
     settings = Settings.from_env()
     configure_logging(settings.log_format)
-    return create_webhook_app(build_producer(settings), settings)
+    return create_webhook_app(build_pipeline(settings), settings)
 
 
 def serve(host: str, port: int, *, workers: int = 2, threads: int = 8) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from lookup.errors import RateLimited, TransientCRMError
+from contact_lookup.model.errors import RateLimited, TransientCRMError
 
 BASE_DELAY_S = 1.0
 # Every countdown stays well under the broker's visibility timeout (default 600 s), or the

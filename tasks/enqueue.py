@@ -7,14 +7,14 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
-from lookup.service import Query
+from contact_lookup.core.request import LookupRequest
 
 # Short: a producer answering a webhook must fail fast (503) rather than hang on a dead broker.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.5}
 
 
 def task_kwargs(
-    connection: str, query: Query, call_pop: dict[str, Any] | None = None
+    connection: str, query: LookupRequest, call_pop: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The JSON kwargs of INTERFACE.md section 8; defaults left out to keep Flower readable."""
     kwargs: dict[str, Any] = {
@@ -40,7 +40,7 @@ def task_kwargs(
 def enqueue(
     app: Celery,
     connection: str,
-    query: Query,
+    query: LookupRequest,
     *,
     call_pop: dict[str, Any] | None = None,
     task_id: str | None = None,

@@ -19,9 +19,16 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from lookup import callpop, contact
-from lookup.errors import ContactLookupError, InvalidInput, RateLimited, TransientCRMError
-from lookup.service import PURPOSES, Query
+from contact_lookup.core import callpop
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.model import contact
+from contact_lookup.model.errors import (
+    ContactLookupError,
+    InvalidInput,
+    RateLimited,
+    TransientCRMError,
+)
+from contact_lookup.model.purpose import PURPOSES
 from tasks import backoff
 from tasks.runtime import runtime_for
 
@@ -32,7 +39,7 @@ _STRINGS = ("overridingFormat", "resolve")
 KWARGS = {"connection", "phoneNumber", "purpose", *_BOOLS, *_STRINGS, "callPop", "retryState"}
 
 
-def parse_kwargs(kwargs: dict[str, Any]) -> tuple[str, Query, dict[str, Any] | None]:
+def parse_kwargs(kwargs: dict[str, Any]) -> tuple[str, LookupRequest, dict[str, Any] | None]:
     """(connection, query, callPop) from the task's kwargs, or InvalidInput saying what's wrong."""
     unknown = set(kwargs) - KWARGS
     if unknown:
@@ -56,7 +63,7 @@ def parse_kwargs(kwargs: dict[str, Any]) -> tuple[str, Query, dict[str, Any] | N
         isinstance(pop, dict) and pop.get("rcAccountId") and pop.get("rcExtensionId")
     ):
         raise InvalidInput("'callPop' must name rcAccountId and rcExtensionId.")
-    query = Query(
+    query = LookupRequest(
         phone_number=number,
         purpose=purpose,
         overriding_format=kwargs.get("overridingFormat"),

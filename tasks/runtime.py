@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from lookup.app import Runtime
+from contact_lookup.compose import Runtime
 
 _LOCK = threading.Lock()
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import redis
 
+from contact_lookup.settings import Settings
 from localredis import reachable
-from lookup.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -7,14 +7,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from connectors.base import SearchPage
-from connectors.http import HttpConnector
-from connectors.registry import register
+from contact_lookup.connectors.base import SearchPage
+from contact_lookup.connectors.http import HttpConnector
 from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of
 
 
 class FakeCRM(Simulator):
     name = "fakecrm"
+    crm = "tests.fakecrm:FakeConnector"  # the connector below, named by module:Class
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,7 +51,7 @@ class FakeConnector(HttpConnector):
     crm = "fakecrm"
 
     def search(self, query: str) -> SearchPage:
-        body, resp = self.get_json(
+        body, resp = self.request_json(
             "/contacts", params={"query": query}, headers={"Authorization": f"Bearer {self.secret}"}
         )
         records: list[dict[str, Any]] = [
@@ -59,8 +59,6 @@ class FakeConnector(HttpConnector):
         ]
         return SearchPage(records, self.rate_limit_state(resp))
 
-
-register("fakecrm", FakeConnector)
 
 SEED = [
     {"id": "f-1", "name": "Ann Fake", "phone": "+14155550101", "createdDate": 1700000000},
@@ -77,7 +75,7 @@ SEED = [
 def fake_toml(sim: FakeCRM, name: str = "fake", **extra: Any) -> str:
     lines = [
         f"[connections.{name}]",
-        'crm = "fakecrm"',
+        f'crm = "{FakeCRM.crm}"',
         f'base_url = "{sim.url}"',
         f'token_env = "{sim.token_env}"',
         'rc_account = "111"',

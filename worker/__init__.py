@@ -9,10 +9,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from lookup.errors import ConfigError
-from lookup.settings import Settings
-from worker.celery_app import ContactLookupCelery, create_app
-from worker.logs import configure_logging
+from contact_lookup.logs import configure_logging
+from contact_lookup.model.errors import ConfigError
+from contact_lookup.settings import Settings
+from tasks.celery_app import ContactLookupCelery, create_app
 
 
 @cache

@@ -7,9 +7,6 @@ Recommended pools (CRM calls are I/O-bound; threads need no monkey-patching):
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
-
 DEFAULTS = [
     "--pool",
     "threads",
@@ -43,22 +40,3 @@ def run(celery_args: list[str]) -> int:
 
     app.worker_main(worker_argv(celery_args))
     return 0
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    return run(args.celery_args)
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "worker",
-        help="run a Celery worker (celery -A worker worker ...)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "celery_args",
-        nargs=argparse.REMAINDER,
-        help="options passed to celery worker (e.g. -Q call_pop -c 16)",
-    )
-    p.set_defaults(handler=cmd_worker)

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 import redis
 
-from connectors.base import Connector, FindOutcome
-from connectors.registry import ConnectorFactory
+from contact_lookup.connectors.base import Connector, FindOutcome
+from contact_lookup.connectors.registry import ConnectorFactory
+from contact_lookup.core.cache import ContactCache
+from contact_lookup.core.service import LookupService
+from contact_lookup.model import phone
+from contact_lookup.model.config import Connection, parse_config
+from contact_lookup.model.trace import DebugTrace
 from crmsim.base import Simulator, WindowState
-from lookup import phone
-from lookup.cache import ContactCache
-from lookup.config import Connection, parse_config
-from lookup.service import LookupService
-from lookup.trace import DebugTrace
 
 CONTACTS = Path(__file__).with_name("contacts.json")
 ALL_CRMS = ("json", "clio", "pipedrive", "insightly", "bullhorn", "hubspot", "salesforce")
@@ -89,7 +89,7 @@ class Harness:
         factory: ConnectorFactory | None = None,
     ) -> FindOutcome:
         """The connector's answer for one number, planned as the service plans it."""
-        queries = phone.queries(phone.normalise(number), formats)
+        queries = phone.queries(phone.to_e164(number), formats)
         return self.connector(trace=trace, factory=factory).find(queries)
 
     # ----- what some tests need ------------------------------------------------------------

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.base import FindOutcome
-from connectors.bullhorn import BullhornConnector
-from connectors.registry import connector_class
+from contact_lookup.connectors.base import FindOutcome
+from contact_lookup.connectors.bullhorn import BullhornConnector
+from contact_lookup.connectors.registry import connector_class
+from contact_lookup.model.config import Connection
+from contact_lookup.model.errors import AuthRejected, RateLimited
+from contact_lookup.model.trace import DebugTrace
 from crmsim.bullhorn import BullhornSimulator
-from lookup.config import Connection
-from lookup.errors import AuthRejected, RateLimited
-from lookup.trace import DebugTrace
 from tests.contract.harness import sim_connection
 
 SEED: list[dict[str, Any]] = [

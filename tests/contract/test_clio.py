@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.clio import ClioConnector
+from contact_lookup.connectors.clio import ClioConnector
+from contact_lookup.model.errors import CRMUnavailable, RateLimited
 from crmsim.base import SimRequest
 from crmsim.clio import CONTACTS_PATH, ClioSimulator
-from lookup.errors import CRMUnavailable, RateLimited
 from tests.contract.harness import SECRET, Harness
 
 SHARED = "+14155550000"

@@ -14,10 +14,10 @@ import time
 import pytest
 import redis
 
-from connectors.base import FindOutcome
-from lookup.errors import AuthRejected, CRMUnavailable, RateLimited
-from lookup.service import Query
-from lookup.trace import DebugTrace
+from contact_lookup.connectors.base import FindOutcome
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.model.errors import AuthRejected, CRMUnavailable, RateLimited
+from contact_lookup.model.trace import DebugTrace
 from tests.contract.harness import CONNECTION, HANG_S, SECRET, Harness
 
 FORMATTED_ONLY = "+14155550100"  # Ada Lovelace, stored only as "(415) 555-0100"
@@ -172,13 +172,13 @@ def test_service_finds_caches_and_keeps_secrets_out(
     harness: Harness, redis_db: redis.Redis
 ) -> None:
     service = harness.service(redis_db, formats="(***) ***-****")
-    first = service.find_contact(CONNECTION, Query(FORMATTED_ONLY, debug=True))
+    first = service.find_contact(CONNECTION, LookupRequest(FORMATTED_ONLY, debug=True))
     assert first["successful"] is True
     assert [c["name"] for c in first["matchedContactInfo"]] == ["Ada Lovelace"]
     assert first["matchedContactInfo"][0]["createdDate"] == EXPECTED_CREATED["Ada Lovelace"]
     assert first["debugTrace"]
     assert SECRET not in json.dumps(first)
-    again = service.find_contact(CONNECTION, Query(FORMATTED_ONLY, debug=True))
+    again = service.find_contact(CONNECTION, LookupRequest(FORMATTED_ONLY, debug=True))
     assert again["extraDataTracking"] == {"isCached": True}
     assert again["debugTrace"] == []  # answered from Redis: no CRM request at all
     assert again["matchedContactInfo"] == first["matchedContactInfo"]
@@ -188,7 +188,7 @@ def test_service_finds_caches_and_keeps_secrets_out(
 def test_service_reports_rate_limit_state(harness: Harness, redis_db: redis.Redis) -> None:
     harness.require_rate_limit_headers()
     harness.vendor.set_rate_limit((100, 60))
-    result = harness.service(redis_db).find_contact(CONNECTION, Query(SHARED))
+    result = harness.service(redis_db).find_contact(CONNECTION, LookupRequest(SHARED))
     assert result["successful"] is True
     assert result["extraDataTracking"]["ratelimitAmount"] == 100
     assert 0 <= result["extraDataTracking"]["ratelimitRemaining"] < 100
@@ -197,7 +197,7 @@ def test_service_reports_rate_limit_state(harness: Harness, redis_db: redis.Redi
 @pytest.mark.redis
 def test_service_failure_is_never_an_empty_success(harness: Harness, redis_db: redis.Redis) -> None:
     harness.vendor.inject("503")
-    result = harness.service(redis_db).find_contact(CONNECTION, Query(SHARED))
+    result = harness.service(redis_db).find_contact(CONNECTION, LookupRequest(SHARED))
     assert result["successful"] is False
     assert result["matchedContactInfo"] == []
     assert result["extraDataTracking"]["statusCode"] == 503
@@ -207,7 +207,9 @@ def test_service_failure_is_never_an_empty_success(harness: Harness, redis_db: r
 
 @pytest.mark.redis
 def test_service_no_match_is_a_successful_warning(harness: Harness, redis_db: redis.Redis) -> None:
-    result = harness.service(redis_db, formats=US_FORMATS).find_contact(CONNECTION, Query(NOBODY))
+    result = harness.service(redis_db, formats=US_FORMATS).find_contact(
+        CONNECTION, LookupRequest(NOBODY)
+    )
     assert result["successful"] is True
     assert result["matchedContactInfo"] == []
     assert result["returnMessage"]["messageType"] == "warning"

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.hubspot import SEARCH_PATH, HubSpotConnector
-from connectors.registry import connector_class
+from contact_lookup.connectors.hubspot import SEARCH_PATH, HubSpotConnector
+from contact_lookup.connectors.registry import connector_class
+from contact_lookup.model.config import Connection
+from contact_lookup.model.errors import AuthRejected, RateLimited, RateLimitState
+from contact_lookup.model.trace import DebugTrace
 from crmsim.hubspot import HubSpotSimulator
-from lookup.config import Connection
-from lookup.errors import AuthRejected, RateLimited, RateLimitState
-from lookup.trace import DebugTrace
 from tests.contract.harness import sim_connection
 
 TOKEN = "pat-na1-0f3c9e7a-hubspot"

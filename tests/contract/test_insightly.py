@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.insightly import InsightlyConnector
+from contact_lookup.connectors.insightly import InsightlyConnector
+from contact_lookup.model.errors import RateLimited
 from crmsim.insightly import InsightlySimulator
-from lookup.errors import RateLimited
 from tests.contract.harness import SECRET, Harness
 
 Make = Callable[..., Harness]

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.pipedrive import PipedriveConnector
+from contact_lookup.connectors.pipedrive import PipedriveConnector
+from contact_lookup.model import phone
+from contact_lookup.model.errors import RateLimited
 from crmsim.base import SimResponse, WindowState
 from crmsim.pipedrive import SEARCH_PATH, PipedriveSimulator
-from lookup import phone
-from lookup.errors import RateLimited
 from tests.contract.harness import SECRET, Harness
 
 SHARED = "+14155550000"

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.registry import connector_class
-from connectors.salesforce import SalesforceConnector, escape_sosl
+from contact_lookup.connectors.registry import connector_class
+from contact_lookup.connectors.salesforce import SalesforceConnector, escape_sosl
+from contact_lookup.model.config import Connection
+from contact_lookup.model.errors import AuthRejected, BadQuery, RateLimited, RateLimitState
+from contact_lookup.model.trace import DebugTrace
 from crmsim.salesforce import DAILY_ALLOCATION, SalesforceSimulator
-from lookup.config import Connection
-from lookup.errors import AuthRejected, BadQuery, RateLimited, RateLimitState
-from lookup.trace import DebugTrace
 from tests.contract.harness import sim_connection
 
 TOKEN = "00Dsim!AQ4AQFh3-salesforce-session"

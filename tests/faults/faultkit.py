@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from connectors.registry import MODULES
+from crmsim import VENDORS
 from crmsim.base import Simulator
 from tests.conftest import ROOT
 from tests.fakecrm import FakeCRM, wait_for
@@ -140,9 +140,6 @@ class WorkerProcess(Proc):
             "--loglevel",
             "INFO",
             "--without-mingle",
-            # FakeCRM's connector registers itself on import; the worker needs it too.
-            "--include",
-            "tests.fakecrm",
             *extra,
         ]
         super().__init__(args, env, log_dir, name)
@@ -272,14 +269,7 @@ CONTACTS = ROOT / "tests" / "contract" / "contacts.json"  # every simulator's se
 def available_crms() -> list[str]:
     """FakeCRM, and every vendor whose connector and simulator both exist (others are being
     written in parallel: they join the fault suite as soon as they land)."""
-    crms = ["fakecrm"]
-    for crm, module in MODULES.items():
-        if crm == "json":
-            continue  # reads a file: no HTTP to fault
-        names = (f"connectors.{module}", f"crmsim.{crm}")
-        if all(importlib.util.find_spec(n) is not None for n in names):
-            crms.append(crm)
-    return crms
+    return ["fakecrm", *VENDORS]
 
 
 def simulator_class(crm: str) -> type[Simulator]:

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.settings import Settings
 from localredis import EmbeddedRedis
-from lookup.service import Query
-from lookup.settings import Settings
+from tasks.celery_app import QUEUES, ContactLookupCelery, create_app
 from tasks.enqueue import enqueue
 from tests.conftest import EXAMPLES, ROOT
 from tests.fakecrm import FakeCRM, fake_toml, wait_for
 from tests.faults.faultkit import WorkerProcess, base_env, figure, wait_finished
-from worker.celery_app import QUEUES, ContactLookupCelery, create_app
 
 pytestmark = pytest.mark.faults
 
@@ -73,7 +73,9 @@ def setup(
 
 
 def send(app: ContactLookupCelery, contacts: list[dict[str, str]]) -> list[str]:
-    return [enqueue(app, "fake", Query(c["phone"], purpose="call_log")).id for c in contacts]
+    return [
+        enqueue(app, "fake", LookupRequest(c["phone"], purpose="call_log")).id for c in contacts
+    ]
 
 
 def assert_found(done: dict[str, dict], ids: list[str], contacts: list[dict[str, str]]) -> None:
@@ -159,7 +161,7 @@ def queued_phones(client: redis.Redis) -> list[str]:
 def test_the_webhook_answers_503_while_the_broker_is_down_and_recovers_by_itself(
     tmp_path: Path, broker: EmbeddedRedis, faults_url: str, faults_redis: redis.Redis
 ) -> None:
-    from producers.pipeline import build_producer
+    from producers.pipeline import build_pipeline
     from producers.webhook import create_webhook_app
 
     shutil.copy(EXAMPLES / "contacts.json", tmp_path / "contacts.json")
@@ -171,7 +173,7 @@ def test_the_webhook_answers_503_while_the_broker_is_down_and_recovers_by_itself
         cache_url=faults_url,
         config_path=str(tmp_path / "cl.toml"),
     )
-    producer = build_producer(settings)
+    producer = build_pipeline(settings)
     web = create_webhook_app(producer, settings).test_client()
     path = "/webhook/ringcentral"
     client = redis.Redis.from_url(broker.url)

@@ -22,13 +22,14 @@ import redis
 from celery.contrib.testing.worker import start_worker
 from celery.result import AsyncResult
 
-from connectors.registry import ConnectorFactory
+from contact_lookup.connectors.registry import ConnectorFactory
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.model.config import parse_config
+from contact_lookup.model.errors import CRMUnavailable
+from contact_lookup.settings import Settings
 from crmsim.base import Simulator
 from localredis import free_port
-from lookup.config import parse_config
-from lookup.errors import CRMUnavailable
-from lookup.service import Query
-from lookup.settings import Settings
+from tasks.celery_app import ContactLookupCelery, create_app
 from tasks.enqueue import enqueue
 from tasks.runtime import runtime_for
 from tests.conftest import db_url, require_redis
@@ -42,7 +43,6 @@ from tests.faults.faultkit import (
     simulator_class,
     write_connections,
 )
-from worker.celery_app import ContactLookupCelery, create_app
 
 pytestmark = pytest.mark.faults
 
@@ -141,12 +141,12 @@ def execute(app: ContactLookupCelery, cases: dict[tuple[str, str], Case]) -> Run
     service = runtime_for(app).service
     cache = service.cache.redis
     keys = {
-        k: service.prepare(c.connection, Query(NUMBER, purpose="call_log")).cache_key
+        k: service.prepare(c.connection, LookupRequest(NUMBER, purpose="call_log")).cache_key
         for k, c in cases.items()
     }
 
     def look(case: Case, purpose: str = "call_log", number: str = NUMBER, **kw: Any) -> Any:
-        return enqueue(app, case.connection, Query(number, purpose=purpose, **kw))
+        return enqueue(app, case.connection, LookupRequest(number, purpose=purpose, **kw))
 
     # Seed: the cases whose failure must leave an existing entry alone get one first.
     seeded = [c for c in cases.values() if c.name in ("down503", "auth")]

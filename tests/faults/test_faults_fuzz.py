@@ -2,7 +2,7 @@
 already accepted is lost.
 
 - phone numbers and format strings through ``LookupService.find_contact`` (json connector);
-- date values through ``lookup.dates.normalise_date`` / ``display_date``;
+- date values through ``contact_lookup.model.dates.normalise_date`` / ``display_date``;
 - task kwargs through ``tasks.find_contact.parse_kwargs`` and the task's ``.apply``;
 - webhook bodies through ``producers.events.plan`` and the webhook app (Flask test client);
 - batch files through ``contact-lookup relookup`` with a real in-process worker.
@@ -28,18 +28,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tasks.find_contact  # noqa: F401  (registers the shared task)
-from connectors.registry import ConnectorFactory
-from lookup import phone
-from lookup.cache import ContactCache
-from lookup.config import load_config
-from lookup.dates import display_date, normalise_date
-from lookup.errors import InvalidInput, InvalidPhoneNumber
-from lookup.service import PURPOSES, LookupService, Query
-from lookup.settings import Settings
+from contact_lookup.connectors.registry import ConnectorFactory
+from contact_lookup.core.cache import ContactCache
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.core.service import LookupService
+from contact_lookup.model import phone
+from contact_lookup.model.config import load_config
+from contact_lookup.model.dates import display_date, normalise_date
+from contact_lookup.model.errors import InvalidInput, InvalidPhoneNumber
+from contact_lookup.model.purpose import PURPOSES
+from contact_lookup.settings import Settings
+from tasks.celery_app import QUEUES, ContactLookupCelery, create_app
 from tasks.find_contact import KWARGS, parse_kwargs
 from tests.conftest import EXAMPLES, ROOT
 from tests.faults.faultkit import FIGURES, figure
-from worker.celery_app import QUEUES, ContactLookupCelery, create_app
 
 pytestmark = pytest.mark.faults
 
@@ -151,11 +153,13 @@ def test_phone_numbers_and_formats_through_the_lookup_core(
     @given(raw=phones, fmt=formats, extension=st.booleans(), refresh=st.booleans())
     def check(raw: str, fmt: str | None, extension: bool, refresh: bool) -> None:
         count("phone_and_format")
-        query = Query(raw, overriding_format=fmt, is_extension=extension, force_refresh=refresh)
+        query = LookupRequest(
+            raw, overriding_format=fmt, is_extension=extension, force_refresh=refresh
+        )
         result = service.find_contact(CONNECTION, query)
         assert_result_shape(result)
         try:
-            phone.extension(raw) if extension else phone.normalise(raw, "US")
+            phone.extension(raw) if extension else phone.to_e164(raw, "US")
         except InvalidPhoneNumber:
             valid = False
         else:
@@ -335,10 +339,10 @@ def queued_total(client: redis.Redis) -> int:
 def test_webhook_bodies_never_get_a_5xx_and_accepted_jobs_are_queued(
     fuzz_settings: Settings, faults_redis: redis.Redis
 ) -> None:
-    from producers.pipeline import build_producer
+    from producers.pipeline import build_pipeline
     from producers.webhook import create_webhook_app
 
-    producer = build_producer(fuzz_settings)
+    producer = build_pipeline(fuzz_settings)
     client = create_webhook_app(producer, fuzz_settings).test_client()
     accepted = {"enqueued": 0}
     headers = {"Verification-Token": TOKEN, "Content-Type": "application/json"}
@@ -414,7 +418,7 @@ def test_relookup_batch_files_never_crash(
                     if not one.strip() or one.lstrip().startswith("#"):
                         continue
                     try:
-                        e164 = phone.normalise(one.strip(), "US")
+                        e164 = phone.to_e164(one.strip(), "US")
                     except InvalidPhoneNumber:
                         continue
                     assert e164 in numbers_out, (one, numbers_out)

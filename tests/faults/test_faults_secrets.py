@@ -18,9 +18,10 @@ import pytest
 import redis
 import requests
 
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.settings import Settings
 from localredis import EmbeddedRedis, free_port
-from lookup.service import Query
-from lookup.settings import Settings
+from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
 from tests.conftest import EXAMPLES, ROOT
 from tests.fakecrm import wait_for
@@ -38,7 +39,6 @@ from tests.faults.faultkit import (
     simulator_class,
     write_connections,
 )
-from worker.celery_app import create_app
 
 pytestmark = pytest.mark.faults
 
@@ -167,10 +167,10 @@ def test_the_canary_is_nowhere(
         try:
             for crm, sim in sims.items():
                 sim.inject("503")
-                ids.append(enqueue(app, crm, Query(RETRIED, "call_log", debug=True)).id)
-                ids.append(enqueue(app, crm, Query(NUMBER, "call_pop", debug=True)).id)
-                ids.append(enqueue(app, f"{crm}_refused", Query(NUMBER, "call_pop")).id)
-            ids.append(enqueue(app, "demo", Query(NUMBER, "relookup", debug=True)).id)
+                ids.append(enqueue(app, crm, LookupRequest(RETRIED, "call_log", debug=True)).id)
+                ids.append(enqueue(app, crm, LookupRequest(NUMBER, "call_pop", debug=True)).id)
+                ids.append(enqueue(app, f"{crm}_refused", LookupRequest(NUMBER, "call_pop")).id)
+            ids.append(enqueue(app, "demo", LookupRequest(NUMBER, "relookup", debug=True)).id)
         finally:
             app.close()
         hook = f"{webhook_url}/webhook/ringcentral"

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from lookup.service import Query
-from lookup.settings import Settings
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.settings import Settings
+from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
 from tests.fakecrm import FakeCRM, fake_toml, wait_for
 from tests.faults.faultkit import (
@@ -33,7 +34,6 @@ from tests.faults.faultkit import (
     received_ids,
     wait_finished,
 )
-from worker.celery_app import create_app
 
 pytestmark = pytest.mark.faults
 
@@ -93,7 +93,7 @@ def test_a_worker_killed_mid_batch_loses_no_job(
         )
         # force_refresh: every job asks the CRM, so jobs are in flight at the kill.
         sent = [
-            enqueue(app, "fake", Query(c["phone"], purpose="call_log", force_refresh=True))
+            enqueue(app, "fake", LookupRequest(c["phone"], purpose="call_log", force_refresh=True))
             for c in CONTACTS
         ]
         ids = [p.id for p in sent]

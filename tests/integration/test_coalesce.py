@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 import redis
 
-from connectors.registry import ConnectorFactory
-from lookup import keys
-from lookup.cache import ContactCache
-from lookup.coalesce import Coalescer
-from lookup.config import load_config
-from lookup.errors import CRMUnavailable, TransientCRMError
-from lookup.guard import Guard
-from lookup.ratelimit import RateLimiter
-from lookup.service import LookupService, Query
+from contact_lookup.connectors.registry import ConnectorFactory
+from contact_lookup.core import keys
+from contact_lookup.core.cache import ContactCache
+from contact_lookup.core.coalesce import Coalescer
+from contact_lookup.core.ratelimit import RateLimiter
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.core.service import LookupService
+from contact_lookup.model.config import load_config
+from contact_lookup.model.errors import CRMUnavailable, TransientCRMError
 from tests.conftest import ROOT, db_url, flushed_db
 from tests.fakecrm import FakeCRM, fake_toml
 
@@ -144,8 +144,13 @@ def config(tmp_path: Path, crm: FakeCRM) -> Path:
 
 def service(client: redis.Redis, toml: Path) -> LookupService:
     connectors = ConnectorFactory(timeout_s=5)
-    guard = Guard(RateLimiter(client), Coalescer(client))
-    return LookupService(load_config(toml), ContactCache(client), connectors, guard=guard)
+    return LookupService(
+        load_config(toml),
+        ContactCache(client),
+        connectors,
+        limiter=RateLimiter(client),
+        coalescer=Coalescer(client),
+    )
 
 
 def test_forced_refresh_coalesces_only_with_forced_refreshes(
@@ -153,7 +158,10 @@ def test_forced_refresh_coalesces_only_with_forced_refreshes(
 ) -> None:
     svc = service(client, config(tmp_path, crm))
     results = together(
-        6, lambda i: svc.lookup("fake", Query(NUMBER, purpose="call_log", force_refresh=i % 2 == 0))
+        6,
+        lambda i: svc.lookup(
+            "fake", LookupRequest(NUMBER, purpose="call_log", force_refresh=i % 2 == 0)
+        ),
     )
     assert all(r["successful"] for r in results)
     # one set (two formats) for the three plain lookups, one for the three forced ones
@@ -165,7 +173,7 @@ def test_followers_of_a_failed_leader_get_their_own_answer(
 ) -> None:
     svc = service(client, config(tmp_path, crm))
     crm.inject("503")  # the leader's first request fails; the CRM is fine after that
-    results = together(4, lambda i: svc.lookup("fake", Query(NUMBER, purpose="call_log")))
+    results = together(4, lambda i: svc.lookup("fake", LookupRequest(NUMBER, purpose="call_log")))
     failed = [r for r in results if isinstance(r, TransientCRMError)]
     succeeded = [r for r in results if isinstance(r, dict)]
     assert len(failed) == 1 and len(succeeded) == 3
@@ -179,9 +187,8 @@ THREADS_PER_PROCESS = 4
 
 def child_main() -> None:
     """One process of the cross-process test: the production wiring (Runtime), N threads."""
-    import tests.fakecrm  # noqa: F401  (registers the fakecrm connector here too)
-    from lookup.app import Runtime
-    from lookup.settings import Settings
+    from contact_lookup.compose import Runtime
+    from contact_lookup.settings import Settings
 
     go_key = sys.argv[1]
     runtime = Runtime(Settings.from_env())
@@ -189,7 +196,7 @@ def child_main() -> None:
     print("ready", flush=True)
     assert r.blpop([go_key], timeout=20) is not None
     results = together(
-        THREADS_PER_PROCESS, lambda i: svc.lookup("fake", Query(NUMBER, purpose="call_log"))
+        THREADS_PER_PROCESS, lambda i: svc.lookup("fake", LookupRequest(NUMBER, purpose="call_log"))
     )
     print(json.dumps([x if isinstance(x, dict) else repr(x) for x in results]), flush=True)
 

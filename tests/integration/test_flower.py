@@ -14,12 +14,13 @@ import requests
 from celery.contrib.testing.worker import start_worker
 
 import tasks.find_contact  # noqa: F401
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.model.purpose import PURPOSES
 from localredis import free_port
-from lookup.service import PURPOSES, Query
+from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
 from tests.conftest import settings_for
 from tests.fakecrm import SEED, FakeCRM, fake_toml, wait_for
-from worker.celery_app import create_app
 
 CANARY = "canary-TOKEN-9d1e77a2"
 AUTH = ("ops", "flower-test-pw")
@@ -85,7 +86,7 @@ def test_flower_lists_tasks_with_readable_secret_free_kwargs(
                 return tasks if all(tasks.get(i, {}).get("name") for i in ids) else {}
 
             for _ in range(20):
-                warm = enqueue(app, "fake", Query("+14155550102", purpose="call_log"))
+                warm = enqueue(app, "fake", LookupRequest("+14155550102", purpose="call_log"))
                 warm.get(timeout=10)
                 if wait_for(lambda ids=[warm.id]: bool(seen_whole(ids)), 1):
                     break
@@ -93,9 +94,11 @@ def test_flower_lists_tasks_with_readable_secret_free_kwargs(
                 enqueue(
                     app,
                     "fake",
-                    Query("+14155550101", purpose="call_log", debug=True, force_refresh=True),
+                    LookupRequest(
+                        "+14155550101", purpose="call_log", debug=True, force_refresh=True
+                    ),
                 ),
-                enqueue(app, "fake", Query("+14155550103", purpose="relookup")),
+                enqueue(app, "fake", LookupRequest("+14155550103", purpose="relookup")),
             ]
             results = [p.get(timeout=10) for p in sent]
             assert all(r["successful"] for r in results)

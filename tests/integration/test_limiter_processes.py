@@ -8,7 +8,7 @@
 - The CRM's word holds everyone off: remaining 0 with a reset, or a 429.
 
 The simulator and its connector are the shared test CRM of tests/fakecrm.py (exact match,
-Bearer token, X-RateLimit-* headers, 429 + Retry-After); ``-I tests.fakecrm`` registers its
+Bearer token, X-RateLimit-* headers, 429 + Retry-After); ``crm = "tests.fakecrm:..."`` names its
 connector in the worker processes.
 """
 
@@ -27,18 +27,19 @@ import pytest
 import redis
 import requests
 
-from connectors.registry import ConnectorFactory
-from lookup.cache import ContactCache
-from lookup.coalesce import Coalescer
-from lookup.config import load_config
-from lookup.errors import RateLimited
-from lookup.guard import Guard
-from lookup.ratelimit import RateLimiter
-from lookup.service import PURPOSES, LookupService, Query
+from contact_lookup.connectors.registry import ConnectorFactory
+from contact_lookup.core.cache import ContactCache
+from contact_lookup.core.coalesce import Coalescer
+from contact_lookup.core.ratelimit import RateLimiter
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.core.service import LookupService
+from contact_lookup.model.config import load_config
+from contact_lookup.model.errors import RateLimited
+from contact_lookup.model.purpose import PURPOSES
+from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
 from tests.conftest import ROOT, flushed_db, settings_for
 from tests.fakecrm import FakeCRM, fake_toml
-from worker.celery_app import create_app
 
 LIMITER_DB = 11
 RATE = 30  # requests per second, at the CRM and in the connection's rate_limit
@@ -67,8 +68,6 @@ def start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[
         "-A",
         "worker",
         "worker",
-        "-I",
-        "tests.fakecrm",
         "--pool",
         "threads",
         "-c",
@@ -119,7 +118,7 @@ def test_two_worker_processes_share_one_budget(url: str, tmp_path: Path) -> None
                 assert not died, f"a worker exited; see {tmp_path}/worker*.log"
                 assert time.monotonic() < deadline, "the workers did not start in 30 s"
             started = time.monotonic()
-            pending = [enqueue(app, "fake", Query(n, purpose="call_log")) for n in NUMBERS]
+            pending = [enqueue(app, "fake", LookupRequest(n, purpose="call_log")) for n in NUMBERS]
             results = [p.get(timeout=60) for p in pending]
             elapsed = time.monotonic() - started
             served_by = {app.backend.get_task_meta(p.id)["worker"] for p in pending}
@@ -141,8 +140,13 @@ def test_two_worker_processes_share_one_budget(url: str, tmp_path: Path) -> None
 def make_service(url: str, toml: Path) -> tuple[LookupService, redis.Redis]:
     client = redis.Redis.from_url(url)
     connectors = ConnectorFactory(timeout_s=5)
-    guard = Guard(RateLimiter(client), Coalescer(client))
-    service = LookupService(load_config(toml), ContactCache(client), connectors, guard=guard)
+    service = LookupService(
+        load_config(toml),
+        ContactCache(client),
+        connectors,
+        limiter=RateLimiter(client),
+        coalescer=Coalescer(client),
+    )
     return service, client
 
 
@@ -158,20 +162,20 @@ def test_call_pops_keep_a_reserved_share(url: str, tmp_path: Path, crm: FakeCRM)
     # 10 per minute, 20% (2 tokens) for call pops; no formats: one request per lookup
     service, _ = make_service(url, write_config(tmp_path, crm, rate_limit="10/60"))
     for n in NUMBERS[:8]:
-        assert service.lookup("fake", Query(n, purpose="relookup"))["successful"]
+        assert service.lookup("fake", LookupRequest(n, purpose="relookup"))["successful"]
     assert crm.requests == 8
     with pytest.raises(RateLimited) as deferred:
-        service.lookup("fake", Query(NUMBERS[8], purpose="relookup"))
+        service.lookup("fake", LookupRequest(NUMBERS[8], purpose="relookup"))
     assert 55 < deferred.value.retry_after_s <= 66  # until the first token is free
     with pytest.raises(RateLimited):
-        service.lookup("fake", Query(NUMBERS[8], purpose="call_log"))
+        service.lookup("fake", LookupRequest(NUMBERS[8], purpose="call_log"))
     assert crm.requests == 8  # deferred before any request
-    pop = service.lookup("fake", Query(NUMBERS[9], purpose="call_pop"))
+    pop = service.lookup("fake", LookupRequest(NUMBERS[9], purpose="call_pop"))
     assert pop["successful"] and pop["matchedContactInfo"][0]["id"] == "n-9"
-    assert service.lookup("fake", Query(NUMBERS[10], purpose="call_pop"))["successful"]
+    assert service.lookup("fake", LookupRequest(NUMBERS[10], purpose="call_pop"))["successful"]
     assert crm.requests == 10
     with pytest.raises(RateLimited):  # the reserve is spent too now
-        service.lookup("fake", Query(NUMBERS[11], purpose="call_pop"))
+        service.lookup("fake", LookupRequest(NUMBERS[11], purpose="call_pop"))
     assert crm.requests == 10
 
 
@@ -182,10 +186,10 @@ def test_remaining_zero_holds_every_worker_off_until_the_reset(
     toml = write_config(tmp_path, crm, rate_limit="100/1")
     service, _ = make_service(url, toml)
     other_worker, _ = make_service(url, toml)
-    first = service.lookup("fake", Query(NUMBERS[0], purpose="call_pop"))
+    first = service.lookup("fake", LookupRequest(NUMBERS[0], purpose="call_pop"))
     assert first["extraDataTracking"]["ratelimitRemaining"] == 0
     with pytest.raises(RateLimited) as held:
-        other_worker.lookup("fake", Query(NUMBERS[1], purpose="call_pop"))
+        other_worker.lookup("fake", LookupRequest(NUMBERS[1], purpose="call_pop"))
     assert held.value.status_code is None and 0 < held.value.retry_after_s <= 3.1
     assert crm.requests == 1 and crm.rate_limited == 0  # held off without asking
 
@@ -203,9 +207,9 @@ def test_a_429_holds_every_worker_off(url: str, tmp_path: Path, crm: FakeCRM) ->
         timeout=5,
     )
     with pytest.raises(RateLimited) as answered:
-        service.lookup("fake", Query(NUMBERS[0], purpose="call_pop"))
+        service.lookup("fake", LookupRequest(NUMBERS[0], purpose="call_pop"))
     assert answered.value.status_code == 429 and crm.rate_limited == 1
     with pytest.raises(RateLimited) as held:
-        other_worker.lookup("fake", Query(NUMBERS[1], purpose="call_pop"))
+        other_worker.lookup("fake", LookupRequest(NUMBERS[1], purpose="call_pop"))
     assert held.value.status_code is None and held.value.retry_after_s > 1
     assert crm.requests == 2  # the held-off lookup sent nothing

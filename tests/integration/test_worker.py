@@ -16,11 +16,12 @@ from celery.exceptions import TaskRevokedError
 from celery.signals import task_postrun
 
 import tasks.find_contact  # noqa: F401  (registers the shared task)
-from lookup.service import PURPOSES, Query
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.model.purpose import PURPOSES
+from tasks.celery_app import ContactLookupCelery, create_app
 from tasks.enqueue import enqueue
 from tests.conftest import settings_for
 from tests.fakecrm import SEED, FakeCRM, fake_toml, wait_for
-from worker.celery_app import ContactLookupCelery, create_app
 
 TOKEN = "tok-CANARY-5f0b8c"
 
@@ -63,7 +64,7 @@ def app(
 def lookup(
     app: ContactLookupCelery, number: str, purpose: str = "call_log", **kw: Any
 ) -> dict[str, Any]:
-    result: dict[str, Any] = enqueue(app, "fake", Query(number, purpose=purpose, **kw)).get(
+    result: dict[str, Any] = enqueue(app, "fake", LookupRequest(number, purpose=purpose, **kw)).get(
         timeout=20
     )
     return result
@@ -71,7 +72,9 @@ def lookup(
 
 def test_a_lookup_through_each_queue(app: ContactLookupCelery, crm: FakeCRM) -> None:
     for purpose in PURPOSES:
-        pending = enqueue(app, "fake", Query("(415) 555-0102", purpose=purpose, force_refresh=True))
+        pending = enqueue(
+            app, "fake", LookupRequest("(415) 555-0102", purpose=purpose, force_refresh=True)
+        )
         result = pending.get(timeout=10)
         assert result["successful"] and result["matchedContactInfo"][0]["id"] == "f-2"
         assert app.backend.get_task_meta(pending.id)["queue"] == purpose
@@ -119,7 +122,7 @@ def test_transient_5xx_retries_then_succeeds(app: ContactLookupCelery, crm: Fake
 
 
 def test_permanent_error_does_not_retry(app: ContactLookupCelery, crm: FakeCRM) -> None:
-    pending = enqueue(app, "wrongtoken", Query("+14155550101", purpose="call_log"))
+    pending = enqueue(app, "wrongtoken", LookupRequest("+14155550101", purpose="call_log"))
     result = pending.get(timeout=10)
     assert result["successful"] is False
     assert result["extraDataTracking"]["errorType"] == "AuthRejected"
@@ -167,7 +170,9 @@ def test_duplicate_delivery_returns_the_stored_result_without_side_effects(
     pubsub = redis.Redis.from_url(redis_url).pubsub()
     pubsub.subscribe("callpop:111:7001")
     pubsub.get_message(timeout=1)  # subscription confirmation
-    query = Query("+14155550101", purpose="call_pop", force_refresh=True, overriding_format="")
+    query = LookupRequest(
+        "+14155550101", purpose="call_pop", force_refresh=True, overriding_format=""
+    )
     pop = {"rcAccountId": "111", "rcExtensionId": "7001", "telephonySessionId": "s-1"}
     try:
         first = enqueue(app, "fake", query, call_pop=pop, task_id="dup-1").get(timeout=10)
@@ -188,7 +193,7 @@ def test_expired_call_pop_message_is_dropped(
     tmp_path: Path, redis_url: str, crm: FakeCRM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app(tmp_path, redis_url, crm, monkeypatch, call_pop_deadline_s=1)
-    pending = enqueue(app, "fake", Query("+14155550101", purpose="call_pop"))
+    pending = enqueue(app, "fake", LookupRequest("+14155550101", purpose="call_pop"))
     time.sleep(1.5)  # the phone stopped ringing before any worker was free
     with (
         start_worker(

@@ -12,12 +12,13 @@ import requests
 from celery.contrib.testing.worker import start_worker
 
 import tasks.find_contact  # noqa: F401
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.model.config import parse_config
+from contact_lookup.model.purpose import PURPOSES
 from crmsim.clio import ClioSimulator
-from lookup.config import parse_config
-from lookup.service import PURPOSES, Query
+from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
 from tests.conftest import EXAMPLES, settings_for
-from worker.celery_app import create_app
 
 
 def test_worker_waits_out_clio_rate_limit(
@@ -49,7 +50,7 @@ def test_worker_waits_out_clio_rate_limit(
                     timeout=5,
                 )
             started = time.monotonic()
-            result = enqueue(app, "acme", Query("+14155550123", purpose="call_log")).get(20)
+            result = enqueue(app, "acme", LookupRequest("+14155550123", purpose="call_log")).get(20)
             elapsed = time.monotonic() - started
     tracking = result["extraDataTracking"]
     assert result["successful"], result

@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from producers.cli import main
+from tasks.celery_app import ContactLookupCelery, create_app
 from tests.conftest import EXAMPLES, ROOT, flushed_db, settings_for
-from worker.celery_app import ContactLookupCelery, create_app
 
 PRODUCERS_DB = 12
 FIXTURES = ROOT / "tests" / "fixtures" / "ringcentral"

@@ -11,9 +11,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lookup.config import load_config
+from contact_lookup.model.config import load_config
 from producers.events import Job, Skip, plan
-from producers.pipeline import build_producer
+from producers.pipeline import build_pipeline
 from tests.producers.conftest import FIXTURES, fixture, queued, settings_for
 
 CONFIG = load_config(Path(__file__).resolve().parents[2] / "examples" / "contact-lookup.toml")
@@ -95,7 +95,7 @@ def test_concurrent_producers_send_one_call_pop_and_one_call_log(
 ) -> None:
     """Eight processes' worth of producers receive the same call from eight subscriptions
     at once: the compare-and-set and once-keys are atomic in Redis."""
-    producers = [build_producer(settings_for(pr_url, config_path)) for _ in range(8)]
+    producers = [build_pipeline(settings_for(pr_url, config_path)) for _ in range(8)]
     stream = [fixture(n) for n in ("inbound_ringing", "answered", "disconnected")]
     barrier = threading.Barrier(len(producers))
     actions: list[str] = []

@@ -12,8 +12,8 @@ import redis
 from celery.contrib.testing.worker import start_worker
 
 from producers.cli import main
+from tasks.celery_app import QUEUES, ContactLookupCelery
 from tests.producers.conftest import fixture, queued, replay
-from worker.celery_app import QUEUES, ContactLookupCelery
 
 Capsys = pytest.CaptureFixture[str]
 

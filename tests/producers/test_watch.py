@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from lookup import callpop
+from contact_lookup.core import callpop
 from producers.cli import main
 from tests.producers.conftest import DEMO_EXT, fixture
 

@@ -20,9 +20,9 @@ import pytest
 import redis
 from werkzeug.serving import make_server
 
+from contact_lookup.core import keys
 from localredis import EmbeddedRedis, free_port
-from lookup import keys
-from producers.pipeline import build_producer
+from producers.pipeline import build_pipeline
 from producers.webhook import MAX_BODY_BYTES, create_webhook_app
 from tests.conftest import ROOT
 from tests.producers.conftest import fixture, queued, settings_for
@@ -67,7 +67,7 @@ def serve() -> Iterator[Callable[..., str]]:
     servers = []
 
     def start(settings: Any) -> str:
-        producer = build_producer(settings)
+        producer = build_pipeline(settings)
         server = make_server("127.0.0.1", 0, create_webhook_app(producer, settings), threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append((server, producer))

@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from lookup.errors import CRMUnavailable, InvalidInput, RateLimited
-from lookup.service import Query
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.model.errors import CRMUnavailable, InvalidInput, RateLimited
 from tasks import backoff
 from tasks.enqueue import task_kwargs
 from tasks.find_contact import parse_kwargs
@@ -25,7 +25,7 @@ def test_exponential_backoff_with_jitter_stays_within_bounds() -> None:
 
 
 def test_task_kwargs_round_trip_through_parse() -> None:
-    query = Query(
+    query = LookupRequest(
         "+14155550100",
         purpose="call_log",
         overriding_format="(***) ***-****",

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from lookup.config import load_config, parse_config
-from lookup.errors import ConfigError
-from lookup.settings import Settings
+from contact_lookup.model.config import load_config, parse_config
+from contact_lookup.model.errors import ConfigError
+from contact_lookup.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "contact-lookup.toml"
 

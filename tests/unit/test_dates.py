@@ -1,4 +1,4 @@
-"""Tests for lookup.dates.
+"""Tests for contact_lookup.model.dates.
 
 Expected values are worked out independently of the code under test (by hand,
 or with `date -u -d @N`): 1704067200 is 2024-01-01T00:00:00Z, 100000000 is
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lookup.dates import display_date, normalise_date, parse_date
+from contact_lookup.model.dates import display_date, normalise_date, parse_date
 
 NEW_YEAR_2024 = "2024-01-01T00:00:00Z"
 OUTPUT_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z")
@@ -403,7 +403,7 @@ def test_never_raises_and_output_is_idempotent(value: object) -> None:
 
 
 def _reference_format(moment: datetime) -> str:
-    # Independent of lookup.dates: isoformat, then milliseconds only when non-zero.
+    # Independent of contact_lookup.model.dates: isoformat, then milliseconds only when non-zero.
     base = moment.replace(microsecond=0, tzinfo=None).isoformat()
     millis = moment.microsecond // 1000
     return f"{base}.{millis:03d}Z" if millis else f"{base}Z"

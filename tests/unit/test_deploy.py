@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from lookup import settings as settings_module
-from producers.cli import build_parser
+from contact_lookup import settings as settings_module
+from producers.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -1,7 +1,7 @@
 import pytest
 
-from lookup import phone
-from lookup.errors import InvalidPhoneNumber
+from contact_lookup.model import phone
+from contact_lookup.model.errors import InvalidPhoneNumber
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ from lookup.errors import InvalidPhoneNumber
     ],
 )
 def test_normalise_accepts_real_numbers(raw: str, region: str, expected: str) -> None:
-    assert phone.normalise(raw, region) == expected
+    assert phone.to_e164(raw, region) == expected
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_normalise_accepts_real_numbers(raw: str, region: str, expected: str) ->
 )
 def test_normalise_rejects_invalid(raw: object) -> None:
     with pytest.raises(InvalidPhoneNumber) as err:
-        phone.normalise(raw, "US")
+        phone.to_e164(raw, "US")
     assert "no CRM lookup was made" in err.value.user_message()
 
 

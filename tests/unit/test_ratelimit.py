@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from lookup.config import Connection, parse_config
-from lookup.errors import ConfigError, RateLimited, RateLimitState
-from lookup.guard import DEFAULT_HOLD_OFF_S, crm_wait_s, reported_wait_s
-from lookup.ratelimit import (
-    DEFAULT_LIMITS,
+from contact_lookup.connectors.registry import connector_class, known_crms
+from contact_lookup.core.guard import DEFAULT_HOLD_OFF_S, crm_wait_s, reported_wait_s
+from contact_lookup.core.ratelimit import (
     Limit,
     decide,
     limit_for,
     reserve_tokens,
 )
+from contact_lookup.model.config import Connection, parse_config
+from contact_lookup.model.errors import ConfigError, RateLimited, RateLimitState
 
 
 @pytest.mark.parametrize(
@@ -53,28 +53,28 @@ def conn(crm: str = "clio", **kw: Any) -> Connection:
 
 
 def test_defaults_by_crm_are_the_published_limits() -> None:
-    assert DEFAULT_LIMITS["clio"] == (50, 60.0)
-    assert DEFAULT_LIMITS["pipedrive"] == (10, 2.0)
-    assert DEFAULT_LIMITS["hubspot"] == (4, 1.0)
-    assert set(DEFAULT_LIMITS) == {
-        "clio",
-        "pipedrive",
-        "hubspot",
-        "insightly",
-        "bullhorn",
-        "salesforce",
+    defaults = {crm: connector_class(crm).default_rate_limit for crm in known_crms()}
+    assert defaults == {
+        "json": None,  # a local file: not limited
+        "clio": (50, 60.0),
+        "pipedrive": (10, 2.0),
+        "hubspot": (4, 1.0),
+        "insightly": (10, 1.0),
+        "bullhorn": (10, 1.0),
+        "salesforce": (25, 1.0),
     }
-    assert limit_for(conn("clio")) == Limit(50, 60.0, reserve=10)
-    assert limit_for(conn("hubspot")) == Limit(4, 1.0, reserve=1)
+    assert limit_for(conn("clio"), defaults["clio"]) == Limit(50, 60.0, reserve=10)
+    assert limit_for(conn("hubspot"), defaults["hubspot"]) == Limit(4, 1.0, reserve=1)
 
 
-def test_connection_rate_limit_overrides_and_json_is_unlimited() -> None:
-    assert limit_for(conn("clio", rate_limit="5/2")) == Limit(5, 2.0, reserve=1)
+def test_connection_rate_limit_overrides_and_no_default_is_unlimited() -> None:
+    clio = (50, 60.0)
+    assert limit_for(conn("clio", rate_limit="5/2"), clio) == Limit(5, 2.0, reserve=1)
     assert limit_for(conn("json")) is None
     assert limit_for(conn("somecrm")) is None  # no default: not limited
     assert limit_for(conn("somecrm", rate_limit="30/1")) == Limit(30, 1.0, reserve=6)
-    assert limit_for(conn("clio", rate_reserve=0.5)) == Limit(50, 60.0, 25)
-    assert limit_for(conn("clio", rate_reserve=0)) == Limit(50, 60.0, 0)
+    assert limit_for(conn("clio", rate_reserve=0.5), clio) == Limit(50, 60.0, 25)
+    assert limit_for(conn("clio", rate_reserve=0), clio) == Limit(50, 60.0, 0)
 
 
 @pytest.mark.parametrize("bad", [1, 1.5, -0.1, "0.2", True])

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from lookup import keys
-from lookup.config import Connection
-from lookup.errors import RateLimited
-from lookup.ratelimit import RETRY_MARGIN_S, Limit, RateLimiter, decide
+from contact_lookup.core import keys
+from contact_lookup.core.ratelimit import RETRY_MARGIN_S, Limit, RateLimiter, decide
+from contact_lookup.model.config import Connection
+from contact_lookup.model.errors import RateLimited
 from tests.conftest import flushed_db
 
 LIMITER_DB = 11

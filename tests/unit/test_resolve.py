@@ -1,7 +1,7 @@
 import pytest
 
-from lookup.contact import placeholder
-from lookup.resolve import MISSING_CREATED_DATE_MESSAGE, resolve
+from contact_lookup.core.resolve import MISSING_CREATED_DATE_MESSAGE, resolve
+from contact_lookup.model.contact import placeholder
 
 
 def c(

@@ -1,0 +1,67 @@
+"""Composition root: settings -> Redis clients, checked config, cache, connectors -> service.
+
+The one place that knows every part. Everything is built once per process and passed in
+through constructors; nothing below this module reads the environment or holds a
+module-level client, and the core (``contact_lookup.core``) never imports a vendor
+connector or the registry: it receives a ``ConnectorSource``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+
+from contact_lookup.connectors.registry import ConnectorFactory, validate_config
+from contact_lookup.core.cache import ContactCache
+from contact_lookup.core.coalesce import Coalescer
+from contact_lookup.core.ratelimit import RateLimiter
+from contact_lookup.core.service import LookupService
+from contact_lookup.model.config import Config, load_config
+from contact_lookup.settings import Settings
+
+
+def load_checked_config(path: str) -> Config:
+    """The connections file, parsed and checked against every connector's declared options.
+
+    Every command loads the file through here, so a typo or a bad option stops it at once
+    with ``ConfigError`` naming the table and key, never at the first lookup.
+    """
+    config = load_config(path)
+    validate_config(config)
+    return config
+
+
+@dataclass
+class Runtime:
+    """One process's lookup runtime, built lazily from its settings."""
+
+    settings: Settings
+
+    @cached_property
+    def config(self) -> Config:
+        return load_checked_config(self.settings.config_path)
+
+    @cached_property
+    def cache_redis(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.settings.cache_url,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+
+    @cached_property
+    def connectors(self) -> ConnectorFactory:
+        return ConnectorFactory(timeout_s=self.settings.http_timeout_s)
+
+    @cached_property
+    def service(self) -> LookupService:
+        return LookupService(
+            self.config,
+            ContactCache(self.cache_redis, self.settings.cache_ttl_s),
+            self.connectors,
+            limiter=RateLimiter(self.cache_redis),
+            coalescer=Coalescer(self.cache_redis),
+        )

@@ -1,0 +1,91 @@
+"""``crm = "clio"``: Clio Manage API v4 contacts, exact-string match on ``query``.
+
+Config: ``base_url`` (e.g. ``https://app.clio.com``, or the EU/CA/AU host) and ``token_env``
+naming the OAuth access token. One query is one ``GET /api/v4/contacts.json?query=N``, pages
+followed through ``meta.paging.next`` up to ``max_pages``. Rate limit: Clio's
+``X-RateLimit-*`` headers (Reset already in epoch seconds, the base class's default reading)
+and 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from contact_lookup.connectors.base import SearchPage
+from contact_lookup.connectors.http import HttpConnector
+from contact_lookup.model.errors import CRMUnavailable, RateLimitState
+
+# Every field the spec's contact shape can use; Clio returns only what is asked for.
+FIELDS = "id,name,type,title,company{name},primary_email_address,created_at,updated_at"
+
+
+class ClioConnector(HttpConnector):
+    crm = "clio"
+    default_rate_limit = (50, 60.0)  # about 50 requests/minute per token
+    page_limit = 200  # Clio's maximum page size
+    # Each page is one request against ~50/min: past 5 x 200 matches for one number the
+    # number is a switchboard, not a person, and the pop would be useless anyway.
+    max_pages = 5
+
+    # Exact string match: each format finds records no other format finds, so the base
+    # plan() (every query) stands.
+
+    def search(self, query: str) -> SearchPage:
+        headers = {"Authorization": f"Bearer {self.secret}", "Accept": "application/json"}
+        path = "api/v4/contacts.json"
+        params: dict[str, Any] | None = {
+            "query": query,
+            "fields": FIELDS,
+            "limit": self.page_limit,
+            "order": "id(asc)",
+        }
+        records: list[Mapping[str, Any]] = []
+        state: RateLimitState | None = None
+        for _ in range(self.max_pages):
+            body, resp = self.request_json(path, params=params, headers=headers)
+            state = self.rate_limit_state(resp) or state
+            if not isinstance(body, Mapping) or not isinstance(body.get("data"), list):
+                raise CRMUnavailable(
+                    "Clio answered without a contact list.", status_code=resp.status_code
+                )
+            records.extend(_record(item) for item in body["data"])
+            next_url = _next_link(body)
+            if not next_url:
+                break
+            path, params = self._own_url(next_url), None  # the link carries every parameter
+        return SearchPage(records, state)
+
+    def _own_url(self, url: str) -> str:
+        """The next-page link, only if it points at the configured host: the bearer token
+        goes with it, so a link elsewhere is treated as a broken answer, not followed."""
+        here, there = urlsplit(self.connection.base_url or ""), urlsplit(url)
+        if (there.scheme, there.netloc) != (here.scheme, here.netloc):
+            raise CRMUnavailable("Clio's next-page link points at another host.")
+        return url
+
+
+def _next_link(body: Mapping[str, Any]) -> str | None:
+    meta = body.get("meta")
+    paging = meta.get("paging") if isinstance(meta, Mapping) else None
+    link = paging.get("next") if isinstance(paging, Mapping) else None
+    return link if isinstance(link, str) and link else None
+
+
+def _record(item: Any) -> Mapping[str, Any]:
+    """A Clio contact in spec field names; ``phone`` is left to the query (exact match)."""
+    if not isinstance(item, Mapping):
+        raise CRMUnavailable("Clio returned a contact that is not an object.")
+    company = item.get("company")
+    return {
+        "id": item.get("id"),
+        "name": item.get("name"),
+        "type": item.get("type"),
+        "title": item.get("title"),
+        "company": company.get("name") if isinstance(company, Mapping) else None,
+        "email": item.get("primary_email_address"),
+        "createdDate": item.get("created_at"),
+        "mostRecentActivityDate": item.get("updated_at"),
+        "additionalInfo": None,
+    }

@@ -1,0 +1,180 @@
+"""The HTTP boundary shared by every REST connector: requests in, our error tree out.
+
+``request`` times every call into the debug trace (redacted), bounds the body's size and the
+total read time (a slow-drip server must not hold a worker thread past the timeout), and maps
+transport failures to ``CRMUnavailable``. ``check`` maps HTTP statuses the way most vendors
+mean them; a vendor with its own signals (Salesforce's 403 REQUEST_LIMIT_EXCEEDED, Bullhorn's
+expired session) overrides it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from typing import Any
+
+import requests
+import urllib3
+
+from contact_lookup.connectors.base import Connector
+from contact_lookup.model.errors import (
+    AuthRejected,
+    BadQuery,
+    ConfigError,
+    CRMUnavailable,
+    RateLimited,
+    RateLimitState,
+)
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds to wait: delta-seconds or an HTTP date; None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def header_int(headers: Any, name: str) -> int | None:
+    try:
+        return int(float(headers[name]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class HttpConnector(Connector):
+    """A connector over a REST API at ``connection.base_url``, authenticated by its secret."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.secret or not self.connection.base_url:
+            raise ConfigError(
+                f"connection {self.connection.name!r}: crm {self.connection.crm} needs "
+                "base_url and token_env"
+            )
+
+    def int_option(self, key: str, default: int, maximum: int) -> int:
+        """A whole-number connector option from 1 to ``maximum`` (e.g. ``page_size``)."""
+        value = self.connection.options.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+            raise ConfigError(
+                f"connection {self.connection.name!r}: {key} must be an integer from 1 to {maximum}"
+            )
+        return value
+
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return (self.connection.base_url or "").rstrip("/") + "/" + path.lstrip("/")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One HTTP request with timeouts; the whole body read within ``timeout_s``."""
+        url = self.url(path)
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            resp = self.session.request(method, url, timeout=self.timeout_s, stream=True, **kwargs)
+            status = resp.status_code
+            resp._content = self._read_body(resp, started)
+            return resp
+        except requests.Timeout as exc:
+            raise CRMUnavailable(f"The CRM did not answer within {self.timeout_s:g} s.") from exc
+        except requests.RequestException as exc:
+            raise CRMUnavailable(f"The CRM could not be reached ({type(exc).__name__}).") from exc
+        finally:
+            full_url = requests.Request(method, url, params=kwargs.get("params")).prepare().url
+            self.trace.record(method, full_url or url, status, (time.monotonic() - started) * 1000)
+
+    def _read_body(self, resp: requests.Response, started: float) -> bytes:
+        # read1 returns whatever has arrived (at most 64 KiB), so the deadline is checked
+        # after every trickle: a server dripping a byte at a time cannot hold the thread past
+        # timeout_s, as it could with reads that wait for whole chunks.
+        chunks, size = [], 0
+        try:
+            while True:
+                chunk = resp.raw.read1(64 * 1024, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise CRMUnavailable(
+                        "The CRM's response was too large to be a search result.",
+                        status_code=resp.status_code,
+                    )
+                if time.monotonic() - started > self.timeout_s:
+                    raise CRMUnavailable(
+                        f"The CRM's response took over {self.timeout_s:g} s.",
+                        status_code=resp.status_code,
+                    )
+                chunks.append(chunk)
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            # A connection cut mid-body (truncated response) or a read timeout.
+            raise CRMUnavailable(
+                "The CRM's response was cut off.", status_code=resp.status_code
+            ) from exc
+        finally:
+            resp.close()
+        return b"".join(chunks)
+
+    def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
+        """The vendor's rate-limit headers; the default reads X-RateLimit-Limit/Remaining/Reset
+        with Reset in epoch seconds."""
+        h = resp.headers
+        state = RateLimitState(
+            remaining=header_int(h, "X-RateLimit-Remaining"),
+            amount=header_int(h, "X-RateLimit-Limit"),
+            reset=header_int(h, "X-RateLimit-Reset"),
+        )
+        return state if state != RateLimitState() else None
+
+    def retry_after(self, resp: requests.Response) -> float | None:
+        """How long the vendor asks us to wait after a rate-limit answer."""
+        wait = retry_after_seconds(resp.headers.get("Retry-After"))
+        if wait is None:
+            state = self.rate_limit_state(resp)
+            if state and state.reset:
+                wait = max(0.0, state.reset - time.time())
+        return wait
+
+    def check(self, resp: requests.Response) -> None:
+        """Raise our error for a failed response; return for a 2xx."""
+        code = resp.status_code
+        if code < 300:
+            return
+        if code == 429:
+            raise RateLimited(
+                retry_after_s=self.retry_after(resp),
+                status_code=code,
+                rate_limit=self.rate_limit_state(resp),
+            )
+        if code in (401, 403):
+            raise AuthRejected(status_code=code)
+        if code >= 500:
+            raise CRMUnavailable(f"The CRM answered HTTP {code}.", status_code=code)
+        raise BadQuery(f"The CRM refused the search (HTTP {code}).", status_code=code)
+
+    def json_body(self, resp: requests.Response) -> Any:
+        """The parsed JSON body; a malformed or truncated one means the CRM is not healthy."""
+        try:
+            return json.loads(resp.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CRMUnavailable(
+                "The CRM answered with a malformed body.", status_code=resp.status_code
+            ) from exc
+
+    def request_json(self, path: str, **kwargs: Any) -> tuple[Any, requests.Response]:
+        """request + check + json_body, the common case."""
+        resp = self.request(kwargs.pop("method", "GET"), path, **kwargs)
+        self.check(resp)
+        return self.json_body(resp), resp

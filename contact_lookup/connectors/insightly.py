@@ -1,0 +1,103 @@
+"""``crm = "insightly"``: Insightly API v3.1, exact match on one phone field per search.
+
+Config: ``base_url`` (the account's API URL, e.g. ``https://api.na1.insightly.com``, with or
+without the ``/v3.1`` Insightly shows in User Settings) and ``token_env`` naming the user's
+API key, sent as HTTP Basic ``base64("KEY:")``.
+
+Insightly searches one field at a time, so one query is four searches: Contacts by ``PHONE``
+and ``PHONE_MOBILE``, Leads by ``PHONE`` and ``MOBILE`` (the fields RingCentral's own
+Insightly connector searches), each paged with ``skip``/``top`` up to ``max_pages``.
+Rate limit: a per-plan daily limit reported as ``X-RateLimit-Limit``/``-Remaining`` (the base
+class's default reading; no reset is documented) and 429.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from contact_lookup.connectors.base import SearchPage
+from contact_lookup.connectors.http import HttpConnector
+from contact_lookup.model.errors import CRMUnavailable, RateLimitState
+
+# (entity path, phone field, id field, email field, spec type)
+SEARCHES = (
+    ("Contacts", "PHONE", "CONTACT_ID", "EMAIL_ADDRESS", "Contact"),
+    ("Contacts", "PHONE_MOBILE", "CONTACT_ID", "EMAIL_ADDRESS", "Contact"),
+    ("Leads", "PHONE", "LEAD_ID", "EMAIL", "Lead"),
+    ("Leads", "MOBILE", "LEAD_ID", "EMAIL", "Lead"),
+)
+
+
+class InsightlyConnector(HttpConnector):
+    crm = "insightly"
+    default_rate_limit = (
+        10,
+        1.0,
+    )  # only a per-plan daily limit is documented: a conservative guess
+    requests_per_query = 4  # Contacts PHONE and PHONE_MOBILE, Leads PHONE and MOBILE
+    page_limit = 100  # Insightly's default ``top``; the maximum is 500
+    # Four searches per query already; past 5 pages a number is a switchboard, not a person.
+    max_pages = 5
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        base_url = self.connection.base_url or ""
+        self._api = "" if base_url.rstrip("/").lower().endswith("/v3.1") else "v3.1/"
+        basic = base64.b64encode(f"{self.secret}:".encode()).decode()
+        self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
+        # The encoded key is a secret too: keep it out of the debug trace.
+        self.trace.add_secret(basic)
+
+    # Exact match: every format can find records no other format finds, so the base plan()
+    # (every query) stands.
+
+    def search(self, query: str) -> SearchPage:
+        records: list[Mapping[str, Any]] = []
+        state: RateLimitState | None = None
+        for entity, field, id_field, email_field, kind in SEARCHES:
+            for page in range(self.max_pages):
+                # brief=true: only top-level fields, which hold all we read; the
+                # sub-collections (custom fields, tags, links) only make the answer heavier.
+                params = {
+                    "field_name": field,
+                    "field_value": query,
+                    "brief": "true",
+                    "top": self.page_limit,
+                    "skip": page * self.page_limit,
+                }
+                body, resp = self.request_json(
+                    f"{self._api}{entity}/Search", params=params, headers=self._headers
+                )
+                state = self.rate_limit_state(resp) or state
+                if not isinstance(body, list):
+                    raise CRMUnavailable(
+                        "Insightly answered without a record list.", status_code=resp.status_code
+                    )
+                records.extend(_record(item, field, id_field, email_field, kind) for item in body)
+                if len(body) < self.page_limit:
+                    break
+        return SearchPage(records, state)
+
+
+def _record(item: Any, field: str, id_field: str, email_field: str, kind: str) -> Mapping[str, Any]:
+    """A Contact or Lead in spec field names; ``phone`` is the field that matched."""
+    if not isinstance(item, Mapping):
+        raise CRMUnavailable("Insightly returned a record that is not an object.")
+    name = " ".join(str(item[k]) for k in ("FIRST_NAME", "LAST_NAME") if item.get(k))
+    return {
+        "id": item.get(id_field),
+        "name": name or None,
+        "phone": item.get(field),
+        "type": kind,
+        "title": item.get("TITLE"),
+        # A Contact names its organisation only by id; reading it would cost a request per
+        # contact against a daily limit, so only Leads (which carry the name) have company.
+        "company": item.get("ORGANISATION_NAME"),
+        "email": item.get(email_field),
+        "createdDate": item.get("DATE_CREATED_UTC"),
+        "mostRecentActivityDate": item.get("LAST_ACTIVITY_DATE_UTC")
+        or item.get("DATE_UPDATED_UTC"),
+        "additionalInfo": None,
+    }

@@ -1,0 +1,244 @@
+"""The shared rate limiter: one budget per CRM connection, kept in Redis for every worker.
+
+Celery's own ``rate_limit`` is per worker process (CONTRACTS.md, "Celery on Redis"), so a
+CRM-wide limit lives in Redis. Each connection has a budget of ``requests`` per ``window_s``:
+its ``rate_limit = "50/60"`` in the connections file, or by default the vendor's published
+limit (each connector class's ``default_rate_limit``). A connection with neither (``json``, or
+a crm without a default) is not limited at all.
+
+Algorithm: a sliding-window log. A sorted set holds one member per CRM request admitted,
+scored with the time its token was taken; a request may go when fewer than the budget's
+tokens were taken in the last ``hold_s``. Unlike a token bucket or GCRA, which let a full
+burst through and then refill, the log never admits more than ``requests`` in ANY span of
+``window_s``, which is what a vendor counting in fixed or sliding windows checks.
+
+- **Multi-token, atomic.** A lookup takes one token per CRM request it will make, all at once,
+  in one Lua script: it gets them all or none, so two workers can never each take half.
+- **Never sleeps.** Work over the budget raises ``RateLimited(retry_after_s=...)`` before any
+  CRM request, with the exact time until enough tokens are free; the task turns that into a
+  retry with a countdown (tasks/find_contact.py), so no worker thread waits.
+- **Reserve for call pops.** ``reserve`` tokens of each window (``rate_reserve`` of the
+  budget, 20% by default, per connection) are for call pops only: any other purpose (call and
+  message logging, re-lookups) takes tokens only while, after taking them, at least
+  ``reserve`` would still be free. A batch re-lookup can use most of the budget, never all.
+- **Held off by the CRM.** When the CRM answers 429, or reports ``remaining == 0`` with a
+  reset time, every worker holds off until then (a "blocked until" key), whatever the log says.
+- **Slack.** A token is held for ``window_s`` plus 10% (at most 1 s): a request reaches the
+  CRM a little after its token was taken (a lookup sends its queries one after another), and
+  without slack two requests admitted exactly ``window_s`` apart can land in one CRM window.
+- **Clock.** The Redis server's clock (``TIME`` in the script), so workers on machines with
+  skewed clocks share one timeline. Tests inject a clock instead.
+- **Keys** (contact_lookup/core/keys.py): ``rate_bucket`` (the log) and ``rate_block``, both
+  with a TTL no longer than what they describe, so an idle connection leaves nothing behind.
+
+Why not a library: ``limits`` (its moving-window strategy, whose Lua script does take a
+multi-token ``cost``) and ``pyrate-limiter`` (leaky bucket, a Redis bucket with weights) were
+read; neither fits without reshaping every part that matters here:
+
+- no reserve: ``limits`` keys its log by the limit's amount, so a second, smaller limit for
+  non-call-pops would count in a separate log; pyrate-limiter has nothing like it;
+- no "blocked until" override that a 429 can set and every acquire honours atomically;
+- their acquire answers yes or no (``limits``) or sleeps (pyrate-limiter's blocking
+  ``Limiter``, which a worker must not do); the wait until *n* tokens are free needs a
+  second, non-atomic call (``get_window_stats`` gives only the oldest entry; pyrate-limiter's
+  ``bucket.waiting``);
+- both stamp entries with each client's own clock (pyrate-limiter's Redis bucket leaves
+  Redis ``TIME`` as a TODO), so skewed machines disagree on the window; ``limits`` windows are
+  whole seconds.
+
+What remains is ~30 lines of Lua, kept here beside ``decide``, the same rule in Python that
+the tests hold the script to.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from contact_lookup.core import keys
+from contact_lookup.model.config import Connection, parse_rate_limit
+from contact_lookup.model.errors import RateLimited
+
+MAX_BLOCK_S = 3600.0  # a CRM's reset further away than this is taken as this (a unit mix-up)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One connection's budget: ``requests`` per ``window_s``, ``reserve`` of them for call pops."""
+
+    requests: int
+    window_s: float
+    reserve: int = 0
+
+    @property
+    def hold_s(self) -> float:
+        """How long a taken token stays taken: the window plus slack for time in flight."""
+        return self.window_s + min(1.0, 0.1 * self.window_s)
+
+    def capacity(self, priority: bool) -> int:
+        """Tokens of a window that a purpose may use: all for call pops, less the reserve else."""
+        return self.requests if priority else self.requests - self.reserve
+
+
+def reserve_tokens(requests: int, share: float) -> int:
+    """The call-pop reserve of a budget: ``share`` of it rounded up, leaving others at least 1."""
+    if requests <= 1:
+        return 0
+    return min(requests - 1, math.ceil(round(requests * share, 9)))
+
+
+def limit_for(connection: Connection, default: tuple[int, float] | None = None) -> Limit | None:
+    """The connection's budget, or None when it is not rate limited.
+
+    ``default`` is the vendor's published limit (``Connector.default_rate_limit``: requests,
+    window in seconds); the connection's own ``rate_limit`` overrides it.
+    """
+    if connection.rate_limit:
+        requests, window_s = parse_rate_limit(connection.rate_limit, connection.name)
+    elif default is not None:
+        requests, window_s = default
+    else:
+        return None
+    return Limit(requests, window_s, reserve_tokens(requests, connection.rate_reserve))
+
+
+@dataclass(frozen=True)
+class Decision:
+    granted: bool
+    wait_s: float  # until enough tokens are free (and any hold-off is over); 0 when granted
+    used: int  # tokens taken in the current window before this request
+
+
+def decide(
+    stamps: Iterable[float],
+    now: float,
+    tokens: int,
+    capacity: int,
+    hold_s: float,
+    blocked_until: float | None = None,
+) -> Decision:
+    """The admission rule, in Python: what ``_ACQUIRE`` computes in Redis (tests hold them equal).
+
+    ``stamps`` are the times tokens were taken. A request for ``tokens`` is granted when no
+    hold-off is running and ``used + tokens <= capacity``; a request larger than the capacity
+    is granted only into an empty window (it could never fit otherwise). Else ``wait_s`` is
+    the longer of the hold-off and the time until the oldest tokens in the way expire.
+    """
+    live = sorted(s for s in stamps if s > now - hold_s)
+    used = len(live)
+    wait = max(0.0, blocked_until - now) if blocked_until is not None else 0.0
+    over = used + min(tokens, capacity) - capacity
+    if over > 0:
+        wait = max(wait, live[over - 1] + hold_s - now)
+    return Decision(wait <= 0, wait if wait > 0 else 0.0, used)
+
+
+# Both scripts start here: ``now`` is ARGV[1] when a test injects it, else Redis's own clock,
+# so every worker on every machine agrees on time.
+_NOW = """
+if redis.replicate_commands then redis.replicate_commands() end
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+"""
+
+# KEYS: log, block. ARGV: now ("" = the server's TIME), hold_s, capacity, tokens, member id.
+# Returns {granted 0/1, wait_s as a string (Lua numbers become integers in replies), used}.
+_ACQUIRE = (
+    _NOW
+    + """
+local hold = tonumber(ARGV[2])
+local capacity = tonumber(ARGV[3])
+local tokens = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - hold)
+local used = redis.call('ZCARD', KEYS[1])
+local wait = 0
+local blocked = tonumber(redis.call('GET', KEYS[2]))
+if blocked and blocked > now then wait = blocked - now end
+local over = used + math.min(tokens, capacity) - capacity
+if over > 0 then
+  local entry = redis.call('ZRANGE', KEYS[1], over - 1, over - 1, 'WITHSCORES')
+  local free_in = tonumber(entry[2]) + hold - now
+  if free_in > wait then wait = free_in end
+end
+if wait > 0 then return {0, tostring(wait), used} end
+for i = 1, tokens do
+  redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. i)
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil(hold * 1000))
+return {1, '0', used}
+"""
+)
+
+# KEYS: block. ARGV: now ("" = TIME), seconds. Extends the hold-off, never shortens it.
+_BLOCK = (
+    _NOW
+    + """
+local seconds = tonumber(ARGV[2])
+local till = now + seconds
+local current = tonumber(redis.call('GET', KEYS[1]))
+if current and current >= till then return tostring(current) end
+redis.call('SET', KEYS[1], tostring(till), 'PX', math.ceil(seconds * 1000) + 1000)
+return tostring(till)
+"""
+)
+
+# Celery rounds a countdown to the millisecond; this keeps a retry from landing a hair before
+# its tokens are free (and being deferred again for that hair).
+RETRY_MARGIN_S = 0.01
+
+
+class RateLimiter:
+    """Takes and holds off a connection's shared budget. Thread-safe (Redis does the work).
+
+    ``clock`` (epoch seconds) replaces the Redis server's clock, for tests.
+    """
+
+    def __init__(self, client: redis.Redis, *, clock: Callable[[], float] | None = None) -> None:
+        self.redis = client
+        self.clock = clock
+        self._acquire = client.register_script(_ACQUIRE)
+        self._block = client.register_script(_BLOCK)
+
+    def _now(self) -> str:
+        return "" if self.clock is None else repr(self.clock())
+
+    def acquire(self, connection: Connection, limit: Limit, tokens: int, *, priority: bool) -> int:
+        """Take ``tokens`` tokens at once, or raise ``RateLimited`` with the wait until free.
+
+        Returns the tokens that were already taken in the window (for logs and tests).
+        """
+        capacity = limit.capacity(priority)
+        reply: Any = self._acquire(
+            keys=[
+                keys.rate_bucket(connection.name, connection.instance),
+                keys.rate_block(connection.name, connection.instance),
+            ],
+            args=[self._now(), repr(limit.hold_s), capacity, tokens, uuid.uuid4().hex],
+        )
+        granted, wait_s, used = int(reply[0]), float(reply[1]), int(reply[2])
+        if granted:
+            return used
+        raise RateLimited(
+            f"The shared rate limit of connection {connection.name!r} "
+            f"({limit.requests} requests per {limit.window_s:g} s"
+            f"{'' if priority else f', {limit.reserve} kept for call pops'}) is used up.",
+            retry_after_s=round(wait_s + RETRY_MARGIN_S, 3),
+            status_code=None,
+        )
+
+    def hold_off(self, connection: Connection, seconds: float) -> None:
+        """Every worker defers this connection's lookups for ``seconds`` (the CRM said so)."""
+        seconds = min(max(seconds, 0.0), MAX_BLOCK_S)
+        if seconds > 0:
+            self._block(
+                keys=[keys.rate_block(connection.name, connection.instance)],
+                args=[self._now(), repr(seconds)],
+            )

@@ -1,0 +1,209 @@
+"""The connections file (INTERFACE.md section 3): which CRM accounts lookups run against.
+
+Secrets are never in this file: a connection names the environment variable that holds its
+token (``token_env``), and the secret is read from the worker's own environment when the
+connector is built, so it never travels in a task message.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contact_lookup.model.errors import ConfigError
+
+RESOLVERS = ("earliest-created", "most-recent-activity", "first-alphabetical")
+
+# Keys every connection may have; anything else is a connector-specific option.
+COMMON_KEYS = frozenset(
+    {
+        "crm",
+        "rc_account",
+        "formats",
+        "region",
+        "resolve",
+        "create_option",
+        "extension_lookup",
+        "outbound_pop",
+        "proxy",
+        "token_env",
+        "base_url",
+        "contacts",
+        "rate_limit",
+        "rate_reserve",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Connection:
+    name: str
+    crm: str
+    rc_account: str = ""
+    formats: str = ""
+    region: str = "US"
+    resolve: str | None = None
+    create_option: bool = False
+    extension_lookup: bool = False
+    outbound_pop: bool = False
+    proxy: str | None = None
+    token_env: str | None = None
+    base_url: str | None = None
+    contacts: Path | None = None
+    # Requests allowed per window for the shared limiter, e.g. "50/60" (requests/seconds).
+    rate_limit: str | None = None
+    # Share of each rate-limit window kept for call pops (contact_lookup/core/ratelimit.py).
+    rate_reserve: float = 0.2
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def instance(self) -> str:
+        """Identifies the CRM instance (not the credential) for cache and limiter keys."""
+        return f"{self.crm}|{self.base_url or self.contacts or ''}"
+
+    def secret(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The connection's token from the environment; ConfigError when it is named but unset."""
+        if not self.token_env:
+            return None
+        env = os.environ if env is None else env
+        value = env.get(self.token_env, "")
+        if not value:
+            raise ConfigError(
+                f"connection {self.name!r}: environment variable {self.token_env} "
+                "(its token_env) is not set"
+            )
+        return value
+
+    def option_secret(self, key: str, env: Mapping[str, str] | None = None) -> str:
+        """A further secret a connector needs, named by an ``*_env`` option (e.g. password_env)."""
+        var = self.options.get(key)
+        if not isinstance(var, str) or not var:
+            raise ConfigError(f"connection {self.name!r}: option {key!r} is required")
+        env = os.environ if env is None else env
+        value = env.get(var, "")
+        if not value:
+            raise ConfigError(
+                f"connection {self.name!r}: environment variable {var} ({key}) is not set"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Config:
+    connections: Mapping[str, Connection]
+    extensions: Mapping[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    def connection(self, name: str) -> Connection:
+        try:
+            return self.connections[name]
+        except KeyError:
+            known = ", ".join(sorted(self.connections)) or "none"
+            raise ConfigError(f"unknown connection {name!r} (configured: {known})") from None
+
+    def connection_for_extension(self, extension_id: str | None) -> Connection | None:
+        """The connection an extension's events use, through ``[extensions]`` and its default."""
+        name = self.extensions.get(str(extension_id)) if extension_id else None
+        name = name or self.extensions.get("default")
+        return self.connections.get(name) if name else None
+
+
+def _typed(name: str, table: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = table.get(key, default)
+    if value is not default and not isinstance(value, kind):
+        raise ConfigError(f"connection {name!r}: {key} must be a {kind.__name__}")
+    return value
+
+
+def _connection(name: str, table: Mapping[str, Any], base_dir: Path) -> Connection:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"connection {name!r} must be a table")
+    crm = table.get("crm")
+    if not isinstance(crm, str) or not crm:
+        raise ConfigError(f"connection {name!r}: crm is required")
+    resolve = _typed(name, table, "resolve", str, None)
+    if resolve is not None and resolve not in RESOLVERS:
+        raise ConfigError(f"connection {name!r}: resolve must be one of {', '.join(RESOLVERS)}")
+    contacts = _typed(name, table, "contacts", str, None)
+    if crm == "json" and not contacts:
+        raise ConfigError(f"connection {name!r}: the json connector needs contacts = PATH")
+    rate_limit = _typed(name, table, "rate_limit", str, None)
+    if rate_limit is not None:
+        parse_rate_limit(rate_limit, name)
+    reserve = table.get("rate_reserve", 0.2)
+    if isinstance(reserve, bool) or not isinstance(reserve, int | float) or not 0 <= reserve < 1:
+        raise ConfigError(
+            f"connection {name!r}: rate_reserve must be a fraction from 0 to below 1 (e.g. 0.2)"
+        )
+    rc_account = table.get("rc_account", "")
+    return Connection(
+        name=name,
+        crm=crm,
+        rc_account=str(rc_account),
+        formats=_typed(name, table, "formats", str, ""),
+        region=_typed(name, table, "region", str, "US").upper(),
+        resolve=resolve,
+        create_option=_typed(name, table, "create_option", bool, False),
+        extension_lookup=_typed(name, table, "extension_lookup", bool, False),
+        outbound_pop=_typed(name, table, "outbound_pop", bool, False),
+        proxy=_typed(name, table, "proxy", str, None),
+        token_env=_typed(name, table, "token_env", str, None),
+        base_url=_typed(name, table, "base_url", str, None),
+        # Relative paths are relative to the connections file, like any config that names files.
+        contacts=(base_dir / contacts) if contacts else None,
+        rate_limit=rate_limit,
+        rate_reserve=float(reserve),
+        options={k: v for k, v in table.items() if k not in COMMON_KEYS},
+    )
+
+
+def parse_rate_limit(text: str, name: str = "?") -> tuple[int, float]:
+    """``"50/60"`` -> (50 requests, 60.0 seconds)."""
+    try:
+        count, _, window = text.partition("/")
+        requests, seconds = int(count), float(window or 1)
+    except ValueError:
+        requests, seconds = 0, 0.0
+    if requests < 1 or seconds <= 0:
+        raise ConfigError(
+            f"connection {name!r}: rate_limit must look like '50/60' (requests/seconds)"
+        )
+    return requests, seconds
+
+
+def parse_config(data: Mapping[str, Any], base_dir: Path, path: Path | None = None) -> Config:
+    tables = data.get("connections", {})
+    if not isinstance(tables, Mapping):
+        raise ConfigError("[connections] must be a table of connections")
+    connections = {name: _connection(name, t, base_dir) for name, t in tables.items()}
+    extensions = data.get("extensions", {})
+    if not isinstance(extensions, Mapping):
+        raise ConfigError("[extensions] must map extension ids to connection names")
+    for ext, conn in extensions.items():
+        if conn not in connections:
+            raise ConfigError(f"[extensions] {ext} names unknown connection {conn!r}")
+    return Config(
+        connections=connections,
+        extensions={str(k): str(v) for k, v in extensions.items()},
+        path=path,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the connections file; ConfigError names what is wrong."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"connections file {str(p)!r} not found (set CONTACT_LOOKUP_CONFIG)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"connections file {str(p)!r} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"connections file {str(p)!r} is not valid TOML: {exc}") from None
+    return parse_config(data, p.resolve().parent, p)

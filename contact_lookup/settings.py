@@ -1,0 +1,96 @@
+"""One typed settings object, read from the environment once at start-up.
+
+Every variable of INTERFACE.md section 2 lives here. A bad value raises ``ConfigError`` with
+one line naming the variable, so start-up fails loudly instead of a worker misbehaving later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from contact_lookup.model.errors import ConfigError
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or default
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes:
+        raise ConfigError(
+            f"{name}={redact_url(value)!r} must be a URL with scheme {' or '.join(schemes)}"
+        )
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or default
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = DEFAULT_REDIS_URL
+    result_backend: str = DEFAULT_REDIS_URL
+    cache_url: str = DEFAULT_REDIS_URL
+    config_path: str = "./contact-lookup.toml"
+    # Longer than any retry countdown the tasks use (they cap at MAX_RETRY_DELAY_S), so a
+    # delayed retry is never redelivered early; short enough that a job held by a dead worker
+    # comes back within minutes rather than the Redis transport's default hour.
+    visibility_timeout_s: float = 600.0
+    call_pop_deadline_s: float = 20.0
+    log_format: str = "text"
+    cache_ttl_s: float = 86400.0
+    result_expires_s: float = 86400.0
+    http_timeout_s: float = 10.0
+    rc_verification_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, REDIS_SCHEMES)
+        return cls(
+            redis_url=redis_url,
+            broker_url=_url(env, "BROKER_URL", redis_url, (*REDIS_SCHEMES, "amqp", "amqps")),
+            result_backend=_url(env, "RESULT_BACKEND", redis_url, REDIS_SCHEMES),
+            cache_url=_url(env, "CACHE_URL", redis_url, REDIS_SCHEMES),
+            config_path=env.get("CONTACT_LOOKUP_CONFIG", "").strip() or "./contact-lookup.toml",
+            visibility_timeout_s=_number(env, "VISIBILITY_TIMEOUT", 600.0, minimum=1),
+            call_pop_deadline_s=_number(env, "CALL_POP_DEADLINE", 20.0, minimum=1),
+            log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
+            cache_ttl_s=_number(env, "CACHE_TTL", 86400.0, minimum=1),
+            result_expires_s=_number(env, "RESULT_EXPIRES", 86400.0, minimum=60),
+            http_timeout_s=_number(env, "CRM_HTTP_TIMEOUT", 10.0, minimum=0.1),
+            rc_verification_token=env.get("RC_VERIFICATION_TOKEN") or None,
+        )

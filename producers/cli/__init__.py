@@ -1,0 +1,43 @@
+"""The ``contact-lookup`` command (docs/interface.md, "Command line").
+
+Exit status: 0 when the printed result is successful, 1 when it is not, 2 for a usage or
+configuration error (one line on stderr, no traceback).
+
+The tree: ``parser.py`` declares every subcommand, ``handlers.py`` runs them, ``errors.py``
+holds ``UsageError``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from contact_lookup.model.errors import ConfigError
+from producers.cli.errors import UsageError
+
+__all__ = ["UsageError", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worker"]:
+        # Everything after "worker" is Celery's: argparse would reject its options.
+        from worker.command import run
+
+        return run(argv[1:])
+    from producers.cli.parser import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        return code
+    except (ConfigError, UsageError) as exc:
+        print(f"contact-lookup: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

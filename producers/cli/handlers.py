@@ -1,0 +1,177 @@
+"""What each ``contact-lookup`` subcommand does: one handler per subcommand.
+
+A handler takes the parsed arguments, builds what it needs from the environment
+(``Settings.from_env``) and returns the exit status: 0 success, 1 a failed result or an
+unreachable service, 2 a usage or configuration error (raised as ``UsageError`` or
+``ConfigError``; ``producers.cli.main`` prints it as one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import redis
+
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.settings import Settings, redact_url
+from producers.cli.errors import UsageError
+
+
+def _query(args: argparse.Namespace) -> LookupRequest:
+    return LookupRequest(
+        phone_number=args.phone,
+        purpose=args.purpose,
+        overriding_format=args.formats,
+        is_extension=args.extension,
+        force_refresh=args.refresh,
+        debug=args.debug,
+        resolve=args.resolve,
+    )
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    from contact_lookup.compose import Runtime
+
+    runtime = Runtime(Settings.from_env())
+    conn = runtime.config.connection(args.connection)  # unknown connection: exit 2
+    query = _query(args)
+    if args.local:
+        # Only this process needs the secret; a remote lookup's worker reads its own.
+        runtime.connectors.check(conn)
+        result = runtime.service.find_contact(args.connection, query)
+    else:
+        from producers.remote import lookup_remote
+
+        result = lookup_remote(runtime.settings, args.connection, query, args.timeout)
+    print(json.dumps(result, indent=2))
+    return 0 if result.get("successful") else 1
+
+
+def cmd_webhook(args: argparse.Namespace) -> int:
+    from contact_lookup.compose import Runtime
+    from producers.webhook import serve
+
+    settings = Settings.from_env()
+    Runtime(settings).config  # noqa: B018  (a bad connections file: exit 2 before forking)
+    serve(args.host, args.port, workers=args.workers, threads=args.threads)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from producers.pipeline import build_pipeline
+    from producers.replay import Replay, ReplayStopped
+
+    if args.events != "-" and not Path(args.events).is_file():
+        raise UsageError(f"no such file: {args.events}")
+    producer = build_pipeline(Settings.from_env())
+    try:
+        if args.fresh:
+            deleted = producer.forget_events()
+            print(f"replay: forgot {deleted} producer markers", file=sys.stderr)
+        replay = Replay(producer, sys.stdout, wait_s=args.timeout if args.wait else None)
+        if args.events == "-":
+            return replay.run(sys.stdin)
+        with open(args.events, encoding="utf-8", errors="replace") as source:
+            return replay.run(source)
+    except ReplayStopped as exc:
+        print(f"contact-lookup: replay {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        print(
+            f"contact-lookup: replay: Redis is unreachable ({type(exc).__name__})", file=sys.stderr
+        )
+        return 1
+    finally:
+        producer.app.close()
+
+
+def cmd_relookup(args: argparse.Namespace) -> int:
+    from contact_lookup.compose import Runtime
+    from contact_lookup.model.errors import InvalidInput
+    from producers import relookup
+    from tasks.celery_app import create_app
+
+    if args.numbers != "-" and not Path(args.numbers).is_file():
+        raise UsageError(f"no such file: {args.numbers}")
+    if args.window < 1:
+        raise UsageError("--window must be at least 1")
+    runtime = Runtime(Settings.from_env())
+    app = create_app(runtime.settings)
+    try:
+        return relookup.run(
+            app,
+            runtime.service,
+            args.connection,
+            args.numbers,
+            args.out,
+            refresh=args.refresh,
+            window=args.window,
+            idle_timeout_s=args.timeout,
+        )
+    except InvalidInput as exc:  # e.g. a CSV without a phoneNumber column
+        raise UsageError(exc.user_message()) from None
+    except redis.RedisError as exc:
+        print(
+            f"contact-lookup: relookup: Redis is unreachable ({type(exc).__name__})",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        app.close()
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from producers.watch import watch
+
+    if args.extension is not None and not re.fullmatch(r"\d{1,20}", args.extension):
+        raise UsageError("--extension must be a RingCentral extension id (digits)")
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(settings.cache_url, socket_connect_timeout=5)
+    try:
+        watch(client, sys.stdout, extension=args.extension, count=args.count)
+    except redis.RedisError as exc:
+        print(
+            f"contact-lookup: watch: Redis is unreachable ({type(exc).__name__})", file=sys.stderr
+        )
+        return 1
+    finally:
+        client.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from contact_lookup.model.purpose import PURPOSES
+    from producers.demo import EXAMPLES, replay_events, start_worker, tour, wait_for_worker
+    from tasks.celery_app import create_app
+
+    if not os.environ.get("CONTACT_LOOKUP_CONFIG") and not Path("contact-lookup.toml").exists():
+        os.environ["CONTACT_LOOKUP_CONFIG"] = str(EXAMPLES / "contact-lookup.toml")
+    settings = Settings.from_env()
+    print(
+        f"contact-lookup demo: Redis {redact_url(settings.redis_url)}, "
+        f"connections {settings.config_path}"
+    )
+    app = create_app(settings)
+    proc = start_worker(settings)
+    try:
+        wait_for_worker(app, proc)
+        print("worker up: queues " + ", ".join(PURPOSES))
+        ok = tour(app)
+        ok &= replay_events(settings, Path(args.events))
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        app.close()
+    print("\ndemo " + ("finished: every step behaved as expected" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.command import run
+
+    return run(args.celery_args)

@@ -1,0 +1,120 @@
+"""Every ``contact-lookup`` subcommand and its arguments, in one place (argparse).
+
+Handlers live in ``producers.cli.handlers``; ``producers.cli.main`` dispatches to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from contact_lookup.core.resolve import STRATEGIES
+from contact_lookup.model.purpose import PURPOSES, Purpose
+from producers.cli import handlers as h
+from producers.demo import EXAMPLES
+from worker.command import __doc__ as WORKER_DOC
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="contact-lookup", description="Find the CRM contacts behind a phone number."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("lookup", help="look up one number and print the result as JSON")
+    p.add_argument("phone", help="phone number (E.164 or national) or extension digits")
+    p.add_argument("--connection", required=True, help="connection name from the config file")
+    p.add_argument("--formats", default=None, help="overridingFormat, comma separated")
+    p.add_argument("--extension", action="store_true", help="an internal extension number")
+    p.add_argument("--refresh", action="store_true", help="bypass the cache")
+    p.add_argument("--debug", action="store_true", help="include a redacted debugTrace")
+    p.add_argument("--resolve", choices=STRATEGIES, default=None)
+    p.add_argument("--purpose", choices=PURPOSES, default=Purpose.CALL_POP.value)
+    p.add_argument("--local", action="store_true", help="run in this process, no worker")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for a worker's result (default 30)",
+    )
+    p.set_defaults(handler=h.cmd_lookup)
+
+    p = sub.add_parser(
+        "worker",
+        help="run a Celery worker (celery -A worker worker ...)",
+        description=WORKER_DOC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "celery_args",
+        nargs=argparse.REMAINDER,
+        help="options passed to celery worker (e.g. -Q call_pop -c 16)",
+    )
+    p.set_defaults(handler=h.cmd_worker)
+    p = sub.add_parser(
+        "webhook",
+        help="RingCentral webhook receiver (gunicorn)",
+        description="Serve POST /webhook/ringcentral and GET /healthz.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn processes (default 2)")
+    p.add_argument("--threads", type=int, default=8, help="threads per process (default 8)")
+    p.set_defaults(handler=h.cmd_webhook)
+
+    p = sub.add_parser(
+        "replay",
+        help="feed recorded webhook bodies to the producers",
+        description="One notification body per line; one JSON line out per event step.",
+    )
+    p.add_argument("events", metavar="EVENTS.jsonl", help="file of notification bodies, or -")
+    p.add_argument("--wait", action="store_true", help="wait for and print each job's result")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for one result with --wait (default 30)",
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="first forget every delivery/session/once marker (demos; never on a live system)",
+    )
+    p.set_defaults(handler=h.cmd_replay)
+
+    p = sub.add_parser(
+        "relookup",
+        help="look up a batch of numbers on the relookup queue",
+        description="One number per line, or a CSV with a phoneNumber column.",
+    )
+    p.add_argument("numbers", metavar="NUMBERS", help="numbers file (.txt or .csv), or -")
+    p.add_argument("--connection", required=True, help="connection name from the config file")
+    p.add_argument("--refresh", action="store_true", help="bypass the cache")
+    p.add_argument(
+        "--out",
+        metavar="RESULTS.jsonl",
+        default=None,
+        help="append results here (and resume from it); default stdout",
+    )
+    p.add_argument("--window", type=int, default=200, help="jobs outstanding at most (200)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="stop when no result arrives for this many seconds (default 300)",
+    )
+    p.set_defaults(handler=h.cmd_relookup)
+
+    p = sub.add_parser("watch", help="print call pops as they are published")
+    p.add_argument(
+        "--extension", metavar="ID", default=None, help="only this RingCentral extension id"
+    )
+    p.add_argument("--count", type=int, default=None, help="stop after this many call pops")
+    p.set_defaults(handler=h.cmd_watch)
+    p = sub.add_parser("demo", help="run the main job end to end on the examples")
+    p.add_argument(
+        "--events",
+        default=str(EXAMPLES / "events.jsonl"),
+        help="recorded RingCentral notifications to replay",
+    )
+    p.set_defaults(handler=h.cmd_demo)
+    return parser
