@@ -1,9 +1,9 @@
 # Two commands for a fresh machine: `make demo` and `make test`. Both create .venv, install,
-# and run against REDIS_URL when it answers, else against a private redis-server.
+# and run against a private redis-server they start and stop. Neither touches a Redis it did
+# not start unless you opt in: TEST_REDIS_URL for the tests, DEMO_REDIS_URL for the demo.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-WITH_REDIS := $(PY) -m localredis --
 
 .PHONY: demo test lint faults bench clean
 
@@ -18,13 +18,13 @@ $(VENV)/.dev: $(VENV)/.base
 	touch $@
 
 demo: $(VENV)/.base
-	$(WITH_REDIS) $(VENV)/bin/contact-lookup demo
+	$(PY) -m localredis --opt-in DEMO_REDIS_URL -- $(VENV)/bin/contact-lookup demo
 
 test: $(VENV)/.dev
-	$(WITH_REDIS) $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 faults: $(VENV)/.dev
-	$(WITH_REDIS) $(PY) -m pytest tests/faults $(PYTEST_ARGS)
+	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
@@ -32,7 +32,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/mypy
 
 bench: $(VENV)/.dev
-	$(WITH_REDIS) $(PY) -m bench
+	$(PY) -m localredis --opt-in BENCH_REDIS_URL -- $(PY) -m bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info

