@@ -19,6 +19,7 @@ from contact_lookup.core.coalesce import Coalescer
 from contact_lookup.core.ratelimit import RateLimiter
 from contact_lookup.core.service import LookupService
 from contact_lookup.model.config import Config, load_config
+from contact_lookup.model.redaction import PROCESS, Redactor, secret_names
 from contact_lookup.settings import Settings
 
 
@@ -30,6 +31,8 @@ def load_checked_config(path: str) -> Config:
     """
     config = load_config(path)
     validate_config(config)
+    # Every secret the file names is redacted from logs, traces and stored exception text.
+    PROCESS.add(*Redactor.from_env(secret_names(config.connections.values())).secrets)
     return config
 
 

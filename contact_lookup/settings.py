@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from contact_lookup.model.errors import ConfigError
+from contact_lookup.model.redaction import redact_url
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -44,15 +45,6 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if value not in choices:
         raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
     return value
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, fit for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
