@@ -56,6 +56,9 @@ class Settings:
     broker_url: str = DEFAULT_REDIS_URL
     result_backend: str = DEFAULT_REDIS_URL
     cache_url: str = DEFAULT_REDIS_URL
+    # Shared state that must never be evicted: limiter buckets, coalescing, webhook dedupe,
+    # OAuth tokens. A Redis with maxmemory-policy noeviction (README "Deployment").
+    state_url: str = DEFAULT_REDIS_URL
     config_path: str = "./contact-lookup.toml"
     # Longer than any retry countdown the tasks use (they cap at MAX_RETRY_DELAY_S), so a
     # delayed retry is never redelivered early; short enough that a job held by a dead worker
@@ -77,6 +80,7 @@ class Settings:
             broker_url=_url(env, "BROKER_URL", redis_url, (*REDIS_SCHEMES, "amqp", "amqps")),
             result_backend=_url(env, "RESULT_BACKEND", redis_url, REDIS_SCHEMES),
             cache_url=_url(env, "CACHE_URL", redis_url, REDIS_SCHEMES),
+            state_url=_url(env, "STATE_URL", redis_url, REDIS_SCHEMES),
             config_path=env.get("CONTACT_LOOKUP_CONFIG", "").strip() or "./contact-lookup.toml",
             visibility_timeout_s=_number(env, "VISIBILITY_TIMEOUT", 600.0, minimum=1),
             call_pop_deadline_s=_number(env, "CALL_POP_DEADLINE", 20.0, minimum=1),
