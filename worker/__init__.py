@@ -30,6 +30,9 @@ def _app() -> ContactLookupCelery:
         load_checked_config(settings.config_path)
     app = create_app(settings)
     app.set_current()
+    from celery import signals
+
+    signals.worker_init.connect(refuse_without_secrets, weak=False)
     import tasks.find_contact  # noqa: F401  (registers the task on this app)
 
     return app
@@ -42,3 +45,23 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["app"]
+
+
+def refuse_without_secrets(**_: object) -> None:
+    """Celery ``worker_init``: a worker whose connections lack a secret (unset, or unfit for
+    an HTTP header) logs one line per problem and exits 2 instead of becoming ready
+    (contact_lookup.preflight; the same check as ``contact-lookup check``)."""
+    import logging
+
+    from contact_lookup.preflight import secret_problems
+
+    settings = Settings.from_env()
+    try:
+        problems = secret_problems(load_checked_config(settings.config_path))
+    except ConfigError as exc:
+        problems = [str(exc)]
+    if problems:
+        log = logging.getLogger("contact_lookup.worker")
+        for problem in problems:
+            log.error("not starting: %s", problem)
+        raise SystemExit(2)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from contact_lookup import metrics
 from contact_lookup.connectors.base import Connector
 from contact_lookup.core.coalesce import Coalescer
 from contact_lookup.core.ratelimit import RateLimiter, limit_for
@@ -69,7 +70,12 @@ class Guard:
             return work()
         tokens = self.tokens(prepared, connector)
         priority = Purpose(request.purpose).has_priority
-        self.limiter.acquire(conn, limit, tokens, priority=priority)
+        try:
+            used = self.limiter.acquire(conn, limit, tokens, priority=priority)
+        except RateLimited:
+            metrics.count_deferral(conn.name, request.purpose)
+            raise
+        metrics.set_budget_remaining(conn.name, limit.requests - used - tokens)
         try:
             result = work()
         except RateLimited as exc:
