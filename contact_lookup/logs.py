@@ -13,8 +13,9 @@ Every record of every logger goes through two filters on the one root handler:
 
 JSON lines: ``ts`` (UTC, milliseconds, ``Z``), ``level``, ``logger``, ``process``,
 ``message``, ``exc`` (the redacted traceback) and, where known, the fields ``task_id``,
-``connection``, ``purpose``, ``outcome``, ``errorType``, ``duration_ms``, ``cached`` (and
-for the access log ``method``, ``path``, ``status``). Inside a Celery task ``task_id`` is
+``connection``, ``purpose``, ``outcome``, ``errorType``, ``duration_ms``, ``cached``; for the
+webhook ``uuid``, ``action``/``actions`` and ``reason``; for the access log ``method``,
+``path``, ``status``. Inside a Celery task ``task_id`` is
 filled in from the running task. Text lines carry the same timestamp.
 """
 
@@ -41,6 +42,7 @@ FIELDS = (
     "reason",
     "uuid",
     "action",
+    "actions",
     "method",
     "path",
     "status",

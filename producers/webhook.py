@@ -159,7 +159,7 @@ def create_webhook_app(producer: EventPipeline, settings: Settings) -> Flask:
             "ringcentral %s: %s",
             logged,
             ",".join(actions),
-            extra={"uuid": logged, "action": ",".join(actions)},
+            extra={"uuid": logged, "actions": actions},
         )
         return _json({"uuid": uuid, "actions": actions})
 
