@@ -54,17 +54,20 @@ def secret_variables(config: Config) -> dict[str, list[str]]:
     return out
 
 
+def variable_problem(var: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Why the secret in ``var`` is unusable (unset, or unfit for a header), or None."""
+    value = (os.environ if env is None else env).get(var, "")
+    if not value:
+        return f"environment variable {var} is not set"
+    return header_problem(var, value)
+
+
 def secret_problems(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
     """One line per secret that is unset or unfit for a header; empty when all are fine."""
-    env = os.environ if env is None else env
     problems = []
     for name, variables in secret_variables(config).items():
         for var in variables:
-            value = env.get(var, "")
-            if not value:
-                problems.append(f"connection {name!r}: environment variable {var} is not set")
-            else:
-                problem = header_problem(var, value)
-                if problem:
-                    problems.append(f"connection {name!r}: {problem}")
+            problem = variable_problem(var, env)
+            if problem:
+                problems.append(f"connection {name!r}: {problem}")
     return problems

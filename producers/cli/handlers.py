@@ -179,3 +179,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from worker.command import run
 
     return run(args.celery_args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from producers.check import run
+
+    return run(sys.stdout)

@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--count", type=int, default=None, help="stop after this many call pops")
     p.set_defaults(handler=h.cmd_watch)
+    p = sub.add_parser(
+        "check",
+        help="check the environment, connections, secrets, Redis, broker and each CRM",
+        description="One line per item; exit 1 when any item fails (producers/check.py).",
+    )
+    p.set_defaults(handler=h.cmd_check)
+
     p = sub.add_parser("demo", help="run the main job end to end on the examples")
     p.add_argument(
         "--events",

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -110,10 +111,8 @@ def _drip(sockets: list[socket.socket], stop: threading.Event) -> None:
     """Each slow client sends one more header byte every 0.3 s and never finishes."""
     while not stop.wait(0.3):
         for s in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 s.send(b"X")
-            except OSError:
-                pass
 
 
 def _slow_clients(port: int, count: int) -> list[socket.socket]:
