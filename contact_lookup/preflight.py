@@ -21,6 +21,17 @@ from contact_lookup.model.config import Config
 from contact_lookup.model.errors import ConfigError
 
 _HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?")
+# The values an example file or a tutorial leaves behind (.env.example: change-me).
+_PLACEHOLDER = re.compile(
+    r"change[-_ ]?me|^<.*>$|^(?:placeholder|todo|tbd|xxx+|\.\.\.|your[-_ ].*)$", re.IGNORECASE
+)
+
+
+def placeholder_problem(name: str, value: str) -> str | None:
+    """Why ``value`` of ``name`` looks like a placeholder rather than a secret, or None."""
+    if _PLACEHOLDER.search(value.strip()):
+        return f"{name} still holds a placeholder (such as change-me): set a real secret"
+    return None
 
 
 def header_problem(name: str, value: str) -> str | None:
@@ -59,7 +70,7 @@ def variable_problem(var: str, env: Mapping[str, str] | None = None) -> str | No
     value = (os.environ if env is None else env).get(var, "")
     if not value:
         return f"environment variable {var} is not set"
-    return header_problem(var, value)
+    return header_problem(var, value) or placeholder_problem(var, value)
 
 
 def secret_problems(config: Config, env: Mapping[str, str] | None = None) -> list[str]:

@@ -28,7 +28,6 @@ import base64
 import hmac
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
@@ -100,7 +99,7 @@ def create_webhook_app(producer: EventPipeline, settings: Settings) -> Flask:
     if settings.rc_verification_token:
         header_safe("RC_VERIFICATION_TOKEN", settings.rc_verification_token)
     token = settings.rc_verification_token.encode() if settings.rc_verification_token else None
-    metrics_auth = _basic_auth(os.environ.get("METRICS_BASIC_AUTH"))
+    metrics_auth = _basic_auth(settings.metrics_basic_auth)
 
     def refused(code: str, error: str, status: int) -> Response:
         metrics.count_delivery("refused", code)

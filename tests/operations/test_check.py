@@ -125,3 +125,23 @@ def test_check_reports_unreachable_redis(
     assert code == 1
     assert [items[r] for r in ("broker", "result backend", "cache", "state")] == ["FAIL"] * 4
     assert items["connection demo"] == "ok"
+
+
+def test_a_password_with_url_characters_reaches_every_redis_role(
+    connections: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docker-compose's way: URLs without a password, REDIS_PASSWORD on its own."""
+    password = "p/#@:w%x?y"
+    server = EmbeddedRedis(password=password).start()
+    try:
+        base = f"redis://127.0.0.1:{server.port}"
+        env(monkeypatch, f"{base}/0", connections, REDIS_PASSWORD=password)
+        monkeypatch.setenv("BROKER_URL", f"{base}/0")
+        monkeypatch.setenv("RESULT_BACKEND", f"{base}/1")
+        monkeypatch.setenv("STATE_URL", f"{base}/2")
+        code, items, text = check(capsys)
+    finally:
+        server.cleanup()
+    assert code == 0, text
+    assert [items[r] for r in ("broker", "result backend", "cache", "state")] == ["ok"] * 4
+    assert password not in text and "p%2F%23" not in text  # shown redacted
