@@ -50,9 +50,9 @@ FIELDS = (
 WITHHELD = "[withheld]"
 
 # A phone number in free text: an optional +, then 7 to 15 digits, each group separated by at
-# most one space, dot, dash or parenthesis (E.164 allows 15 digits: ITU-T E.164 section 6).
+# most two spaces, dots, dashes or parentheses (E.164 allows 15 digits: ITU-T E.164 section 6).
 # Not inside a word, a uuid or a longer digit run; an ISO date (2026-01-31) is left alone.
-_NUMBER = re.compile(r"(?<![\w.:/-])\+?\(?\d(?:[\s().-]?\d){6,14}(?![\w/-])")
+_NUMBER = re.compile(r"(?<![\w.:/-])\+?\(?\d(?:[\s().-]{0,2}\d){6,14}(?![\w/-])")
 _NOT_A_NUMBER = re.compile(r"\d{4}-\d{2}-\d{2}|\d+\.\d+")  # a date, a decimal (durations)
 
 
