@@ -12,8 +12,6 @@ multiprocess mode.
 
 from __future__ import annotations
 
-import os
-
 DEFAULTS = [
     "--pool",
     "threads",
@@ -63,23 +61,9 @@ def split_metrics_port(args: list[str]) -> tuple[tuple[str, int] | None, list[st
     return (host or "127.0.0.1", int(port)), rest
 
 
-def _shutdown_notice_as_log() -> None:
-    """Celery prints "worker: Warm shutdown (MainProcess)" with ``safe_say`` (raw os.write,
-    for gevent's sake); in JSON mode it becomes a log record like every other line."""
-    import logging
-
-    import celery.apps.worker as celery_worker
-
-    def say(msg: str, f: object = None) -> None:
-        logging.getLogger("celery.apps.worker").warning(msg)
-
-    celery_worker.safe_say = say
-
-
 def run(celery_args: list[str]) -> int:
     """Start a worker; every option is Celery's own (``contact-lookup worker --help``) but
-    ``--metrics-port``. In ``LOG_FORMAT=json`` Celery's text banner is left out (``--quiet``):
-    every line is then a JSON log record, "ready" included."""
+    ``--metrics-port``."""
     from contact_lookup.metrics_env import use_multiprocess_dir
 
     bind, celery_args = split_metrics_port(celery_args)
@@ -93,9 +77,5 @@ def run(celery_args: list[str]) -> int:
         from contact_lookup import metrics
 
         start_http_server(bind[1], addr=bind[0], registry=metrics.registry())
-    argv = worker_argv(celery_args)
-    if os.environ.get("LOG_FORMAT", "").strip() == "json":
-        argv = ["--quiet", *argv]
-        _shutdown_notice_as_log()
-    app.worker_main(argv)
+    app.worker_main(worker_argv(celery_args))
     return 0

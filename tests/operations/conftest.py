@@ -23,19 +23,18 @@ CONTACTS: list[dict[str, Any]] = json.loads((EXAMPLES / "contacts.json").read_te
 
 
 def personal_data() -> list[str]:
-    """Every name, e-mail and full phone number (as written, and its digits) of the contacts
-    file: none may appear in a log line."""
+    """Every name, e-mail and full phone number (as written, and its digits; 7 digits or
+    more, so an extension such as 102 is not one) of the contacts file: none may appear in
+    a log line."""
     out: set[str] = set()
     for c in CONTACTS:
         for key in ("name", "email"):
             if c.get(key):
                 out.add(str(c[key]))
         for number in [c.get("phone"), *(c.get("phones") or [])]:
-            if number:
-                out.add(str(number))
-                digits = re.sub(r"\D", "", str(number))
-                if len(digits) >= 7:
-                    out.add(digits)
+            digits = re.sub(r"\D", "", str(number or ""))
+            if len(digits) >= 7:
+                out.update((str(number), digits))
     return sorted(out)
 
 

@@ -5,6 +5,7 @@ refuses to start without its secrets."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from localredis import free_port
@@ -126,3 +127,32 @@ def test_worker_refuses_to_start_without_header_safe_secrets(
     assert " ready." not in logs
     assert "ACME_OPS_TOKEN" in logs and "HTTP header" in logs
     assert "clio-token-7f3e" not in logs
+
+
+def test_flower_start_up_is_json_too(ops_url: str, connections: Path, tmp_path: Path) -> None:
+    port = free_port()
+    env = base_env(REDIS_URL=ops_url, CONTACT_LOOKUP_CONFIG=str(connections), LOG_FORMAT="json")
+    flower = Proc(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+        ],
+        env,
+        tmp_path,
+        "flower",
+    )
+    try:
+        flower.launch().wait_until(lambda: "Registered tasks" in flower.logs(), 40)
+    finally:
+        flower.stop()
+    lines = [line for line in flower.log_lines() if line.strip()]
+    assert any("Visit me" in line for line in lines)
+    for line in lines:
+        record = json.loads(line)  # raises on a text line
+        assert record["ts"].endswith("Z")
