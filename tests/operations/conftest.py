@@ -17,7 +17,7 @@ import pytest
 from localredis import free_port
 from tests.conftest import CORE_DB, EXAMPLES, flushed_db
 from tests.fakecrm import wait_for
-from tests.faults.faultkit import Proc, base_env
+from tests.processes import Proc, base_env
 
 CONTACTS: list[dict[str, Any]] = json.loads((EXAMPLES / "contacts.json").read_text())
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT
-from tests.faults.faultkit import base_env
 from tests.operations.conftest import personal_data
+from tests.processes import base_env
 
 
 def test_demo_logs_hold_no_contact_data() -> None:

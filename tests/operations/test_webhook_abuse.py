@@ -29,8 +29,8 @@ import requests
 
 from localredis import free_port
 from tests.conftest import ROOT
-from tests.faults.faultkit import Proc, base_env
 from tests.operations.conftest import command, sample, scrape, start
+from tests.processes import Proc, base_env
 
 TOKEN = "ops-verif-token-2b7c"
 PATH = "/webhook/ringcentral"

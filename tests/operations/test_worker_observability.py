@@ -11,8 +11,8 @@ from pathlib import Path
 from localredis import free_port
 from tasks.celery_app import create_app
 from tests.conftest import settings_for
-from tests.faults.faultkit import Proc, base_env
 from tests.operations.conftest import command, personal_data, sample, scrape, start
+from tests.processes import Proc, base_env
 
 
 def test_worker_metrics_and_logs(ops_url: str, connections: Path, tmp_path: Path) -> None:
