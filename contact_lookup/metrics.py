@@ -51,8 +51,13 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
+
+# No ``*_created`` series beside every counter and histogram: a timestamp per label set that
+# no dashboard here uses (prometheus_client documents the switch).
+disable_created_metrics()
 
 __all__ = ["CONTENT_TYPE_LATEST", "exposition", "registry"]
 

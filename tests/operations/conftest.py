@@ -8,7 +8,7 @@ import json
 import re
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,23 @@ def start(proc: Proc, ready_url: str | None = None, timeout_s: float = 40) -> Pr
             return False
 
     return proc.launch().wait_until(up, timeout_s)
+
+
+def start_on_free_port(
+    make: Callable[[int], Proc], ready_url: Callable[[int], str] | None = None, attempts: int = 3
+) -> tuple[Proc, int]:
+    """Start ``make(port)`` on a free port; again on another when the port was taken between
+    choosing and binding it (another process's outgoing connection can grab it)."""
+    for _ in range(attempts):
+        port = free_port()
+        proc = make(port)
+        try:
+            return start(proc, ready_url(port) if ready_url else None), port
+        except AssertionError as exc:
+            logs = str(exc) + proc.logs()
+            if "already in use" not in logs and "Connection in use" not in logs:  # gunicorn's
+                raise
+    raise AssertionError(f"no free port after {attempts} attempts")
 
 
 __all__ = ["Proc", "base_env", "free_port", "wait_for"]

@@ -27,9 +27,11 @@ from typing import Any
 import pytest
 import requests
 
+from contact_lookup.compose import Runtime
+from contact_lookup.core.request import LookupRequest
 from localredis import free_port
-from tests.conftest import ROOT
-from tests.operations.conftest import command, sample, scrape, start
+from tests.conftest import ROOT, settings_for
+from tests.operations.conftest import command, sample, scrape, start_on_free_port
 from tests.processes import Proc, base_env
 
 TOKEN = "ops-verif-token-2b7c"
@@ -53,7 +55,6 @@ def post(base: str, body: bytes, timeout: float = 10) -> requests.Response:
 
 @pytest.fixture
 def webhook(ops_url: str, connections: Path, tmp_path: Path) -> Iterator[tuple[str, Proc]]:
-    port = free_port()
     env = base_env(
         REDIS_URL=ops_url,
         CONTACT_LOOKUP_CONFIG=str(connections),
@@ -61,12 +62,14 @@ def webhook(ops_url: str, connections: Path, tmp_path: Path) -> Iterator[tuple[s
         LOG_FORMAT="json",
         METRICS_BASIC_AUTH=METRICS_AUTH,
     )
-    args = ["--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--threads", "2"]
-    proc = Proc(command("webhook", *args), env, tmp_path, "webhook")
-    base = f"http://127.0.0.1:{port}"
+
+    def make(port: int) -> Proc:
+        args = ["--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--threads", "2"]
+        return Proc(command("webhook", *args), env, tmp_path, f"webhook-{port}")
+
+    proc, port = start_on_free_port(make, lambda p: f"http://127.0.0.1:{p}/healthz")
     try:
-        start(proc, f"{base}/healthz")
-        yield base, proc
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.stop()
 
@@ -226,3 +229,26 @@ def test_a_verification_token_unfit_for_a_header_stops_start_up(
     assert "RC_VERIFICATION_TOKEN" in out.stderr and "HTTP header" in out.stderr
     assert "ops-token-44c1" not in out.stderr + out.stdout
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_cached_call_pop_is_counted_and_timed(
+    webhook: tuple[str, Proc], ops_url: str, connections: Path
+) -> None:
+    base, proc = webhook
+    runtime = Runtime(settings_for(ops_url, connections))
+    warm = runtime.service.lookup("demo", LookupRequest("+14155550100", purpose="call_log"))
+    assert warm["matchedContactInfo"][0]["name"] == "Ada Lovelace"  # now in the cache
+    ringing = json.loads((FIXTURES / "inbound_ringing.json").read_text())
+    ringing["uuid"] = "ops-cached-pop-1"
+    answer = post(base, json.dumps(ringing).encode())
+    assert answer.json()["actions"] == ["answered-from-cache"]
+    auth = {"Authorization": "Basic " + base64.b64encode(METRICS_AUTH.encode()).decode()}
+    m = scrape(base + "/metrics", auth)
+    assert sample(m, "contact_lookup_call_pop_seconds_count", path="cached") == 1
+    lookups = "contact_lookup_lookups_total"
+    assert sample(m, lookups, purpose="call_pop", connection="demo", outcome="cached") == 1
+    deliveries = "contact_lookup_webhook_deliveries_total"
+    assert sample(m, deliveries, action="answered-from-cache") == 1
+    proc.stop()
+    logs = proc.logs()
+    assert "LOVELACE" not in logs.upper() and "5550100" not in logs

@@ -8,37 +8,48 @@ import json
 import sys
 from pathlib import Path
 
+from crmsim.clio import ClioSimulator
 from localredis import free_port
 from tasks.celery_app import create_app
-from tests.conftest import settings_for
-from tests.operations.conftest import command, personal_data, sample, scrape, start
+from tests.conftest import EXAMPLES, settings_for
+from tests.fakecrm import wait_for
+from tests.operations.conftest import (
+    command,
+    personal_data,
+    sample,
+    scrape,
+    start_on_free_port,
+)
 from tests.processes import Proc, base_env
 
 
 def test_worker_metrics_and_logs(ops_url: str, connections: Path, tmp_path: Path) -> None:
-    port = free_port()
     env = base_env(REDIS_URL=ops_url, CONTACT_LOOKUP_CONFIG=str(connections), LOG_FORMAT="json")
-    worker = Proc(
-        command(
-            "worker",
-            "--metrics-port",
-            f"127.0.0.1:{port}",
-            "-Q",
-            "call_pop,call_log",
-            "-c",
-            "4",
-            "-n",
-            f"ops-{port}@%h",
-            "--without-mingle",
-            "--without-gossip",
-        ),
-        env,
-        tmp_path,
-        "worker",
-    )
+
+    def make(port: int) -> Proc:
+        return Proc(
+            command(
+                "worker",
+                "--metrics-port",
+                f"127.0.0.1:{port}",
+                "-Q",
+                "call_pop,call_log",
+                "-c",
+                "4",
+                "-n",
+                f"ops-{port}@%h",
+                "--without-mingle",
+                "--without-gossip",
+            ),
+            env,
+            tmp_path,
+            f"worker-{port}",
+        )
+
     app = create_app(settings_for(ops_url, connections))
+    worker: Proc | None = None
     try:
-        start(worker)
+        worker, port = start_on_free_port(make)
         jobs = {
             "matched": ("+14155550100", "call_log"),  # Ada Lovelace
             "not_found": ("+14155550999", "call_log"),
@@ -77,8 +88,10 @@ def test_worker_metrics_and_logs(ops_url: str, connections: Path, tmp_path: Path
             assert needle not in labels, needle
     finally:
         app.close()
-        worker.stop()
+        if worker is not None:
+            worker.stop()
 
+    assert worker is not None
     lines = worker.log_lines()
     assert lines, "the worker logged nothing"
     records = []
@@ -156,3 +169,82 @@ def test_flower_start_up_is_json_too(ops_url: str, connections: Path, tmp_path: 
     for line in lines:
         record = json.loads(line)  # raises on a text line
         assert record["ts"].endswith("Z")
+
+
+def test_crm_limiter_and_call_pop_metrics(ops_url: str, connections: Path, tmp_path: Path) -> None:
+    """A Clio connection over HTTP with a budget of 3 requests a minute (1 kept for call
+    pops): two logging lookups are sent, the third is deferred; a call pop is published."""
+    contacts = json.loads((EXAMPLES / "contacts.json").read_text())
+    with ClioSimulator(contacts, token="clio-ops-token-81") as sim:
+        connections.write_text(
+            connections.read_text()
+            + f'\n[connections.acme]\ncrm = "clio"\nbase_url = "{sim.url}"\n'
+            f'token_env = "{sim.token_env}"\nrc_account = "1"\nrate_limit = "3/60"\n'
+        )
+        env = base_env(
+            REDIS_URL=ops_url,
+            CONTACT_LOOKUP_CONFIG=str(connections),
+            LOG_FORMAT="json",
+            **sim.env(),
+        )
+
+        def make(port: int) -> Proc:
+            return Proc(
+                command(
+                    "worker",
+                    "--metrics-port",
+                    str(port),
+                    "-Q",
+                    "call_pop,call_log",
+                    "-c",
+                    "2",
+                    "-n",
+                    f"crm-{port}@%h",
+                    "--without-mingle",
+                    "--without-gossip",
+                ),
+                env,
+                tmp_path,
+                f"worker-{port}",
+            )
+
+        app = create_app(settings_for(ops_url, connections))
+        worker: Proc | None = None
+        try:
+            worker, port = start_on_free_port(make)
+            for number in ("+14155550100", "+14155550177"):
+                app.send_task(
+                    "find_contact",
+                    kwargs={"connection": "acme", "phoneNumber": number, "purpose": "call_log"},
+                ).get(timeout=30)
+            app.send_task(  # no token left outside the call-pop reserve: deferred
+                "find_contact",
+                kwargs={"connection": "acme", "phoneNumber": "+14155550123", "purpose": "call_log"},
+            )
+            pop = {"rcAccountId": "1", "rcExtensionId": "2", "telephonySessionId": "s-1"}
+            app.send_task(
+                "find_contact",
+                kwargs={
+                    "connection": "demo",
+                    "phoneNumber": "+14155550100",
+                    "purpose": "call_pop",
+                    "callPop": pop,
+                },
+                expires=20,  # CALL_POP_DEADLINE: how the producers send call pops
+            ).get(timeout=30)
+            url = f"http://127.0.0.1:{port}/metrics"
+            deferrals = "contact_lookup_rate_limit_deferrals_total"
+            assert wait_for(
+                lambda: sample(scrape(url), deferrals, connection="acme", purpose="call_log") == 1,
+                20,
+            )
+            m = scrape(url)
+        finally:
+            app.close()
+            if worker is not None:
+                worker.stop()
+    assert sample(m, "contact_lookup_crm_requests_total", connection="acme", status="200") == 2
+    assert sample(m, "contact_lookup_crm_request_seconds_count", connection="acme") == 2
+    assert sample(m, "contact_lookup_rate_budget_remaining", connection="acme") == 1
+    assert sample(m, "contact_lookup_call_pop_seconds_count", path="worker") == 1
+    assert 0 <= sample(m, "contact_lookup_call_pop_seconds_sum", path="worker") < 20
