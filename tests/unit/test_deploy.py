@@ -204,3 +204,30 @@ def test_env_example_placeholders_are_refused() -> None:
     for var in ("REDIS_PASSWORD", "RC_VERIFICATION_TOKEN"):
         with pytest.raises(ConfigError, match=var):
             Settings.from_env({var: example[var]})
+
+
+@pytest.mark.parametrize("var", ["REDIS_PASSWORD", "CONTACT_LOOKUP_CONFIG_DIR"])
+def test_compose_refuses_an_empty_secret_or_config_dir(var: str) -> None:
+    """Compose itself refuses (the `:?` form); every required variable uses it, as
+    test_every_secret_and_the_config_dir_are_required checks without running Compose."""
+    if shutil.which("docker-compose") is None:
+        if os.environ.get("CI"):
+            pytest.fail("docker-compose is missing under CI (.ci/run installs it)")
+        pytest.skip("Debian's docker-compose is not installed (apt-get install docker-compose)")
+    env_file = ROOT / ".env"
+    created = not env_file.exists()
+    if created:
+        env_file.write_text("")
+    try:
+        out = subprocess.run(
+            ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+            env={**ENV, var: "", "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        if created:
+            env_file.unlink()
+    assert out.returncode != 0
+    assert var in out.stderr
