@@ -28,7 +28,7 @@ import redis
 from contact_lookup.testing.contract import SECRET, SEED, ConnectorContract
 from crmsim.acme import AcmeSimulator
 from tests.conftest import CORE_DB, ROOT, db_url, require_redis
-from tests.faults.faultkit import WorkerProcess, base_env
+from tests.processes import WorkerProcess, base_env
 
 PLUGIN = ROOT / "examples" / "plugin"
 BIN = Path(sys.executable).parent
