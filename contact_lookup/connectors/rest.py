@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jmespath.exceptions
 import phonenumbers
@@ -125,7 +125,7 @@ class RestConnector(HttpConnector):
         for index in range(t.max_pages):
             method, url, headers, body = self.render(query, page, cursor)
             if next_url is not None:
-                url = self.url(next_url)
+                url = self._own_url(next_url)
             resp = self.request(method, url, headers=headers, json=body)
             state = self.rate_limit_state(resp) or state
             self._keep(query, page, cursor, url if next_url is not None else None, resp)
@@ -164,6 +164,15 @@ class RestConnector(HttpConnector):
         self.exchanges.append(
             Exchange(method, next_url or url, headers, body, resp.status_code, answer)
         )
+
+    def _own_url(self, link: str) -> str:
+        """A next-page link, only when it stays on ``base_url``'s scheme and host: the secret
+        goes with every request, so a link elsewhere is a broken answer, never followed."""
+        url = self.url(link)
+        here, there = urlsplit(self.connection.base_url or ""), urlsplit(url)
+        if (there.scheme, there.netloc) != (here.scheme, here.netloc):
+            raise CRMUnavailable("The CRM's next-page link points at another host.")
+        return url
 
     def _records(self, answer: Any, resp: requests.Response) -> list[Any]:
         if answer is None:

@@ -183,7 +183,7 @@ class Harness:
     @property
     def vendor(self) -> Any:
         if self.sim is None:
-            pytest.skip("this connector reads a file: it has no HTTP, token or rate limit")
+            pytest.skip("no simulator object (a file-backed connector, or a bare URL): skipped")
         return self.sim
 
     def can(self, ability: str) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from contact_lookup.connectors.rest import RestConnector
-from contact_lookup.model.errors import RateLimited
+from contact_lookup.model.errors import CRMUnavailable, RateLimited
 from contact_lookup.testing.contract import (
     HANG_S,
     SECRET,
@@ -120,6 +120,17 @@ def test_paging_stops_at_max_pages_and_says_the_answer_is_incomplete(
     assert len(outcome.contacts) == 2
     assert h.vendor.by_path[CAPSULE_SEARCH] == 2
     assert connector.complete is False
+
+
+def test_a_next_link_to_another_host_is_never_followed(make_rest: MakeRest) -> None:
+    h = make_rest("copper", crowd(1))
+    # A template whose next URL comes from the answer: a hostile or broken answer could send
+    # the next request, and its X-PW-AccessToken, anywhere.
+    evil = "http://203.0.113.9/steal"
+    paging = {"next_url": f"'{evil}'"}
+    with pytest.raises(CRMUnavailable, match="another host"):
+        rest(h, paging=paging).find([CROWD])
+    assert h.vendor.requests == 1
 
 
 # ----- rate limits -----------------------------------------------------------------------------
