@@ -19,8 +19,10 @@ from typing import Any
 
 from contact_lookup.connectors.registry import ConnectorFactory, registered
 from contact_lookup.model import phone
+from contact_lookup.model.errors import InvalidPhoneNumber
 from contact_lookup.model.trace import DebugTrace
 from contact_lookup.settings import Settings
+from producers.cli.errors import UsageError
 
 
 def _option_doc(option: Any) -> dict[str, Any]:
@@ -71,7 +73,10 @@ def cmd_try(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     config = load_checked_config(settings.config_path)
     conn = config.connection(args.connection)
-    number = phone.to_e164(args.number, conn.region)
+    try:
+        number = phone.to_e164(args.number, conn.region)
+    except InvalidPhoneNumber as exc:
+        raise UsageError(exc.user_message()) from None
     formats = conn.formats if args.formats is None else args.formats
     queries = phone.queries(number, formats)
     trace = DebugTrace()

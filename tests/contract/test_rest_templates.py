@@ -90,6 +90,33 @@ def rest(h: Harness, **overrides: Any) -> RestConnector:
     return connector
 
 
+# ----- placeholders ----------------------------------------------------------------------------
+def test_digits_and_national_placeholders_are_what_the_crm_receives(make_rest: MakeRest) -> None:
+    h = make_rest("capsule")
+    url = "/api/v2/parties/search?q={national}&perPage=100&d={digits}"
+    connector = rest(h, request={**h.table["request"], "url": url})
+    outcome = connector.find([SHARED, "(415) 555-0177"])
+    # {national} is the looked-up number's national significant number for every query;
+    # {digits} is each query's own digits.
+    assert h.vendor.queries == ["4155550177", "4155550177"]
+    assert connector.render("(415) 555-0177")[1].endswith("?q=4155550177&perPage=100&d=4155550177")
+    assert connector.render(SHARED)[1].endswith("&d=14155550177")
+    assert sorted(c["name"] for c in outcome.contacts) == ["Alan Turing", "Barbara Liskov"]
+
+
+def test_the_token_goes_where_the_template_puts_it_and_a_masked_render_hides_it(
+    make_rest: MakeRest,
+) -> None:
+    h = make_rest("copper")
+    connector = rest(h)
+    connector.plan([SHARED])
+    method, url, headers, body = connector.render(SHARED, page=3)
+    assert (method, headers["X-PW-AccessToken"]) == ("POST", SECRET)
+    assert body == {"phone_number": SHARED, "page_number": 3, "page_size": 200}
+    masked = connector.render(SHARED, page=3, masked=True)
+    assert masked[2]["X-PW-AccessToken"] == "****" and SECRET not in repr(masked)
+
+
 # ----- paging ----------------------------------------------------------------------------------
 def test_capsule_pages_are_followed_through_the_link_header(make_rest: MakeRest) -> None:
     h = make_rest("capsule", crowd(5))

@@ -77,3 +77,27 @@ def test_list_shows_rest_and_its_template_tables(capsys: pytest.CaptureFixture[s
     rest = next(line for line in out.splitlines() if line.startswith("rest "))
     assert "built-in" in rest and "contact_lookup.connectors.rest:RestConnector" in rest
     assert "    response = table:" in out
+
+
+def test_try_a_python_connector_prints_its_trace_and_contacts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONTACT_LOOKUP_CONFIG", str(EXAMPLES / "contact-lookup.toml"))
+    assert main(["connectors", "try", "demo", "4155550100"]) == 0
+    out = capsys.readouterr().out
+    requests = json.loads(out.split("requests: ", 1)[1].split("\ncontacts:", 1)[0])
+    assert [r["url"].rsplit("?phone=", 1)[1] for r in requests] == [
+        "+14155550100",
+        "(415) 555-0100",
+        "415-555-0100",
+    ]
+    contacts = json.loads(out.split("contacts: ", 1)[1])
+    assert [c["id"] for c in contacts] == ["c-1001"]
+
+
+def test_try_refuses_a_number_that_is_not_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONTACT_LOOKUP_CONFIG", str(EXAMPLES / "contact-lookup.toml"))
+    assert main(["connectors", "try", "demo", "not-a-number"]) == 2
+    assert "'not-a-number' is not a valid phone number" in capsys.readouterr().err
