@@ -112,6 +112,7 @@ def test_the_token_goes_where_the_template_puts_it_and_a_masked_render_hides_it(
     connector.plan([SHARED])
     method, url, headers, body = connector.render(SHARED, page=3)
     assert (method, headers["X-PW-AccessToken"]) == ("POST", SECRET)
+    assert SECRET not in url  # the token is in a header, never the URL
     assert body == {"phone_number": SHARED, "page_number": 3, "page_size": 200}
     masked = connector.render(SHARED, page=3, masked=True)
     assert masked[2]["X-PW-AccessToken"] == "****" and SECRET not in repr(masked)
