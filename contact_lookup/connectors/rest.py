@@ -142,9 +142,9 @@ class RestConnector(HttpConnector):
 
     def _answer(self, resp: requests.Response) -> Any:
         self.check(resp)
-        if resp.status_code == 204 or not resp.content.strip():
-            return None  # "no content": some CRMs answer an empty search so
-        return self.json_body(resp)
+        if resp.status_code == 204:
+            return None  # "No Content": some CRMs answer an empty search so (RFC 9110 15.3.5)
+        return self.json_body(resp)  # an empty or broken 200 body is a failure, not "nobody"
 
     def _keep(
         self,
@@ -178,12 +178,12 @@ class RestConnector(HttpConnector):
         if answer is None:
             return []
         found = self._evaluate("records", answer)
-        if found is None:
-            return []
         if not isinstance(found, list):
+            # null too: a mistyped expression must not read as "no contact" forever. A CRM that
+            # leaves the list out when empty is written `data || \`[]\``.
             raise CRMUnavailable(
                 "The CRM's answer does not fit the template: response.records "
-                f"{self.template.records.text!r} is not a list.",
+                f"{self.template.records.text!r} gave {type(found).__name__}, not a list.",
                 status_code=resp.status_code,
             )
         return found

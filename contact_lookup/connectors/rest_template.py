@@ -28,7 +28,9 @@ that names the table, the key and, for an expression, the expression itself.
 
 ``response``
     JMESPath expressions (https://jmespath.org/specification.html) evaluated on the parsed JSON
-    body: ``records`` (required: the list of records), then per record ``id`` and ``phones``
+    body: ``records`` (required: the list of records; anything else, null included, fails the
+    lookup as ``CRMUnavailable``: write ``data || `[]``` for a CRM that leaves an empty list
+    out), then per record ``id`` and ``phones``
     (required; ``phones`` must give a list of strings, every phone value the CRM holds) and
     optionally ``name``, ``type``, ``email``, ``company``, ``title``, ``createdDate``,
     ``mostRecentActivityDate`` and ``extensions``. Dates may be in any shape

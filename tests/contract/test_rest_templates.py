@@ -26,7 +26,7 @@ from contact_lookup.testing.contract import (
     ConnectorContract,
     Harness,
 )
-from crmsim.base import Simulator
+from crmsim.base import SimRequest, SimResponse, Simulator
 from crmsim.capsule import SEARCH_PATH as CAPSULE_SEARCH
 from crmsim.capsule import CapsuleSimulator
 from crmsim.copper import SEARCH_PATH as COPPER_SEARCH
@@ -59,8 +59,11 @@ def make_rest(tmp_path: Path) -> Iterator[MakeRest]:
     started: list[Simulator] = []
     classes: dict[str, type[Simulator]] = {"capsule": CapsuleSimulator, "copper": CopperSimulator}
 
-    def make(name: str, contacts: Any = SEED, **sim_kwargs: Any) -> Harness:
-        sim = classes[name](contacts, **{"token": SECRET, "hang_s": HANG_S, **sim_kwargs})
+    def make(
+        name: str, contacts: Any = SEED, sim_class: type[Simulator] | None = None, **sim_kwargs: Any
+    ) -> Harness:
+        cls = sim_class or classes[name]
+        sim = cls(contacts, **{"token": SECRET, "hang_s": HANG_S, **sim_kwargs})
         started.append(sim.start())
         table = {**template(name), "base_url": sim.url, "token_env": sim.token_env}
         table.pop("formats", None)  # the contract passes its own formats
@@ -158,6 +161,36 @@ def test_a_next_link_to_another_host_is_never_followed(make_rest: MakeRest) -> N
     paging = {"next_url": f"'{evil}'"}
     with pytest.raises(CRMUnavailable, match="another host"):
         rest(h, paging=paging).find([CROWD])
+    assert h.vendor.requests == 1
+
+
+# ----- failures are never "no contact" ------------------------------------------------------
+def test_a_records_expression_that_finds_nothing_is_a_failure_not_no_contact(
+    make_rest: MakeRest,
+) -> None:
+    h = make_rest("capsule")
+    response = {**h.table["response"], "records": "partys"}  # the typo a template author makes
+    with pytest.raises(CRMUnavailable, match=r"response.records 'partys' gave NoneType"):
+        rest(h, response=response).find([SHARED])
+
+
+class NoContentCapsule(CapsuleSimulator):
+    """Answers an empty search with 204 No Content, as some CRMs do."""
+
+    def route(self, req: SimRequest) -> SimResponse:
+        resp = super().route(req)
+        if resp.status == 200 and not resp.body["parties"]:
+            return SimResponse(204)
+        return resp
+
+
+def test_an_empty_200_body_is_a_failure_and_204_is_no_contact(make_rest: MakeRest) -> None:
+    h = make_rest("capsule")
+    h.vendor.inject("empty")
+    with pytest.raises(CRMUnavailable, match="malformed"):
+        rest(h).find([SHARED])
+    h = make_rest("capsule", sim_class=NoContentCapsule)
+    assert rest(h).find(["+14155550111"]).contacts == []
     assert h.vendor.requests == 1
 
 
