@@ -212,8 +212,9 @@ class RestConnector(HttpConnector):
         try:
             return expr.search(data)
         except jmespath.exceptions.JMESPathError as exc:
+            where = f"paging.{key}" if expression is not None else f"response.{key}"
             raise CRMUnavailable(
-                f"The CRM's answer does not fit the template: {key} {expr.text!r} failed "
+                f"The CRM's answer does not fit the template: {where} {expr.text!r} failed "
                 f"({type(exc).__name__})."
             ) from None
 

@@ -9,6 +9,7 @@ returns, and the vendor's date format normalised.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -172,6 +173,18 @@ def test_a_records_expression_that_finds_nothing_is_a_failure_not_no_contact(
     response = {**h.table["response"], "records": "partys"}  # the typo a template author makes
     with pytest.raises(CRMUnavailable, match=r"response.records 'partys' gave NoneType"):
         rest(h, response=response).find([SHARED])
+
+
+def test_an_expression_that_fails_on_a_record_names_its_key(make_rest: MakeRest) -> None:
+    seed = [{"id": "m", "name": "Madonna", "phone": SHARED, "createdDate": 1546300800}]
+    h = make_rest("capsule", seed)  # one name only: lastName is null
+    response = {**h.table["response"], "name": "join(' ', [firstName, lastName])"}
+    expected = "response.name \"join(' ', [firstName, lastName])\" failed (JMESPathTypeError)"
+    with pytest.raises(CRMUnavailable, match=re.escape(expected)):
+        rest(h, response=response).find([SHARED])
+    # The shipped template filters the nulls out, so the same record maps.
+    (madonna,) = rest(h).find([SHARED]).contacts
+    assert madonna["name"] == "Madonna"
 
 
 class NoContentCapsule(CapsuleSimulator):
