@@ -112,13 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=None, help="stop after this many call pops")
     p.set_defaults(handler=h.cmd_watch)
     p = sub.add_parser(
-<<<<<<< HEAD
         "check",
         help="check the environment, connections, secrets, Redis, broker and each CRM",
         description="One line per item; exit 1 when any item fails (producers/check.py).",
     )
     p.set_defaults(handler=h.cmd_check)
-=======
+
+    p = sub.add_parser(
         "connectors",
         help="list the registered connectors, or try a connection against its CRM",
         description=c.__doc__,
@@ -136,7 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("number", help="phone number (E.164 or national)")
     q.add_argument("--formats", default=None, help="overridingFormat, comma separated")
     q.set_defaults(handler=c.cmd_try)
->>>>>>> main
 
     p = sub.add_parser("demo", help="run the main job end to end on the examples")
     p.add_argument(
