@@ -57,10 +57,11 @@ _COMMON_FIELDS = (
     "dateAdded",
     "dateLastModified",
     "isDeleted",
+    "status",
 )
 FIELDS = {
     "ClientContact": (*_COMMON_FIELDS, "clientCorporation"),
-    "Candidate": (*_COMMON_FIELDS, "companyName"),
+    "Candidate": (*_COMMON_FIELDS, "companyName", "workPhone"),
     "Lead": (*_COMMON_FIELDS, "companyName"),
 }
 TO_ONE = {"clientCorporation"}
@@ -94,10 +95,15 @@ def to_record(seed: Mapping[str, Any], index: int) -> tuple[str, dict[str, Any]]
         "dateAdded": _epoch_ms(seed.get("createdDate")),
         "dateLastModified": _epoch_ms(seed.get("mostRecentActivityDate")),
         "isDeleted": bool(seed.get("isDeleted", False)),
+        # Bullhorn's status picklists: "Active" by default; a seed may set "Archive"
+        # (ClientContact), "Archived" (Candidate) or "Converted" (Lead).
+        "status": seed.get("status") or ("New" if entity == "Lead" else "Active"),
     }
     phones = phones_of(seed)
     for field_name, phone in zip(PHONE_FIELDS, [*phones, None, None, None, None], strict=False):
         record[field_name] = phone
+    if entity == "Candidate":
+        record["workPhone"] = seed.get("workPhone")
     company = seed.get("company")
     if entity == "ClientContact":
         record["clientCorporation"] = {"id": 1000 + index, "name": company} if company else None
@@ -233,7 +239,7 @@ def parse_lucene(text: str) -> Term | Op:
 
 def _phone_values(node: Term | Op) -> list[str]:
     if isinstance(node, Term):
-        return [node.value] if node.field in PHONE_FIELDS else []
+        return [node.value] if node.field in (*PHONE_FIELDS, "workPhone") else []
     return [v for arg in node.args for v in _phone_values(arg)]
 
 

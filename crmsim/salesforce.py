@@ -16,7 +16,9 @@ The vendor contract reproduced here (Salesforce REST API Developer Guide: "Searc
   ``INVALID_FIELD``.
 * Phone matching, the simulator's rule (Salesforce does not document its phone index): the
   term and each phone field are reduced to their digits, and an 11-digit string starting with
-  the NANP country code 1 drops it; they match when the results are equal. So
+  the NANP country code 1 drops it; they match when the results are equal, or when one (of
+  at least 7 digits) is the tail of the other: a number is found with or without its country
+  or trunk code, so ``2079460958`` also finds ``+44 20 7946 0958`` (a different subscriber). So
   ``+14155550100``, ``14155550100``, ``4155550100`` and ``(415) 555-0100`` all find
   ``(415) 555-0100`` (how Salesforce formats a 10-digit US number typed without punctuation),
   while ``020 7946 0958`` and ``+44 20 7946 0958`` stay different (trunk prefix vs country
@@ -48,10 +50,12 @@ DAILY_ALLOCATION = 100_000
 MAX_RECORDS = 2_000
 RESERVED = set("?&|!{}[]()^~*:\\\"'+-")
 WILDCARDS = set("*?")
-PHONE_FIELDS = {
-    "Contact": ("Phone", "MobilePhone", "HomePhone", "OtherPhone"),
-    "Lead": ("Phone", "MobilePhone"),
+PHONE_FIELDS = {  # Object Reference for Salesforce: the standard phone fields
+    "Contact": ("Phone", "MobilePhone", "HomePhone", "OtherPhone", "AssistantPhone", "Fax"),
+    "Lead": ("Phone", "MobilePhone", "Fax"),
 }
+# The shortest digit string matched as the tail of a stored number (a local number).
+MIN_TAIL = 7
 FIELDS = {
     "Contact": {
         "Id",
@@ -102,6 +106,20 @@ def phone_key(text: str) -> str:
     """The simulator's phone-index key: the digits, less a leading NANP 1 on 11 digits."""
     digits = "".join(ch for ch in text if ch.isdigit())
     return digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
+
+
+def _phone_hit(stored: str, key: str) -> bool:
+    """The simulator's phone-index match: equal keys, or one key the tail of the other.
+
+    Salesforce's search index matches a number with or without its country or trunk code,
+    so ``2079460958`` finds ``+44 20 7946 0958`` too: a hit is a candidate, never proof
+    that the record holds the caller's number (the connector must verify it).
+    """
+    other = phone_key(stored)
+    if other == key:
+        return True
+    short, long_ = sorted((other, key), key=len)
+    return len(short) >= MIN_TAIL and long_.endswith(short)
 
 
 def to_record(seed: Mapping[str, Any], index: int) -> dict[str, Any]:
@@ -235,7 +253,7 @@ class SalesforceSimulator(Simulator):
     def _matches(record: Mapping[str, Any], term: str, group: str) -> bool:
         key = phone_key(term)
         phones = [record.get(f) for f in PHONE_FIELDS[record["sobject"]]]
-        if group in ("ALL", "PHONE") and key and any(p and phone_key(p) == key for p in phones):
+        if group in ("ALL", "PHONE") and key and any(p and _phone_hit(p, key) for p in phones):
             return True
         texts = {
             "NAME": [record.get("Name")],

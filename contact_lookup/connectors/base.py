@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 import requests
 
-from contact_lookup.model import contact
+from contact_lookup.model import contact, phone
 from contact_lookup.model.config import Connection
 from contact_lookup.model.errors import RateLimitState
 from contact_lookup.model.trace import DebugTrace
@@ -69,9 +69,20 @@ class Option:
             raise ConfigError(f"{where} must match {self.pattern!r} (got {value!r})")
 
 
+# Keys a connector adds to each record of a SearchPage besides the spec's fields: the record's
+# phone values as stored (every phone field the vendor has), and its extension values.
+PHONES = "phones"
+EXTENSIONS = "extensions"
+
+
 @dataclass
 class SearchPage:
-    """What one query returned: records in spec field names, and the CRM's rate-limit state."""
+    """What one query returned: records in spec field names, and the CRM's rate-limit state.
+
+    Each record also carries ``phones`` (list of str: every phone value the CRM holds for it,
+    as stored) and, for connectors with ``supports_extension``, ``extensions``. ``find``
+    verifies a record against them; a record without them is never a match.
+    """
 
     records: Sequence[Mapping[str, Any]] = field(default_factory=list)
     rate_limit: RateLimitState | None = None
@@ -79,9 +90,15 @@ class SearchPage:
 
 @dataclass
 class FindOutcome:
+    """A lookup's contacts; ``dropped`` counts records the CRM returned that were no match;
+    ``complete`` is False when the connector knows some contact lacks a field the CRM holds
+    (the answer must then not be cached)."""
+
     contacts: list[dict[str, Any]]
     rate_limit: RateLimitState | None = None
     queries: list[str] = field(default_factory=list)
+    dropped: int = 0
+    complete: bool = True
 
 
 class Connector(ABC):
@@ -94,6 +111,9 @@ class Connector(ABC):
     default_rate_limit: ClassVar[tuple[int, float] | None] = None
     # Connector-specific keys of a connection table (see ``Option``).
     options: ClassVar[Mapping[str, Option]] = {}
+    # Whether the CRM stores extension numbers in a field of its own (records then carry
+    # ``extensions``). Without one an extension lookup is refused: nothing could verify it.
+    supports_extension: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -122,16 +142,55 @@ class Connector(ABC):
     def search(self, query: str) -> SearchPage:
         """Run one query. Raise RateLimited, CRMUnavailable, AuthRejected or BadQuery."""
 
-    def find(self, queries: list[str]) -> FindOutcome:
-        """Every planned query in order; contacts normalised and de-duplicated by id."""
+    def find(self, queries: list[str], *, extension: bool = False) -> FindOutcome:
+        """Every planned query in order; only verified matches, normalised, de-duplicated.
+
+        ``queries`` are the spec's terms: the E.164 number first, then each formatted variant
+        (or the extension alone when ``extension``). A record the CRM returned is a match only
+        when ``verify`` finds the number among its phone values; the others are dropped and
+        counted in the debug trace. Vendor searches are wider than equality (Pipedrive's
+        contains, Clio's wildcard over names and addresses, Salesforce's SOSL tokens), and a
+        wrong contact is worse than none: it is cached and popped while the phone rings.
+        """
         found: list[dict[str, Any]] = []
         rate_limit: RateLimitState | None = None
+        dropped = 0
         planned = self.plan(queries)
         for query in planned:
             page = self.search(query)
-            found.extend(contact.from_record(record, query) for record in page.records)
+            for record in page.records:
+                matched = self.verify(record, queries, extension=extension)
+                if matched is None:
+                    dropped += 1
+                    continue
+                found.append(contact.from_record({**record, "phone": matched}, query))
             rate_limit = page.rate_limit or rate_limit
-        return FindOutcome(contact.dedupe(found), rate_limit, planned)
+        if dropped:
+            self.trace.note(
+                "unverified",
+                count=dropped,
+                reason="the CRM returned records whose phone values are not the number",
+            )
+        return FindOutcome(
+            contact.dedupe(found), rate_limit, planned, dropped, complete=self.complete
+        )
+
+    # True unless the connector knows its answer lacks something the CRM holds.
+    complete: bool = True
+
+    def verify(
+        self, record: Mapping[str, Any], queries: Sequence[str], *, extension: bool = False
+    ) -> str | None:
+        """The stored value that makes ``record`` a match, or None (see ``phone.matching_value``).
+
+        Phone lookups: one of the record's ``phones``, read in the connection's region, is the
+        E.164 number ``queries[0]``, or equals one of ``queries`` exactly. Extension lookups:
+        one of its ``extensions`` equals the extension.
+        """
+        if extension:
+            return phone.matching_extension(record.get(EXTENSIONS) or (), queries[0])
+        values = record.get(PHONES) or ()
+        return phone.matching_value(values, queries[0], self.connection.region, queries)
 
 
 class ConnectorSource(Protocol):

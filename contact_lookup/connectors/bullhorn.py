@@ -35,17 +35,29 @@ from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import Option, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector, retry_after_seconds
 from contact_lookup.model.errors import AuthRejected, CRMUnavailable
 
 PHONE_FIELDS = ("phone", "mobile", "phone2", "phone3")
-_COMMON = "id,name,firstName,lastName,email,occupation,dateAdded,dateLastModified"
+# Per entity: the phone fields searched and verified (Candidate also has ``workPhone``, which
+# RingCentral's App Connect Bullhorn connector searches), and the status that marks a record
+# App Connect excludes (ClientContact ``Archive``, Candidate ``Archived``, Lead ``Converted``).
+ENTITY_PHONES = {
+    "ClientContact": PHONE_FIELDS,
+    "Candidate": (*PHONE_FIELDS, "workPhone"),
+    "Lead": PHONE_FIELDS,
+}
+EXCLUDED_STATUS = {"ClientContact": "Archive", "Candidate": "Archived", "Lead": "Converted"}
+_COMMON = "id,name,firstName,lastName,email,occupation,dateAdded,dateLastModified,status"
 # Per entity: the fields to ask for, and the spec ``type`` the contact is reported as.
 ENTITIES = {
-    "ClientContact": (f"{_COMMON},clientCorporation(name)", "Contact"),
-    "Candidate": (f"{_COMMON},companyName", "Candidate"),
-    "Lead": (f"{_COMMON},companyName", "Lead"),
+    "ClientContact": (
+        f"{_COMMON},{','.join(ENTITY_PHONES['ClientContact'])},clientCorporation(name)",
+        "Contact",
+    ),
+    "Candidate": (f"{_COMMON},{','.join(ENTITY_PHONES['Candidate'])},companyName", "Candidate"),
+    "Lead": (f"{_COMMON},{','.join(ENTITY_PHONES['Lead'])},companyName", "Lead"),
 }
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 500  # Bullhorn caps a search page at 500 records
 MAX_PAGES = 5
@@ -59,11 +71,13 @@ class BhSession:
     rest_url: str  # ends with "/"
 
 
-def lucene_query(number: str) -> str:
-    """The search for one phone string: quoted, so ``+ ( ) -`` are not Lucene syntax."""
+def lucene_query(number: str, entity: str = "ClientContact") -> str:
+    """The search for one phone string on ``entity``: quoted, so ``+ ( ) -`` are not Lucene
+    syntax; deleted records and the entity's excluded status left out."""
     value = '"' + number.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    either = " OR ".join(f"{field}:{value}" for field in PHONE_FIELDS)
-    return f"({either}) AND isDeleted:false"
+    either = " OR ".join(f"{field}:{value}" for field in ENTITY_PHONES[entity])
+    return f'({either}) AND isDeleted:false AND NOT status:"{EXCLUDED_STATUS[entity]}"'
+
 
 
 def to_contact(entity: str, item: Any) -> dict[str, Any]:
@@ -77,9 +91,15 @@ def to_contact(entity: str, item: Any) -> dict[str, Any]:
         or " ".join(str(p) for p in (item.get("firstName"), item.get("lastName")) if p)
         or None
     )
+    status = item.get("status")
+    if isinstance(status, str) and status.lower() == EXCLUDED_STATUS[entity].lower():
+        phones: list[Any] = []  # archived or converted: never a match, whatever the index said
+    else:
+        phones = [item.get(f) for f in ENTITY_PHONES[entity]]
     return {
         "id": item.get("id"),
         "name": name,
+        PHONES: phones,
         "type": ENTITIES[entity][1],
         "title": item.get("occupation"),
         "company": company,
@@ -100,10 +120,9 @@ class BullhornConnector(HttpConnector):
     requests_per_query = 3  # one search per entity: ClientContact, Candidate, Lead
 
     def search(self, query: str) -> SearchPage:
-        lucene = lucene_query(query)
         records: list[dict[str, Any]] = []
         for entity in ENTITIES:
-            records.extend(self._search_entity(entity, lucene))
+            records.extend(self._search_entity(entity, lucene_query(query, entity)))
         return SearchPage(records)
 
     def retry_after(self, resp: requests.Response) -> float | None:

@@ -1,4 +1,11 @@
-"""``crm = "clio"``: Clio Manage API v4 contacts, exact-string match on ``query``.
+"""``crm = "clio"``: Clio Manage API v4 contacts, ``query`` search verified on phone numbers.
+
+Clio documents ``query`` as a wildcard search over name, address, e-mail, custom fields,
+matter and company names (docs.developers.clio.com, Contacts; /work/shared/vendor/README.md),
+not a phone match: a contact with "102" in its street address comes back for ``102``. Every
+contact is therefore asked for its ``phone_numbers{number}`` and kept only when one of them is
+the looked-up number (``Connector.verify``). Clio has no extension field: extension lookups
+are refused.
 
 Config: ``base_url`` (e.g. ``https://app.clio.com``, or the EU/CA/AU host) and ``token_env``
 naming the OAuth access token. One query is one ``GET /api/v4/contacts.json?query=N``, pages
@@ -13,12 +20,18 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from contact_lookup.connectors.base import SearchPage
+from contact_lookup.connectors.base import PHONES, SearchPage
 from contact_lookup.connectors.http import HttpConnector
 from contact_lookup.model.errors import CRMUnavailable, RateLimitState
 
 # Every field the spec's contact shape can use; Clio returns only what is asked for.
-FIELDS = "id,name,type,title,company{name},primary_email_address,created_at,updated_at"
+# ``phone_numbers{number}``: ``query`` is a wildcard over names, addresses, e-mails, custom
+# fields, matter and company names (Clio API v4 docs, Contacts "query"), so a hit proves
+# nothing; the stored numbers are what ``find`` verifies a match against.
+FIELDS = (
+    "id,name,type,title,company{name},primary_email_address,phone_numbers{number},"
+    "created_at,updated_at"
+)
 
 
 class ClioConnector(HttpConnector):
@@ -29,7 +42,7 @@ class ClioConnector(HttpConnector):
     # number is a switchboard, not a person, and the pop would be useless anyway.
     max_pages = 5
 
-    # Exact string match: each format finds records no other format finds, so the base
+    # Wildcard match: each format can find records no other format finds, so the base
     # plan() (every query) stands.
 
     def search(self, query: str) -> SearchPage:
@@ -74,7 +87,7 @@ def _next_link(body: Mapping[str, Any]) -> str | None:
 
 
 def _record(item: Any) -> Mapping[str, Any]:
-    """A Clio contact in spec field names; ``phone`` is left to the query (exact match)."""
+    """A Clio contact in spec field names, with its stored ``phones``."""
     if not isinstance(item, Mapping):
         raise CRMUnavailable("Clio returned a contact that is not an object.")
     company = item.get("company")
@@ -85,6 +98,9 @@ def _record(item: Any) -> Mapping[str, Any]:
         "title": item.get("title"),
         "company": company.get("name") if isinstance(company, Mapping) else None,
         "email": item.get("primary_email_address"),
+        PHONES: [
+            p.get("number") for p in item.get("phone_numbers") or [] if isinstance(p, Mapping)
+        ],
         "createdDate": item.get("created_at"),
         "mostRecentActivityDate": item.get("updated_at"),
         "additionalInfo": None,

@@ -28,7 +28,7 @@ from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import Option, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
 from contact_lookup.model.errors import CRMUnavailable, RateLimited, RateLimitState
 
@@ -78,6 +78,7 @@ def to_contact(item: Any) -> dict[str, Any]:
         "title": props.get("jobtitle"),
         "company": props.get("company"),
         "email": props.get("email"),
+        PHONES: [props.get(p) for p in PHONE_PROPERTIES],
         "createdDate": props.get("createdate") or item.get("createdAt"),
         "mostRecentActivityDate": props.get("lastmodifieddate") or item.get("updatedAt"),
     }

@@ -17,10 +17,15 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
-from contact_lookup.connectors.base import SearchPage
+from contact_lookup.connectors.base import PHONES, SearchPage
 from contact_lookup.connectors.http import HttpConnector
 from contact_lookup.model.errors import CRMUnavailable, RateLimitState
 
+# Every phone field of each entity (Insightly v3.1 Contact and Lead models), for verification.
+PHONE_FIELDS = {
+    "Contact": ("PHONE", "PHONE_HOME", "PHONE_MOBILE", "PHONE_OTHER", "PHONE_ASSISTANT", "PHONE_FAX"),
+    "Lead": ("PHONE", "MOBILE", "FAX"),
+}
 # (entity path, phone field, id field, email field, spec type)
 SEARCHES = (
     ("Contacts", "PHONE", "CONTACT_ID", "EMAIL_ADDRESS", "Contact"),
@@ -90,6 +95,7 @@ def _record(item: Any, field: str, id_field: str, email_field: str, kind: str) -
         "id": item.get(id_field),
         "name": name or None,
         "phone": item.get(field),
+        PHONES: [item.get(f) for f in (field, *PHONE_FIELDS[kind])],
         "type": kind,
         "title": item.get("TITLE"),
         # A Contact names its organisation only by id; reading it would cost a request per

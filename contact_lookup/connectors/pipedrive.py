@@ -21,7 +21,7 @@ from typing import Any
 import phonenumbers
 import requests
 
-from contact_lookup.connectors.base import Option, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int
 from contact_lookup.model.errors import BadQuery, CRMUnavailable, RateLimitState
 from contact_lookup.model.phone import national_digits
@@ -213,6 +213,7 @@ def _record(
         "id": item.get("id"),
         "name": item.get("name"),
         "phone": matched or query,
+        PHONES: phones,
         "type": "Person",
         "company": org.get("name") if isinstance(org, Mapping) else None,
         "email": item.get("primary_email") or (emails[0] if emails else None),

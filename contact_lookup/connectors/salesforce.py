@@ -31,7 +31,7 @@ from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import Option, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector
 from contact_lookup.model.errors import (
     AuthRejected,
@@ -43,9 +43,18 @@ from contact_lookup.model.errors import (
 )
 
 DEFAULT_API_VERSION = "59.0"
+# The standard phone fields of each object (Object Reference: Contact, Lead), returned so
+# that ``find`` can verify a hit: SOSL matches tokens, not whole numbers.
+PHONE_FIELDS = {
+    "Contact": ("Phone", "MobilePhone", "HomePhone", "OtherPhone", "AssistantPhone", "Fax"),
+    "Lead": ("Phone", "MobilePhone", "Fax"),
+}
 RETURNING = (
-    "Contact(Id,Name,Title,Email,Account.Name,CreatedDate,LastModifiedDate), "
-    "Lead(Id,Name,Title,Company,Email,CreatedDate,LastModifiedDate)"
+    "Contact(Id,Name,Title,Email,Account.Name,CreatedDate,LastModifiedDate,"
+    + ",".join(PHONE_FIELDS["Contact"])
+    + "), Lead(Id,Name,Title,Company,Email,CreatedDate,LastModifiedDate,"
+    + ",".join(PHONE_FIELDS["Lead"])
+    + ")"
 )
 # SOSL reserved characters (SOQL and SOSL Reference, "FIND"): escaped with a backslash.
 RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")
@@ -58,7 +67,14 @@ def escape_sosl(term: str) -> str:
 
 
 def sosl(number: str) -> str:
-    return f"FIND {{{escape_sosl(number)}}} IN PHONE FIELDS RETURNING {RETURNING}"
+    """The SOSL search for one query, its term the digits Salesforce's phone index holds.
+
+    Salesforce documents phone search by digits (SOQL and SOSL Reference, "FIND": ``FIND
+    {4155551212} IN PHONE FIELDS`` finds ``(415) 555-1212``): the term is ``phone_key``, not
+    the E.164 string, whose ``+`` is SOSL syntax.
+    """
+    term = phone_key(number) or number
+    return f"FIND {{{escape_sosl(term)}}} IN PHONE FIELDS RETURNING {RETURNING}"
 
 
 def phone_key(query: str) -> str:
@@ -79,9 +95,11 @@ def to_contact(item: Any) -> dict[str, Any]:
         if sobject == "Lead"
         else (account.get("Name") if isinstance(account, Mapping) else None)
     )
+    phones = [item.get(f) for f in PHONE_FIELDS.get(str(sobject), ())]
     return {
         "id": item.get("Id"),
         "name": item.get("Name"),
+        PHONES: phones,
         "type": sobject,
         "title": item.get("Title"),
         "company": company,
