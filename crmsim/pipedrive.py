@@ -11,7 +11,11 @@ Contract reproduced (CONTRACTS.md "CRMs", checked against Pipedrive's public doc
   "name"} | null, "owner", "visible_to", "custom_fields", "notes"}}]},
   "additional_data": {"next_cursor": str | null}}``. The item has no creation time.
 - ``GET /api/v2/persons/{id}``: the person with ``add_time`` / ``update_time`` in RFC 3339.
-- Auth: ``x-api-token: TOKEN`` or ``Authorization: Bearer TOKEN``. An ``api_token`` in the
+- ``GET /api/v2/persons?ids=1,2,...`` ("Get all persons": ``ids`` takes up to 100 ids):
+  ``{"success": true, "data": [person, ...], "additional_data": {"next_cursor": null}}``;
+  ids of deleted or unknown persons are left out.
+- Auth: ``x-api-token: TOKEN`` for an API token, ``Authorization: Bearer TOKEN`` for an
+  OAuth access token (``oauth = True``: the token is then only accepted as Bearer). An ``api_token`` in the
   URL is not accepted: v2 clients send it in a header, and a URL token ends up in logs.
   Failure: 401 ``{"success": false, "error": "unauthorized access", "errorCode": 401, ...}``
   (the ``{success, error, errorCode}`` error shape: pipedrive/client-php issue #14).
@@ -31,6 +35,8 @@ from typing import Any
 from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of, seed_date
 
 SEARCH_PATH = "/api/v2/persons/search"
+LIST_PATH = "/api/v2/persons"
+MAX_IDS = 100
 PERSON_PATH = re.compile(r"/api/v2/persons/(\d+)")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
 SEARCH_FIELDS = ("name", "email", "phone", "notes", "custom_fields")
@@ -64,8 +70,9 @@ def _offset(cursor: str | None) -> int:
 class PipedriveSimulator(Simulator):
     name = "pipedrive"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, oauth: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.oauth = oauth
         self.persons = [self.to_vendor(seed, i) for i, seed in enumerate(self.contacts)]
         self.by_id = {p["id"]: p for p in self.persons}
 
@@ -101,8 +108,9 @@ class PipedriveSimulator(Simulator):
     # ----- vendor hooks ----------------------------------------------------------------------
     def route(self, req: SimRequest) -> SimResponse:
         headers = {k.lower(): v for k, v in req.headers.items()}
-        token = headers.get("x-api-token") or headers.get("authorization", "")
-        if token not in (self.token, f"Bearer {self.token}"):
+        bearer = headers.get("authorization", "") == f"Bearer {self.token}"
+        api_token = headers.get("x-api-token") == self.token
+        if not (bearer if self.oauth else bearer or api_token):
             return SimResponse(
                 401,
                 {
@@ -115,6 +123,8 @@ class PipedriveSimulator(Simulator):
             )
         if req.method == "GET" and req.path == SEARCH_PATH:
             return self.search(req)
+        if req.method == "GET" and req.path == LIST_PATH:
+            return self.list_persons(req)
         match = PERSON_PATH.fullmatch(req.path)
         if req.method == "GET" and match:
             person = self.by_id.get(int(match[1]))
@@ -151,6 +161,21 @@ class PipedriveSimulator(Simulator):
                     ]
                 },
                 "additional_data": {"next_cursor": _cursor(start + limit) if more else None},
+            },
+        )
+
+    def list_persons(self, req: SimRequest) -> SimResponse:
+        raw = [i for i in (req.arg("ids") or "").split(",") if i.strip()]
+        if len(raw) > MAX_IDS or not all(i.strip().isdigit() for i in raw):
+            return _error(400, f"ids must be up to {MAX_IDS} comma-separated integers")
+        wanted = [int(i) for i in raw]
+        people = [self.by_id[i] for i in wanted if i in self.by_id] if raw else self.persons
+        return SimResponse(
+            200,
+            {
+                "success": True,
+                "data": [_detail(p) for p in people[:MAX_IDS]],
+                "additional_data": {"next_cursor": None},
             },
         )
 

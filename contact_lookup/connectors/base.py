@@ -101,11 +101,38 @@ class FindOutcome:
     complete: bool = True
 
 
+class RequestBudget(Protocol):
+    """What pays for a lookup's CRM requests (the guard hands one in; see core/guard.py).
+
+    ``take(n)`` is called before ``n`` requests are sent and raises ``RateLimited`` when the
+    shared budget cannot cover them, so no request goes out unpaid; ``observe(state)`` is
+    called with what each response said of the vendor's own limit.
+    """
+
+    def take(self, requests: int = 1) -> None: ...
+
+    def observe(self, state: RateLimitState | None) -> None: ...
+
+
+class Unmetered:
+    """The budget of a connection that is not rate limited: every request is free."""
+
+    def take(self, requests: int = 1) -> None:
+        return None
+
+    def observe(self, state: RateLimitState | None) -> None:
+        return None
+
+
+UNMETERED = Unmetered()
+
+
 class Connector(ABC):
     """Base of every CRM connector. Built per lookup; cheap (sessions are pooled elsewhere)."""
 
     crm: ClassVar[str]
-    # CRM requests one planned query costs (the shared limiter takes this many tokens each).
+    # CRM requests one planned query costs at least: the guard takes this many tokens per
+    # planned query up front; any further request (pages, reads) is paid when it is sent.
     requests_per_query: ClassVar[int] = 1
     # The vendor's published limit of the search call: (requests, window in seconds).
     default_rate_limit: ClassVar[tuple[int, float] | None] = None
@@ -133,6 +160,8 @@ class Connector(ABC):
         self.trace.add_secret(secret)
         # Per-connection state that outlives one lookup (e.g. a vendor login session).
         self.shared: MutableMapping[str, Any] = shared if shared is not None else {}
+        # Pays for each CRM request before it is sent (the guard replaces it per lookup).
+        self.budget: RequestBudget = UNMETERED
 
     def plan(self, queries: list[str]) -> list[str]:
         """The queries to send. Override where the vendor's matching makes some redundant."""

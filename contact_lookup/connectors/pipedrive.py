@@ -1,13 +1,15 @@
 """``crm = "pipedrive"``: Pipedrive API v2 person search, a contains-match on phone.
 
 Config: ``base_url`` (``https://COMPANY.pipedrive.com``) and ``token_env`` naming the API
-token or OAuth access token, sent as ``x-api-token`` (never in the URL, where proxies and
-logs keep it). Optional ``exact_match = true`` makes every search exact.
+token, sent as ``x-api-token``, or with ``auth = "oauth"`` an OAuth access token, sent as
+``Authorization: Bearer`` (never in the URL, where proxies and logs keep it). Optional
+``exact_match = true`` makes every search exact.
 
 One query is ``GET /api/v2/persons/search?term=N&fields=phone``, pages followed through
 ``additional_data.next_cursor`` up to ``max_pages``. The search item carries no creation
-time, so each matched person is also read once with ``GET /api/v2/persons/{id}``: see
-``PipedriveConnector.person_dates``. Rate limit: ``x-ratelimit-*`` headers, whose reset is
+time, so the matched persons are read in batches of 100 with ``GET /api/v2/persons?ids=``:
+see ``PipedriveConnector.person_dates``. Every request is paid through the shared budget
+as it is sent (``Connector.budget``). Rate limit: ``x-ratelimit-*`` headers, whose reset is
 seconds left in the window (normalised here to epoch seconds), and 429 with ``Retry-After``.
 """
 
@@ -23,7 +25,7 @@ import requests
 
 from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int
-from contact_lookup.model.errors import BadQuery, CRMUnavailable, RateLimitState
+from contact_lookup.model.errors import CRMUnavailable, RateLimitState
 from contact_lookup.model.phone import national_digits
 
 
@@ -34,14 +36,20 @@ class PipedriveConnector(HttpConnector):
         "exact_match": Option(
             bool, "send exact_match=true (the term must equal the stored value)", False
         ),
+        "auth": Option(
+            str,
+            "api_token (sent as x-api-token) or oauth (an OAuth access token, sent as "
+            "Authorization: Bearer)",
+            "api_token",
+            choices=("api_token", "oauth"),
+        ),
     }
     page_limit = 100
     # Search is limited harder than the rest of the API (about 10 per 2 s): 5 pages of 100
     # per number is already far past a useful call pop.
     max_pages = 5
-    # Person reads per lookup: a number shared by more people than this is a switchboard;
-    # the rest come back without createdDate rather than spend the rate limit.
-    person_fetch_cap = 10
+    # Persons per batched read (Pipedrive v2 "Get all persons": ids takes up to 100).
+    batch_size = 100
     person_ttl_s = 600.0  # add_time never changes; update_time may lag by this much
     person_cache_size = 5000  # per connection, so memory stays bounded
 
@@ -49,7 +57,6 @@ class PipedriveConnector(HttpConnector):
         super().__init__(*args, **kwargs)
         self.exact = self.connection.options.get("exact_match") is True
         self._contains: set[str] = set()  # planned terms searched as "contains"
-        self._person_reads: set[int] = set()  # ids read in this lookup (per-lookup instance)
 
     # ----- which queries -------------------------------------------------------------------
     def plan(self, queries: list[str]) -> list[str]:
@@ -106,52 +113,60 @@ class PipedriveConnector(HttpConnector):
             if not cursor:
                 break
             params = {**params, "cursor": cursor}
-        records = []
-        for item in items:
-            dates, fetched_state = self.person_dates(item.get("id"))
-            state = fetched_state or state
-            records.append(_record(item, query, exact, dates))
+        dates, read_state = self.person_dates([item.get("id") for item in items])
+        state = read_state or state
+        records = [_record(item, query, exact, dates.get(item.get("id"), {})) for item in items]
         return SearchPage(records, state)
 
-    def person_dates(self, person_id: Any) -> tuple[Mapping[str, Any], RateLimitState | None]:
-        """``add_time`` / ``update_time`` of one person, from the cache or one request.
+    def person_dates(
+        self, person_ids: list[Any]
+    ) -> tuple[dict[int, Mapping[str, Any]], RateLimitState | None]:
+        """``add_time`` / ``update_time`` of every person, from the cache or batched reads.
 
-        Bounded so a lookup cannot blow the rate limit: at most one request per distinct
-        person id per lookup (a person found by two queries is read once), at most
-        ``person_fetch_cap`` reads per lookup, and answers cached in ``self.shared`` (per
-        connection, across lookups and threads) for ``person_ttl_s``. Past the cap a person
-        comes back without dates. A person deleted since the search (404) has none either;
-        any other error fails the lookup like any other request, so a rate limit is retried
-        later instead of caching contacts without createdDate.
+        The search item carries no creation time, so persons not cached are read with
+        ``GET /api/v2/persons?ids=1,2,...`` (Pipedrive API v2 "Get all persons": ``ids``, up
+        to 100 per request): one request per 100 persons, however many match, each paid for
+        through the budget like any request. Answers are cached in ``self.shared`` (per
+        connection, across lookups and threads) for ``person_ttl_s``. A person deleted since
+        the search is absent from the answer and has no dates (the CRM holds none); any error
+        fails the lookup, so a rate limit is retried later instead of caching contacts
+        without createdDate.
         """
-        if not isinstance(person_id, int):
-            return {}, None
         cache, lock = self._person_cache()
         now = time.monotonic()
+        out: dict[int, Mapping[str, Any]] = {}
+        wanted: list[int] = []
         with lock:
-            hit = cache.get(person_id)
-        if hit is not None and hit[0] > now:
-            return hit[1], None
-        if person_id in self._person_reads or len(self._person_reads) >= self.person_fetch_cap:
-            return {}, None
-        self._person_reads.add(person_id)
-        try:
-            body, resp = self.request_json(f"api/v2/persons/{person_id}", headers=self._headers())
-        except BadQuery as exc:
-            if exc.status_code == 404:
-                return {}, None
-            raise
-        data = body.get("data") if isinstance(body, Mapping) else None
-        if not isinstance(data, Mapping):
-            raise CRMUnavailable(
-                "Pipedrive answered without the person.", status_code=resp.status_code
+            for pid in dict.fromkeys(p for p in person_ids if isinstance(p, int)):
+                hit = cache.get(pid)
+                if hit is not None and hit[0] > now:
+                    out[pid] = hit[1]
+                else:
+                    wanted.append(pid)
+        state: RateLimitState | None = None
+        for start in range(0, len(wanted), self.batch_size):
+            batch = wanted[start : start + self.batch_size]
+            body, resp = self.request_json(
+                "api/v2/persons",
+                params={"ids": ",".join(map(str, batch)), "limit": self.batch_size},
+                headers=self._headers(),
             )
-        dates = {"add_time": data.get("add_time"), "update_time": data.get("update_time")}
-        with lock:
-            if len(cache) >= self.person_cache_size:
-                _evict(cache, now)
-            cache[person_id] = (now + self.person_ttl_s, dates)
-        return dates, self.rate_limit_state(resp)
+            state = self.rate_limit_state(resp) or state
+            data = body.get("data") if isinstance(body, Mapping) else None
+            if not isinstance(data, list):
+                raise CRMUnavailable(
+                    "Pipedrive answered without the persons.", status_code=resp.status_code
+                )
+            with lock:
+                for person in data:
+                    if not isinstance(person, Mapping) or person.get("id") not in batch:
+                        continue
+                    dates = {"add_time": person.get("add_time"), "update_time": person.get("update_time")}
+                    if len(cache) >= self.person_cache_size:
+                        _evict(cache, now)
+                    cache[person["id"]] = (now + self.person_ttl_s, dates)
+                    out[person["id"]] = dates
+        return out, state
 
     # ----- vendor signals ------------------------------------------------------------------
     def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
@@ -166,6 +181,11 @@ class PipedriveConnector(HttpConnector):
         return state if state != RateLimitState() else None
 
     def _headers(self) -> dict[str, str]:
+        """The auth header: Pipedrive documents ``x-api-token`` for API tokens and
+        ``Authorization: Bearer`` for OAuth access tokens (pipedrive.readme.io,
+        "Authentication"); an OAuth token sent as ``x-api-token`` is refused."""
+        if self.connection.options.get("auth") == "oauth":
+            return {"Authorization": f"Bearer {self.secret or ''}", "Accept": "application/json"}
         return {"x-api-token": self.secret or "", "Accept": "application/json"}
 
     def _person_cache(self) -> tuple[MutableMapping[int, Any], threading.Lock]:
