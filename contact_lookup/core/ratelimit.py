@@ -178,10 +178,13 @@ if over > 0 then
   local free_in = tonumber(entry[2]) + hold - now
   if free_in > wait then wait = free_in end
 end
-local v = redis.call('HMGET', KEYS[3], 'remaining', 'reset', 'amount')
+local v = redis.call('HMGET', KEYS[3], 'remaining', 'reset', 'amount', 'span')
 local vrem, vreset, vamount = tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
 if vreset and vreset <= now then
-  if vamount then vrem = vamount; vreset = now + tonumber(ARGV[6]) else vrem = nil end
+  -- A new vendor window: its full amount, until a reset one window length away (the
+  -- length last seen, at most our own window) or until a response names the real reset.
+  local span = math.min(tonumber(v[4]) or tonumber(ARGV[6]), tonumber(ARGV[6]))
+  if vamount then vrem = vamount; vreset = now + span else vrem = nil end
 end
 if vrem and vreset and vrem < math.min(tokens, vamount or tokens) then
   if vreset - now > wait then wait = vreset - now end
@@ -208,8 +211,16 @@ local reset = tonumber(ARGV[3])
 if not reset or reset <= now then return 0 end
 local rem = tonumber(ARGV[2])
 local amount = tonumber(ARGV[4])
-local cur = redis.call('HMGET', KEYS[1], 'remaining', 'reset')
+local cur = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'amount')
 local crem, creset = tonumber(cur[1]), tonumber(cur[2])
+local known = amount or tonumber(cur[3])
+-- The window's length: the first request of a window sees a full window ahead; else two
+-- consecutive resets are one window apart.
+if known and rem == known - 1 then
+  redis.call('HSET', KEYS[1], 'span', tostring(reset - now))
+elseif creset and reset > creset + 0.5 then
+  redis.call('HSET', KEYS[1], 'span', tostring(reset - creset))
+end
 if rem then
   if crem and creset and creset > now and crem < rem then rem = crem end
   redis.call('HSET', KEYS[1], 'remaining', tostring(rem), 'reset', tostring(reset))
