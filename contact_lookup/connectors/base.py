@@ -204,7 +204,8 @@ class Connector(ABC):
             contact.dedupe(found), rate_limit, planned, dropped, complete=self.complete
         )
 
-    # True unless the connector knows its answer lacks something the CRM holds.
+    # True unless the connector knows its answer lacks something the CRM holds (it stopped
+    # paging at its page cap, say); the service then does not cache the answer.
     complete: bool = True
 
     def verify(

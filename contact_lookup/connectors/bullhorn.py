@@ -153,6 +153,8 @@ class BullhornConnector(HttpConnector):
                 or (isinstance(total, int) and start >= total)
             ):
                 break
+        else:
+            self.complete = False  # more pages than MAX_PAGES: not an answer to cache
         return found
 
     # ----- session -----------------------------------------------------------------------------

@@ -68,6 +68,8 @@ class ClioConnector(HttpConnector):
             if not next_url:
                 break
             path, params = self._own_url(next_url), None  # the link carries every parameter
+        else:
+            self.complete = False  # more pages than max_pages: not an answer to cache
         return SearchPage(records, state)
 
     def _own_url(self, url: str) -> str:

@@ -114,6 +114,8 @@ class HubSpotConnector(HttpConnector):
             after = _next_after(body)
             if after is None or not results:
                 break
+        else:
+            self.complete = False  # more pages than MAX_PAGES: not an answer to cache
         return SearchPage(records, state)
 
     def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:

@@ -83,6 +83,8 @@ class InsightlyConnector(HttpConnector):
                 records.extend(_record(item, field, id_field, email_field, kind) for item in body)
                 if len(body) < self.page_limit:
                     break
+            else:
+                self.complete = False  # more pages than max_pages: not an answer to cache
         return SearchPage(records, state)
 
 

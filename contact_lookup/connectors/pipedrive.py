@@ -113,6 +113,8 @@ class PipedriveConnector(HttpConnector):
             if not cursor:
                 break
             params = {**params, "cursor": cursor}
+        else:
+            self.complete = False  # more pages than max_pages: not an answer to cache
         dates, read_state = self.person_dates([item.get("id") for item in items])
         state = read_state or state
         records = [_record(item, query, exact, dates.get(item.get("id"), {})) for item in items]
