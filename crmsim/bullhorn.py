@@ -33,6 +33,7 @@ a seed ``isDeleted: true`` marks a soft-deleted record, which Bullhorn keeps in 
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -309,8 +310,17 @@ class BullhornSimulator(Simulator):
             return self._search(req, rest.removeprefix("search/"))
         return _bh_error(404, f"No such resource: {req.path}")
 
+    def rate_limit_headers(self, state: WindowState) -> dict[str, str]:
+        """``ratelimit-*`` (IETF draft fields, reset in seconds left), sent while a limit is
+        set, as the pods App Connect's Bullhorn connector reads them on do."""
+        return {
+            "ratelimit-limit": str(state.limit),
+            "ratelimit-remaining": str(state.remaining),
+            "ratelimit-reset": str(max(1, math.ceil(state.retry_after_s))),
+        }
+
     def rate_limit_response(self, state: WindowState) -> SimResponse:
-        # No Retry-After and no rate-limit headers: the message is all Bullhorn says.
+        # No Retry-After: the message and the ratelimit-* headers are all Bullhorn says.
         return _bh_error(429, "API request rate exceeded: please wait 1 second then retry.")
 
     # ----- endpoints -----------------------------------------------------------------------

@@ -21,14 +21,16 @@ shared by more records than that is a switchboard, not a person to pop.
 Matching: Lucene term match on the stored string, so every formatted variant is a different
 term and ``plan`` keeps them all (the base behaviour).
 
-Errors: 429 -> ``RateLimited(retry_after_s=1.0)`` (Bullhorn sends no headers; its message and
-its SDK say wait one second and retry: supportforums.bullhorn.com viewtopic t=34864); login
+Errors: 429 -> ``RateLimited``: the wait from ``Retry-After`` or the ``ratelimit-reset``
+header where sent, else 1 s (Bullhorn's message and its SDK say wait one second and retry:
+supportforums.bullhorn.com viewtopic t=34864); login
 refused -> ``AuthRejected``; the rest as ``HttpConnector.check``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +38,8 @@ from typing import Any
 import requests
 
 from contact_lookup.connectors.base import PHONES, Option, SearchPage
-from contact_lookup.connectors.http import HttpConnector, retry_after_seconds
-from contact_lookup.model.errors import AuthRejected, CRMUnavailable
+from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
+from contact_lookup.model.errors import AuthRejected, CRMUnavailable, RateLimitState
 
 PHONE_FIELDS = ("phone", "mobile", "phone2", "phone3")
 # Per entity: the phone fields searched and verified (Candidate also has ``workPhone``, which
@@ -118,16 +120,34 @@ class BullhornConnector(HttpConnector):
         "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
     }
     requests_per_query = 3  # one search per entity: ClientContact, Candidate, Lead
+    _state: RateLimitState | None = None  # the newest ratelimit-* headers seen
 
     def search(self, query: str) -> SearchPage:
         records: list[dict[str, Any]] = []
         for entity in ENTITIES:
             records.extend(self._search_entity(entity, lucene_query(query, entity)))
-        return SearchPage(records)
+        return SearchPage(records, self._state)
 
     def retry_after(self, resp: requests.Response) -> float | None:
         wait = retry_after_seconds(resp.headers.get("Retry-After"))
+        if wait is None:
+            state = self.rate_limit_state(resp)
+            if state is not None and state.reset is not None:
+                wait = max(0.0, state.reset - time.time())
         return RATE_LIMIT_WAIT_S if wait is None else wait
+
+    def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
+        """Bullhorn's ``ratelimit-limit`` / ``-remaining`` / ``-reset`` headers (the IETF
+        RateLimit header fields draft, whose reset is seconds left: made epoch seconds here),
+        which RingCentral's App Connect Bullhorn connector reads; absent on older pods."""
+        h = resp.headers
+        reset_in = header_int(h, "ratelimit-reset")
+        state = RateLimitState(
+            remaining=header_int(h, "ratelimit-remaining"),
+            amount=header_int(h, "ratelimit-limit"),
+            reset=None if reset_in is None else time.time() + reset_in,
+        )
+        return state if state != RateLimitState() else None
 
     # ----- search ----------------------------------------------------------------------------
     def _search_entity(self, entity: str, lucene: str) -> list[dict[str, Any]]:
@@ -170,6 +190,7 @@ class BullhornConnector(HttpConnector):
                     "Bullhorn rejected a session it had just opened.", status_code=401
                 )
         self.check(resp)
+        self._state = self.rate_limit_state(resp) or self._state
         return self.json_body(resp)
 
     def _send(self, session: BhSession, method: str, path: str, **kwargs: Any) -> requests.Response:

@@ -15,9 +15,9 @@ no formatted variant is redundant, and ``plan`` keeps them all (the base behavio
 Rate limits: the search API allows about 5 requests/s per token. A 429 body is
 ``{status: "error", errorType: "RATE_LIMIT", policyName}`` and the wait comes from
 ``Retry-After`` if sent, else ``X-HubSpot-RateLimit-Interval-Milliseconds`` (one whole window,
-an upper bound), else one second for the ``SECONDLY`` policy; a ``DAILY`` limit resets at
-midnight in the portal's time zone, which we cannot know, so its wait is None (the task backs
-off). ``X-HubSpot-RateLimit-Max``/``-Remaining`` give the state; HubSpot sends no reset time.
+an upper bound), else the policy's own window (``POLICY_WAIT_S``: ``SECONDLY`` 1 s,
+``TEN_SECONDLY_ROLLING`` 10 s); a ``DAILY`` limit resets at midnight in the portal's time
+zone, which we cannot know, so every worker holds off an hour and probes again. ``X-HubSpot-RateLimit-Max``/``-Remaining`` give the state; HubSpot sends no reset time.
 """
 
 from __future__ import annotations
@@ -47,7 +47,11 @@ PROPERTIES = [
 ]
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 200
 MAX_PAGES = 5
-SECONDLY_WAIT_S = 1.0
+# The wait each 429 policy implies when HubSpot sends no Retry-After or interval header
+# (developers.hubspot.com "API usage guidelines and limits": the search API's per-second
+# limit, the ten-second rolling burst limit, and the daily limit that resets at midnight in
+# the portal's time zone, which we cannot know: an hourly probe, the limiter's longest hold).
+POLICY_WAIT_S = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "DAILY": 3600.0}
 
 
 def search_body(number: str, limit: int, after: str | None) -> dict[str, Any]:
@@ -132,11 +136,11 @@ class HubSpotConnector(HttpConnector):
             return wait
         policy = _policy(resp)
         if policy == "DAILY":
-            return None
+            return POLICY_WAIT_S["DAILY"]  # the interval header is the burst window's
         interval_ms = header_int(resp.headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
         if interval_ms:
             return interval_ms / 1000
-        return SECONDLY_WAIT_S if policy == "SECONDLY" else None
+        return POLICY_WAIT_S.get(policy or "")
 
     def check(self, resp: requests.Response) -> None:
         if resp.status_code == 429:

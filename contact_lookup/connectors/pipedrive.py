@@ -25,8 +25,13 @@ import requests
 
 from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int
-from contact_lookup.model.errors import CRMUnavailable, RateLimitState
+from contact_lookup.model.errors import CRMUnavailable, RateLimited, RateLimitState
 from contact_lookup.model.phone import national_digits
+
+
+# The daily token budget's headers, newest first, and the hold when it is spent.
+DAILY_HEADERS = ("x-daily-ratelimit-token-remaining", "x-daily-requests-left")
+DAILY_WAIT_S = 3600.0
 
 
 class PipedriveConnector(HttpConnector):
@@ -181,6 +186,29 @@ class PipedriveConnector(HttpConnector):
             reset=None if reset_in is None else time.time() + reset_in,
         )
         return state if state != RateLimitState() else None
+
+    def retry_after(self, resp: requests.Response) -> float | None:
+        """The 2-second burst window's wait, or an hourly probe when the daily token budget
+        is spent (pipedrive.readme.io "Rate limiting": the budget "resets at the start of
+        the next day", whose time zone is not given; ``x-daily-ratelimit-token-remaining``,
+        formerly ``x-daily-requests-left``, says 0)."""
+        if self.daily_budget_spent(resp):
+            return DAILY_WAIT_S
+        return super().retry_after(resp)
+
+    @staticmethod
+    def daily_budget_spent(resp: requests.Response) -> bool:
+        return any(header_int(resp.headers, h) == 0 for h in DAILY_HEADERS)
+
+    def check(self, resp: requests.Response) -> None:
+        if resp.status_code == 429 and self.daily_budget_spent(resp):
+            raise RateLimited(
+                "Pipedrive's daily API token budget is spent.",
+                retry_after_s=DAILY_WAIT_S,
+                status_code=429,
+                rate_limit=self.rate_limit_state(resp),
+            )
+        super().check(resp)
 
     def _headers(self) -> dict[str, str]:
         """The auth header: Pipedrive documents ``x-api-token`` for API tokens and

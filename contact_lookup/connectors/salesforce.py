@@ -15,8 +15,8 @@ the same records, and ``plan`` keeps only the first query of each phone key (its
 a leading NANP ``1`` on 11 digits): one request where an exact-match CRM needs one per format.
 
 Errors: 403 ``REQUEST_LIMIT_EXCEEDED`` (Salesforce's rate limit, never 429) ->
-``RateLimited`` with no wait, because the allocation is a rolling 24 hours and Salesforce names
-no reset (the task backs off exponentially); 401 ``INVALID_SESSION_ID`` and other 403s
+``RateLimited``: the concurrent variant waits ``CONCURRENT_WAIT_S``, the total (rolling
+24-hour) variant holds every worker off ``TOTAL_WAIT_S`` and probes again; 401 ``INVALID_SESSION_ID`` and other 403s
 (``INSUFFICIENT_ACCESS``, ``API_DISABLED_FOR_ORG``) -> ``AuthRejected``; 400
 (``MALFORMED_SEARCH``, ``INVALID_FIELD``) -> ``BadQuery``. Rate-limit state comes from
 ``Sforce-Limit-Info: api-usage=N/M``, sent on every response: remaining ``M - N`` of ``M``.
@@ -43,6 +43,12 @@ from contact_lookup.model.errors import (
 )
 
 DEFAULT_API_VERSION = "59.0"
+# REQUEST_LIMIT_EXCEEDED has two variants (REST API Developer Guide, "Status Codes and Error
+# Responses"; Salesforce Developer Limits): "ConcurrentRequests (Concurrent API Requests)
+# Limit exceeded." clears when long-running requests finish: a short hold; "TotalRequests
+# Limit exceeded." is the rolling 24-hour allocation, with no reset named: an hourly probe.
+CONCURRENT_WAIT_S = 5.0
+TOTAL_WAIT_S = 3600.0
 # The standard phone fields of each object (Object Reference: Contact, Lead), returned so
 # that ``find`` can verify a hit: SOSL matches tokens, not whole numbers.
 PHONE_FIELDS = {
@@ -158,9 +164,10 @@ class SalesforceConnector(HttpConnector):
         codes = [c for c, _ in errors]
         detail = f"{errors[0][0]}: {errors[0][1]}" if errors else f"HTTP {code}"
         if "REQUEST_LIMIT_EXCEEDED" in codes:
+            concurrent = any("concurrent" in m.lower() for c, m in errors)
             raise RateLimited(
                 f"Salesforce's API request limit is exceeded ({detail}).",
-                retry_after_s=None,
+                retry_after_s=CONCURRENT_WAIT_S if concurrent else TOTAL_WAIT_S,
                 status_code=code,
                 rate_limit=self.rate_limit_state(resp),
             )

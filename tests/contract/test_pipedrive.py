@@ -163,3 +163,23 @@ def test_over_limit_waits_what_pipedrive_says(
         h.find("+14155550177")  # one search, then the person read is over the limit
     # Retry-After where sent, else x-ratelimit-reset (seconds left): both ~20 s.
     assert info.value.retry_after_s is not None and 18 <= info.value.retry_after_s <= 20
+
+
+class DailyBudgetSpent(PipedriveSimulator):
+    """Pipedrive's token-based daily budget, spent: 429 with the daily header at 0."""
+
+    def rate_limit_response(self, state: WindowState) -> SimResponse:
+        return SimResponse(
+            429,
+            {"success": False, "error": "Request over limit", "errorCode": 429},
+            {"x-daily-ratelimit-token-remaining": "0", "Retry-After": "1"},
+        )
+
+
+def test_spent_daily_budget_holds_off_for_an_hourly_probe(make_harness: Make) -> None:
+    h = make_harness("pipedrive", sim_class=DailyBudgetSpent)
+    h.vendor.set_rate_limit((1, 20))
+    with pytest.raises(RateLimited) as info:
+        h.find("+14155550177")  # the search passes, the person read is refused
+    assert info.value.retry_after_s == 3600.0  # not the burst window's second
+    assert "daily" in info.value.message
