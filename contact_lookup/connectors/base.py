@@ -184,6 +184,7 @@ class Connector(ABC):
         found: list[dict[str, Any]] = []
         rate_limit: RateLimitState | None = None
         dropped = 0
+        self.lookup_terms, self.lookup_extension = list(queries), extension
         planned = self.plan(queries)
         for query in planned:
             page = self.search(query)
@@ -207,6 +208,19 @@ class Connector(ABC):
     # True unless the connector knows its answer lacks something the CRM holds (it stopped
     # paging at its page cap, say); the service then does not cache the answer.
     complete: bool = True
+
+    # The lookup ``find`` is running (for ``holds_number`` during ``search``).
+    lookup_terms: list[str] = []
+    lookup_extension: bool = False
+
+    def holds_number(self, phones: Sequence[object]) -> bool:
+        """Whether a record with these phone values will pass ``verify`` in this lookup: lets
+        a connector skip enrichment requests (dates, additional info) for records that will be
+        dropped. True outside ``find`` (nothing to check against)."""
+        if not self.lookup_terms:
+            return True
+        record = {EXTENSIONS if self.lookup_extension else PHONES: list(phones)}
+        return self.verify(record, self.lookup_terms, extension=self.lookup_extension) is not None
 
     def verify(
         self, record: Mapping[str, Any], queries: Sequence[str], *, extension: bool = False

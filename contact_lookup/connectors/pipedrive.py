@@ -120,7 +120,9 @@ class PipedriveConnector(HttpConnector):
             params = {**params, "cursor": cursor}
         else:
             self.complete = False  # more pages than max_pages: not an answer to cache
-        dates, read_state = self.person_dates([item.get("id") for item in items])
+        # Only persons that hold the number are read: the rest will be dropped by find().
+        wanted = [item.get("id") for item in items if self.holds_number(_phones(item))]
+        dates, read_state = self.person_dates(wanted)
         state = read_state or state
         records = [_record(item, query, exact, dates.get(item.get("id"), {})) for item in items]
         return SearchPage(records, state)
@@ -248,12 +250,16 @@ def _item(entry: Any) -> Mapping[str, Any]:
     return item
 
 
+def _phones(item: Mapping[str, Any]) -> list[str]:
+    return [p for p in item.get("phones") or [] if isinstance(p, str)]
+
+
 def _record(
     item: Mapping[str, Any], query: str, exact: bool, dates: Mapping[str, Any]
 ) -> Mapping[str, Any]:
     """A person in spec field names; ``phone`` is the stored number the term matched."""
     needle = query.lower()
-    phones = [p for p in item.get("phones") or [] if isinstance(p, str)]
+    phones = _phones(item)
     matched = next(
         (p for p in phones if (p.lower() == needle if exact else needle in p.lower())), None
     )
