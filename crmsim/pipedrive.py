@@ -15,8 +15,9 @@ Contract reproduced (CONTRACTS.md "CRMs", checked against Pipedrive's public doc
   ``{"success": true, "data": [person, ...], "additional_data": {"next_cursor": null}}``;
   ids of deleted or unknown persons are left out.
 - Auth: ``x-api-token: TOKEN`` for an API token, ``Authorization: Bearer TOKEN`` for an
-  OAuth access token (``oauth = True``: the token is then only accepted as Bearer). An ``api_token`` in the
-  URL is not accepted: v2 clients send it in a header, and a URL token ends up in logs.
+  OAuth access token (``oauth = True``: the token is then only accepted as Bearer). An
+  ``api_token`` in the URL is not accepted: v2 clients send it in a header, and a URL
+  token ends up in logs.
   Failure: 401 ``{"success": false, "error": "unauthorized access", "errorCode": 401, ...}``
   (the ``{success, error, errorCode}`` error shape: pipedrive/client-php issue #14).
 - Rate limit (pipedrive.readme.io "Rate limiting"; devcommunity.pipedrive.com thread 7462):

@@ -60,7 +60,12 @@ class FakeConnector(HttpConnector):
             "/contacts", params={"query": query}, headers={"Authorization": f"Bearer {self.secret}"}
         )
         records: list[dict[str, Any]] = [
-            {"id": r["id"], "name": r["name"], "phones": r["phones"], "createdDate": r["created_at"]}
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "phones": r["phones"],
+                "createdDate": r["created_at"],
+            }
             for r in body["data"]
         ]
         return SearchPage(records, self.rate_limit_state(resp))

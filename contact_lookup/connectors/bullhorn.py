@@ -81,7 +81,6 @@ def lucene_query(number: str, entity: str = "ClientContact") -> str:
     return f'({either}) AND isDeleted:false AND NOT status:"{EXCLUDED_STATUS[entity]}"'
 
 
-
 def to_contact(entity: str, item: Any) -> dict[str, Any]:
     """One search hit in the spec's field names; dates stay epoch milliseconds."""
     if not isinstance(item, Mapping):

@@ -17,7 +17,8 @@ Rate limits: the search API allows about 5 requests/s per token. A 429 body is
 ``Retry-After`` if sent, else ``X-HubSpot-RateLimit-Interval-Milliseconds`` (one whole window,
 an upper bound), else the policy's own window (``POLICY_WAIT_S``: ``SECONDLY`` 1 s,
 ``TEN_SECONDLY_ROLLING`` 10 s); a ``DAILY`` limit resets at midnight in the portal's time
-zone, which we cannot know, so every worker holds off an hour and probes again. ``X-HubSpot-RateLimit-Max``/``-Remaining`` give the state; HubSpot sends no reset time.
+zone, which we cannot know, so every worker holds off an hour and probes again.
+``X-HubSpot-RateLimit-Max``/``-Remaining`` give the state; HubSpot sends no reset time.
 """
 
 from __future__ import annotations

@@ -23,7 +23,14 @@ from contact_lookup.model.errors import CRMUnavailable, RateLimitState
 
 # Every phone field of each entity (Insightly v3.1 Contact and Lead models), for verification.
 PHONE_FIELDS = {
-    "Contact": ("PHONE", "PHONE_HOME", "PHONE_MOBILE", "PHONE_OTHER", "PHONE_ASSISTANT", "PHONE_FAX"),
+    "Contact": (
+        "PHONE",
+        "PHONE_HOME",
+        "PHONE_MOBILE",
+        "PHONE_OTHER",
+        "PHONE_ASSISTANT",
+        "PHONE_FAX",
+    ),
     "Lead": ("PHONE", "MOBILE", "FAX"),
 }
 # (entity path, phone field, id field, email field, spec type)

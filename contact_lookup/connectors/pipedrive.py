@@ -28,7 +28,6 @@ from contact_lookup.connectors.http import HttpConnector, header_int
 from contact_lookup.model.errors import CRMUnavailable, RateLimited, RateLimitState
 from contact_lookup.model.phone import national_digits
 
-
 # The daily token budget's headers, newest first, and the hold when it is spent.
 DAILY_HEADERS = ("x-daily-ratelimit-token-remaining", "x-daily-requests-left")
 DAILY_WAIT_S = 3600.0
@@ -124,7 +123,7 @@ class PipedriveConnector(HttpConnector):
         wanted = [item.get("id") for item in items if self.holds_number(_phones(item))]
         dates, read_state = self.person_dates(wanted)
         state = read_state or state
-        records = [_record(item, query, exact, dates.get(item.get("id"), {})) for item in items]
+        records = [_record(item, query, exact, dates.get(_id(item), {})) for item in items]
         return SearchPage(records, state)
 
     def person_dates(
@@ -170,7 +169,10 @@ class PipedriveConnector(HttpConnector):
                 for person in data:
                     if not isinstance(person, Mapping) or person.get("id") not in batch:
                         continue
-                    dates = {"add_time": person.get("add_time"), "update_time": person.get("update_time")}
+                    dates = {
+                        "add_time": person.get("add_time"),
+                        "update_time": person.get("update_time"),
+                    }
                     if len(cache) >= self.person_cache_size:
                         _evict(cache, now)
                     cache[person["id"]] = (now + self.person_ttl_s, dates)
@@ -248,6 +250,12 @@ def _item(entry: Any) -> Mapping[str, Any]:
     if not isinstance(item, Mapping):
         raise CRMUnavailable("Pipedrive returned a search item that is not an object.")
     return item
+
+
+def _id(item: Mapping[str, Any]) -> int:
+    """The person id, or -1 (no person has it) when the item has none."""
+    pid = item.get("id")
+    return pid if isinstance(pid, int) else -1
 
 
 def _phones(item: Mapping[str, Any]) -> list[str]:

@@ -16,7 +16,8 @@ a leading NANP ``1`` on 11 digits): one request where an exact-match CRM needs o
 
 Errors: 403 ``REQUEST_LIMIT_EXCEEDED`` (Salesforce's rate limit, never 429) ->
 ``RateLimited``: the concurrent variant waits ``CONCURRENT_WAIT_S``, the total (rolling
-24-hour) variant holds every worker off ``TOTAL_WAIT_S`` and probes again; 401 ``INVALID_SESSION_ID`` and other 403s
+24-hour) variant holds every worker off ``TOTAL_WAIT_S`` and probes again; 401
+``INVALID_SESSION_ID`` and other 403s
 (``INSUFFICIENT_ACCESS``, ``API_DISABLED_FOR_ORG``) -> ``AuthRejected``; 400
 (``MALFORMED_SEARCH``, ``INVALID_FIELD``) -> ``BadQuery``. Rate-limit state comes from
 ``Sforce-Limit-Info: api-usage=N/M``, sent on every response: remaining ``M - N`` of ``M``.

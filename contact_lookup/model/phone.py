@@ -87,21 +87,18 @@ def could_be_e164(parsed: phonenumbers.PhoneNumber) -> bool:
     True when its country code is assigned (``region_code_for_country_code`` is not ``ZZ``),
     it has at most 15 digits (ITU-T E.164), and it is not too short for its country.
     """
-    if phonenumbers.region_code_for_country_code(parsed.country_code) == "ZZ":
+    code = parsed.country_code
+    if code is None or phonenumbers.region_code_for_country_code(code) == "ZZ":
         return False
-    digits = len(str(parsed.country_code)) + len(
-        phonenumbers.national_significant_number(parsed)
-    )
+    digits = len(str(code)) + len(phonenumbers.national_significant_number(parsed))
     if digits > E164_MAX_DIGITS:
         return False
     reason = phonenumbers.is_possible_number_with_reason(parsed)
     if reason == phonenumbers.ValidationResult.TOO_LONG:
         # One digit over the longest length the country uses: a legacy mobile prefix such
         # as Mexico's "1" (retired in 2019, still sent by carriers). More is a typo.
-        region = phonenumbers.region_code_for_country_code(parsed.country_code)
-        meta = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
-            parsed.country_code, region
-        )
+        region = phonenumbers.region_code_for_country_code(code)
+        meta = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region)
         lengths = meta.general_desc.possible_length if meta and meta.general_desc else ()
         longest = max(lengths or (0,))
         return len(phonenumbers.national_significant_number(parsed)) <= longest + 1
@@ -155,9 +152,12 @@ def matching_value(
 def matching_extension(values: Iterable[object], ext: str) -> str | None:
     """The first stored extension value equal to ``ext`` (digits, surrounding blanks ignored)."""
     for value in values:
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            if str(value).strip() == ext:
-                return str(value)
+        if (
+            isinstance(value, str | int)
+            and not isinstance(value, bool)
+            and str(value).strip() == ext
+        ):
+            return str(value)
     return None
 
 

@@ -310,10 +310,14 @@ def test_archived_and_converted_records_are_left_out_and_candidate_work_phone_is
         [
             {"id": 1, "name": "Live Contact", "phone": number, "type": "Contact"},
             {"id": 2, "name": "Old Contact", "phone": number, "status": "Archive"},
-            {"id": 3, "name": "Old Candidate", "phone": number, "type": "Candidate",
-             "status": "Archived"},
-            {"id": 4, "name": "Done Lead", "phone": number, "type": "Lead",
-             "status": "Converted"},
+            {
+                "id": 3,
+                "name": "Old Candidate",
+                "phone": number,
+                "type": "Candidate",
+                "status": "Archived",
+            },
+            {"id": 4, "name": "Done Lead", "phone": number, "type": "Lead", "status": "Converted"},
             {"id": 5, "name": "Desk Candidate", "type": "Candidate", "workPhone": number},
         ],
     )

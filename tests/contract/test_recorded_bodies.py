@@ -108,8 +108,13 @@ def test_clio_recorded_pages(replay: Callable[..., Replay]) -> None:
     assert sim.requests == 2  # meta.paging.next followed to the last page
     outcome, _ = run(replay("clio", clio_routes(phones=True)))
     assert brief(outcome) == [
-        ("Test Person", "+1 415-555-0132", "Example LLP", "test.person@example.com",
-         "2019-04-26T03:10:26Z"),
+        (
+            "Test Person",
+            "+1 415-555-0132",
+            "Example LLP",
+            "test.person@example.com",
+            "2019-04-26T03:10:26Z",
+        ),
         ("Example Co", "+1 415-555-0132", None, None, "2020-02-29T17:00:00Z"),
     ]
 
@@ -136,8 +141,13 @@ def test_pipedrive_recorded_pages_and_person(replay: Callable[..., Replay]) -> N
     outcome, _ = run(sim)
     # Both recorded phones are the number: "+1 415-555-0132" and "4155550132" (US region).
     assert brief(outcome) == [
-        ("Emery Cole", "+1 415-555-0132", "Finley Moss", "jane@example.com",
-         "2017-10-18T13:23:07Z"),
+        (
+            "Emery Cole",
+            "+1 415-555-0132",
+            "Finley Moss",
+            "jane@example.com",
+            "2017-10-18T13:23:07Z",
+        ),
         ("Gray Holt", "4155550132", None, None, None),
     ]
     assert sim.by_path["/api/v2/persons/search"] == 2 and sim.by_path["/api/v2/persons"] == 1
@@ -171,10 +181,20 @@ def insightly_routes(big: bool = False) -> dict[str, Route]:
 def test_insightly_recorded_contact_and_lead(replay: Callable[..., Replay]) -> None:
     outcome, _ = run(replay("insightly", insightly_routes()))
     assert brief(outcome) == [
-        ("Test Contact", "+14155550132", None, "test.contact@example.com",
-         "2019-08-06T18:45:03.590Z"),
-        ("Lead Person", "+14155550132", "Example Auto Care", "lead.person@example.com",
-         "2016-03-28T13:11:50Z"),
+        (
+            "Test Contact",
+            "+14155550132",
+            None,
+            "test.contact@example.com",
+            "2019-08-06T18:45:03.590Z",
+        ),
+        (
+            "Lead Person",
+            "+14155550132",
+            "Example Auto Care",
+            "lead.person@example.com",
+            "2016-03-28T13:11:50Z",
+        ),
     ]
 
 
@@ -200,9 +220,7 @@ def bullhorn_routes(phones: bool) -> dict[str, Route]:
     }
     for entity in ("ClientContact", "Candidate", "Lead"):
         page = recorded.get(entity, empty)
-        routes[f"/rest-services/corp/search/{entity}"] = lambda req, page=page: copy.deepcopy(
-            page
-        )
+        routes[f"/rest-services/corp/search/{entity}"] = lambda req, page=page: copy.deepcopy(page)
     return routes
 
 
@@ -212,8 +230,13 @@ def test_bullhorn_recorded_searches(replay: Callable[..., Replay]) -> None:
     outcome, _ = run(replay("bullhorn", bullhorn_routes(phones=True)))
     # Same id in two entities: two people (dedupe keys on type and id).
     assert brief(outcome) == [
-        ("Alanzo Smith", "(415) 555-0132", "Example Staffing Corp", "alanzo.smith@example.com",
-         "2018-07-05T18:25:15.887Z"),
+        (
+            "Alanzo Smith",
+            "(415) 555-0132",
+            "Example Staffing Corp",
+            "alanzo.smith@example.com",
+            "2018-07-05T18:25:15.887Z",
+        ),
         ("Alanzo Smith", "415-555-0132", "Self", "alanzo@example.org", "2015-01-01T00:00:00Z"),
     ]
 
@@ -266,8 +289,13 @@ def test_salesforce_recorded_search(replay: Callable[..., Replay]) -> None:
     assert outcome.contacts == [] and dropped_in(trace) == 3
     outcome, trace = run(replay("salesforce", salesforce_routes(phones=True)))
     assert brief(outcome) == [
-        ("Test Contact One", "(415) 555-0132", "Edge Communications", "one@example.com",
-         "2019-05-10T17:35:37Z"),
+        (
+            "Test Contact One",
+            "(415) 555-0132",
+            "Edge Communications",
+            "one@example.com",
+            "2019-05-10T17:35:37Z",
+        ),
         ("Test Lead Two", "4155550132", "Example Lead Co", None, "2013-01-15T21:52:00Z"),
     ]
     assert dropped_in(trace) == 1

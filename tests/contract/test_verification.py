@@ -55,9 +55,7 @@ def test_a_number_the_library_calls_invalid_is_still_searched(harness: Harness) 
 
 def test_extension_lookup_is_verified_or_refused(harness: Harness, redis_db: redis.Redis) -> None:
     service = harness.service(redis_db, extension_lookup=True)
-    result = service.lookup(
-        "contract", LookupRequest("102", is_extension=True, debug=True)
-    )
+    result = service.lookup("contract", LookupRequest("102", is_extension=True, debug=True))
     if harness.crm == "json":  # the file stores extensions like numbers; none is 102 here
         assert result["successful"] and result["matchedContactInfo"] == []
         return

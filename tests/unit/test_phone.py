@@ -158,8 +158,13 @@ def test_what_cannot_be_a_phone_number_is_still_refused(raw: str) -> None:
         (["102 Harbour St", None, 7], "+14155550102", "US", ["+14155550102"], None),
         (["415.555.0100 x12"], "+14155550100", "US", ["+14155550100"], "415.555.0100 x12"),
         # a value equal to a queried format string counts even where it would not parse
-        (["555-0100 (desk)"], "+14155550100", "US", ["+14155550100", "555-0100 (desk)"],
-         "555-0100 (desk)"),
+        (
+            ["555-0100 (desk)"],
+            "+14155550100",
+            "US",
+            ["+14155550100", "555-0100 (desk)"],
+            "555-0100 (desk)",
+        ),
         ([], "+14155550100", "US", ["+14155550100"], None),
     ],
 )
