@@ -227,7 +227,15 @@ class SalesforceSimulator(Simulator):
         return {"Sforce-Limit-Info": f"api-usage={used}/{state.limit}"}
 
     def rate_limit_response(self, state: WindowState) -> SimResponse:
-        return _sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        # A window of a day or more is the org's total allocation; a short one stands for
+        # the concurrent-request cap (the two published REQUEST_LIMIT_EXCEEDED messages).
+        if state.window_s >= 86_400:
+            return _sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        return _sf_error(
+            403,
+            "REQUEST_LIMIT_EXCEEDED",
+            "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+        )
 
     def _search(self, req: SimRequest, version: str) -> SimResponse:
         m = _SOSL.fullmatch(req.arg("q") or "")

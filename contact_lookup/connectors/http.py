@@ -93,7 +93,10 @@ class HttpConnector(Connector):
             resp = self.session.request(method, url, timeout=self.timeout_s, stream=True, **kwargs)
             status = resp.status_code
             resp._content = self._read_body(resp, started)
-            self.budget.observe(self.rate_limit_state(resp))
+            state = self.rate_limit_state(resp)
+            if state is not None or resp.status_code < 300:
+                # A success without figures says the vendor no longer announces any.
+                self.budget.observe(state)
             return resp
         except requests.Timeout as exc:
             raise CRMUnavailable(f"The CRM did not answer within {self.timeout_s:g} s.") from exc

@@ -301,14 +301,20 @@ class RateLimiter:
         """Count down the vendor's announced ``remaining`` until its ``reset`` (see above).
 
         Nothing to follow without a reset instant (Salesforce's rolling day, HubSpot's
-        headers): those limits are kept by the configured budget and the CRM's 429s.
+        headers): those limits are kept by the configured budget and the CRM's 429s. ``None``
+        (a successful response without any figures) stops following: a vendor that no
+        longer announces a limit must not be held to the last one it announced.
         """
-        if state is None or state.reset is None:
+        key = keys.rate_vendor(connection.name, connection.instance)
+        if state is None:
+            self.redis.delete(key)
+            return
+        if state.reset is None:
             return
         if state.remaining is None and state.amount is None:
             return
         self._follow(
-            keys=[keys.rate_vendor(connection.name, connection.instance)],
+            keys=[key],
             args=[
                 self._now(),
                 "" if state.remaining is None else str(state.remaining),
