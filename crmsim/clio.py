@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of, seed_date
 
 CONTACTS_PATH = "/api/v4/contacts.json"
+MATTERS_PATH = "/api/v4/matters.json"
 MAX_LIMIT = 200
 # Clio writes times in the account's zone; a fixed Pacific offset keeps the sim deterministic.
 ACCOUNT_ZONE = timezone(timedelta(hours=-8))
@@ -159,6 +160,7 @@ class ClioSimulator(Simulator):
             ],
             "created_at": clio_time(created),
             "updated_at": clio_time(seed.get("mostRecentActivityDate") or created),
+            "matters": [dict(m) for m in seed.get("matters") or []],
         }
 
     # ----- vendor hooks ----------------------------------------------------------------------
@@ -173,6 +175,8 @@ class ClioSimulator(Simulator):
                     "malformed or invalid for other reasons.",
                 },
             )
+        if req.method == "GET" and req.path == MATTERS_PATH:
+            return self.matters_index(req)
         if req.method != "GET" or req.path != CONTACTS_PATH:
             return SimResponse(404, {"error": {"type": "NotFound", "message": "Not found"}})
         return self.contacts_index(req, headers.get("host", f"127.0.0.1:{self.port}"))
@@ -200,6 +204,20 @@ class ClioSimulator(Simulator):
         if more:
             body["meta"]["paging"]["next"] = self.next_link(req, host, _token(page[-1]["id"]))
         return SimResponse(200, body)
+
+    def matters_index(self, req: SimRequest) -> SimResponse:
+        """``client_id`` and ``status`` (comma-separated) filters; seeds give ``matters``."""
+        client = req.arg("client_id")
+        statuses = set((req.arg("status") or "open,pending,closed").split(","))
+        fields = parse_fields(req.arg("fields") or "id,etag")
+        found = [
+            project(m, fields)
+            for r in self.records
+            if client is None or str(r["id"]) == client
+            for m in r["matters"]
+            if m.get("status", "open") in statuses
+        ]
+        return SimResponse(200, {"data": found, "meta": {"paging": {}, "records": len(found)}})
 
     def next_link(self, req: SimRequest, host: str, token: str) -> str:
         """The absolute URL of the next page, as Clio writes it."""

@@ -37,6 +37,7 @@ from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_
 
 SEARCH_PATH = "/api/v2/persons/search"
 LIST_PATH = "/api/v2/persons"
+DEALS_PATH, LEADS_PATH = "/api/v2/deals", "/api/v1/leads"
 MAX_IDS = 100
 PERSON_PATH = re.compile(r"/api/v2/persons/(\d+)")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
@@ -104,6 +105,8 @@ class PipedriveSimulator(Simulator):
             "update_time": rfc3339(seed.get("mostRecentActivityDate") or created),
             "visible_to": 3,
             "notes": seed.get("notes"),
+            "deals": [dict(d) for d in seed.get("deals") or []],
+            "leads": [dict(d) for d in seed.get("leads") or []],
         }
 
     # ----- vendor hooks ----------------------------------------------------------------------
@@ -124,6 +127,8 @@ class PipedriveSimulator(Simulator):
             )
         if req.method == "GET" and req.path == SEARCH_PATH:
             return self.search(req)
+        if req.method == "GET" and req.path in (DEALS_PATH, LEADS_PATH):
+            return self.related(req)
         if req.method == "GET" and req.path == LIST_PATH:
             return self.list_persons(req)
         match = PERSON_PATH.fullmatch(req.path)
@@ -163,6 +168,28 @@ class PipedriveSimulator(Simulator):
                 },
                 "additional_data": {"next_cursor": _cursor(start + limit) if more else None},
             },
+        )
+
+    def related(self, req: SimRequest) -> SimResponse:
+        """Deals (``status`` filter) or leads (``archived_status``) of ``person_id``; seeds
+        give ``deals`` / ``leads`` as ``[{id, title, status | is_archived}]``."""
+        person = self.by_id.get(int(req.arg("person_id") or 0))
+        if req.path == DEALS_PATH:
+            wanted = req.arg("status") or "all_not_deleted"
+            items = [
+                d
+                for d in (person or {}).get("deals") or []
+                if wanted == "all_not_deleted" or d.get("status", "open") == wanted
+            ]
+        else:
+            archived = req.arg("archived_status") == "archived"
+            items = [
+                d
+                for d in (person or {}).get("leads") or []
+                if bool(d.get("is_archived")) == archived
+            ]
+        return SimResponse(
+            200, {"success": True, "data": items, "additional_data": {"next_cursor": None}}
         )
 
     def list_persons(self, req: SimRequest) -> SimResponse:
@@ -237,7 +264,7 @@ def _item(person: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _detail(person: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in person.items() if k not in ("org_name", "notes")}
+    return {k: v for k, v in person.items() if k not in ("org_name", "notes", "deals", "leads")}
 
 
 SIMULATOR = PipedriveSimulator

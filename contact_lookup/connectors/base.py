@@ -63,7 +63,8 @@ class Option:
                 raise ConfigError(f"{where} must be at least {self.minimum:g} (got {value!r})")
             if self.maximum is not None and value > self.maximum:
                 raise ConfigError(f"{where} must be at most {self.maximum:g} (got {value!r})")
-        if self.choices and value not in self.choices:
+        items = value if isinstance(value, list) else [value]
+        if self.choices and any(not isinstance(v, str) or v not in self.choices for v in items):
             raise ConfigError(f"{where} must be one of {', '.join(self.choices)} (got {value!r})")
         if self.pattern is not None and not re.fullmatch(self.pattern, str(value)):
             raise ConfigError(f"{where} must match {self.pattern!r} (got {value!r})")
@@ -138,6 +139,10 @@ class Connector(ABC):
     default_rate_limit: ClassVar[tuple[int, float] | None] = None
     # Connector-specific keys of a connection table (see ``Option``).
     options: ClassVar[Mapping[str, Option]] = {}
+    # The spec's additionalInfo (findContact: "object keyed by manifest additionalFields[].const
+    # values ... contact-dependent options such as matters, deals, or opportunities"): the
+    # names a connection may list in ``additional_fields``, each with what it holds.
+    additional_fields: ClassVar[Mapping[str, str]] = {}
     # Whether the CRM stores extension numbers in a field of its own (records then carry
     # ``extensions``). Without one an extension lookup is refused: nothing could verify it.
     supports_extension: ClassVar[bool] = False
@@ -201,9 +206,17 @@ class Connector(ABC):
                 count=dropped,
                 reason="the CRM returned records whose phone values are not the number",
             )
-        return FindOutcome(
-            contact.dedupe(found), rate_limit, planned, dropped, complete=self.complete
-        )
+        contacts = contact.dedupe(found)
+        wanted = self.connection.options.get("additional_fields") or []
+        for match in contacts if wanted else []:
+            match["additionalInfo"] = {name: self.additional_info(name, match) for name in wanted}
+        return FindOutcome(contacts, rate_limit, planned, dropped, complete=self.complete)
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The options of one ``additional_fields`` name for a verified match: a list of
+        ``{"const": str, "title": str, "id": vendor id}``. Each request it sends is paid for
+        through ``budget`` and recorded in the debug trace like any other."""
+        raise NotImplementedError(f"{self.crm} has no additional field {name!r}")
 
     # True unless the connector knows its answer lacks something the CRM holds (it stopped
     # paging at its page cap, say); the service then does not cache the answer.

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from contact_lookup.connectors.base import PHONES, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector
 from contact_lookup.model.errors import CRMUnavailable, RateLimitState
 
@@ -36,6 +36,12 @@ FIELDS = (
 
 class ClioConnector(HttpConnector):
     crm = "clio"
+    additional_fields = {"matters": "the contact's open and pending matters (as client)"}
+    options = {
+        "additional_fields": Option(
+            list, "additionalInfo to fetch for each match: matters", [], choices=("matters",)
+        ),
+    }
     default_rate_limit = (50, 60.0)  # about 50 requests/minute per token
     page_limit = 200  # Clio's maximum page size
     # Each page is one request against ~50/min: past 5 x 200 matches for one number the
@@ -71,6 +77,37 @@ class ClioConnector(HttpConnector):
         else:
             self.complete = False  # more pages than max_pages: not an answer to cache
         return SearchPage(records, state)
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``matters``: ``GET /api/v4/matters.json?client_id=ID&status=open,pending`` (Clio
+        API v4, Matters: ``client_id`` and ``status`` filters), one page of up to 200; each
+        ``{"const": str(id), "title": "display_number description", "id": id}``."""
+        if name != "matters":
+            return super().additional_info(name, match)
+        body, resp = self.request_json(
+            "api/v4/matters.json",
+            params={
+                "client_id": match["id"],
+                "status": "open,pending",
+                "fields": "id,display_number,description",
+                "limit": self.page_limit,
+            },
+            headers={"Authorization": f"Bearer {self.secret}", "Accept": "application/json"},
+        )
+        data = body.get("data") if isinstance(body, Mapping) else None
+        if not isinstance(data, list):
+            raise CRMUnavailable(
+                "Clio answered without a matter list.", status_code=resp.status_code
+            )
+        return [
+            {
+                "const": str(m.get("id")),
+                "title": " ".join(str(m[k]) for k in ("display_number", "description") if m.get(k)),
+                "id": m.get("id"),
+            }
+            for m in data
+            if isinstance(m, Mapping) and m.get("id") is not None
+        ]
 
     def _own_url(self, url: str) -> str:
         """The next-page link, only if it points at the configured host: the bearer token

@@ -36,7 +36,17 @@ DAILY_WAIT_S = 3600.0
 class PipedriveConnector(HttpConnector):
     crm = "pipedrive"
     default_rate_limit = (10, 2.0)  # search: about 10 per 2 s window
+    additional_fields = {
+        "deals": "the person's open deals",
+        "leads": "the person's leads that are not archived",
+    }
     options = {
+        "additional_fields": Option(
+            list,
+            "additionalInfo to fetch for each match: deals, leads",
+            [],
+            choices=("deals", "leads"),
+        ),
         "exact_match": Option(
             bool, "send exact_match=true (the term must equal the stored value)", False
         ),
@@ -178,6 +188,36 @@ class PipedriveConnector(HttpConnector):
                     cache[person["id"]] = (now + self.person_ttl_s, dates)
                     out[person["id"]] = dates
         return out, state
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``deals``: ``GET /api/v2/deals?person_id=ID&status=open`` (API v2 "Get all deals");
+        ``leads``: ``GET /api/v1/leads?person_id=ID&archived_status=not_archived`` (leads have
+        no v2 list). Each ``{"const": str(id), "title": title, "id": id}``, one page."""
+        if name == "deals":
+            path, params = "api/v2/deals", {"person_id": match["id"], "status": "open"}
+        elif name == "leads":
+            path, params = (
+                "api/v1/leads",
+                {
+                    "person_id": match["id"],
+                    "archived_status": "not_archived",
+                },
+            )
+        else:
+            return super().additional_info(name, match)
+        body, resp = self.request_json(
+            path, params={**params, "limit": self.page_limit}, headers=self._headers()
+        )
+        data = body.get("data") if isinstance(body, Mapping) else None
+        if not isinstance(data, list):
+            raise CRMUnavailable(
+                f"Pipedrive answered without {name}.", status_code=resp.status_code
+            )
+        return [
+            {"const": str(d.get("id")), "title": d.get("title"), "id": d.get("id")}
+            for d in data
+            if isinstance(d, Mapping) and d.get("id") is not None
+        ]
 
     # ----- vendor signals ------------------------------------------------------------------
     def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:

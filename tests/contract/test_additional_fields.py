@@ -1,0 +1,111 @@
+"""Issue 11, item 6: ``additional_fields`` fetches the spec's additionalInfo for each real
+match ("object keyed by manifest additionalFields[].const values ... contact-dependent options
+such as matters, deals, or opportunities"): Clio matters, Pipedrive deals and leads. The extra
+requests are paid through the shared budget and appear in the debug trace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from contact_lookup.connectors.registry import ConnectorFactory, validate_connection
+from contact_lookup.core.cache import ContactCache
+from contact_lookup.core.ratelimit import RateLimiter
+from contact_lookup.core.request import LookupRequest
+from contact_lookup.core.service import LookupService
+from contact_lookup.model.config import parse_config
+from contact_lookup.model.errors import ConfigError
+from contact_lookup.model.trace import DebugTrace
+from tests.contract.harness import CONNECTION, Harness
+
+Make = Callable[..., Harness]
+NUMBER = "+14155550161"
+PEOPLE = [
+    {
+        "id": "c-1",
+        "name": "Mara Client",
+        "phone": NUMBER,
+        "createdDate": "2020-01-01T00:00:00Z",
+        "matters": [
+            {"id": 11, "display_number": "00011-Client", "description": "Lease", "status": "open"},
+            {"id": 12, "display_number": "00012-Client", "description": "Old", "status": "closed"},
+        ],
+        "deals": [
+            {"id": 21, "title": "Renewal", "status": "open"},
+            {"id": 22, "title": "Lost one", "status": "lost"},
+        ],
+        "leads": [
+            {"id": "5a1e-lead", "title": "Upsell", "is_archived": False},
+            {"id": "5a1e-old", "title": "Stale", "is_archived": True},
+        ],
+    },
+    # Holds the number only in a custom field: Clio's wildcard returns it, verification drops
+    # it, and its matters must not be fetched.
+    {
+        "id": "c-2",
+        "name": "Not Her",
+        "phone": "+16505550199",
+        "custom_fields": {"Emergency contact": NUMBER},
+        "matters": [{"id": 13, "display_number": "00013", "description": "X", "status": "open"}],
+    },
+]
+
+
+def test_clio_matters_for_each_real_match(make_harness: Make) -> None:
+    h = make_harness("clio", PEOPLE)
+    trace = DebugTrace()
+    outcome = h.connector(trace=trace, additional_fields=["matters"]).find([NUMBER])
+    (mara,) = outcome.contacts
+    assert mara["additionalInfo"] == {
+        "matters": [{"const": "11", "title": "00011-Client Lease", "id": 11}]
+    }
+    matter_reads = [e for e in trace.entries if "/matters.json" in e.get("url", "")]
+    assert len(matter_reads) == 1 and "client_id=" in matter_reads[0]["url"]  # not for c-2
+
+
+def test_pipedrive_open_deals_and_live_leads(make_harness: Make) -> None:
+    h = make_harness("pipedrive", PEOPLE)
+    (mara,) = h.connector(additional_fields=["deals", "leads"]).find([NUMBER]).contacts
+    assert mara["additionalInfo"] == {
+        "deals": [{"const": "21", "title": "Renewal", "id": 21}],
+        "leads": [{"const": "5a1e-lead", "title": "Upsell", "id": "5a1e-lead"}],
+    }
+
+
+def test_without_additional_fields_nothing_is_fetched(make_harness: Make) -> None:
+    h = make_harness("clio", PEOPLE)
+    (mara,) = h.find(NUMBER).contacts
+    assert mara["additionalInfo"] is None
+    assert h.vendor.by_path["/api/v4/matters.json"] == 0
+
+
+@pytest.mark.parametrize(("crm", "bad"), [("clio", ["deals"]), ("pipedrive", "deals")])
+def test_unknown_or_malformed_additional_fields_are_refused_at_load(
+    make_harness: Make, crm: str, bad: object
+) -> None:
+    h = make_harness(crm, PEOPLE)
+    with pytest.raises(ConfigError, match="additional_fields"):
+        validate_connection(h.connection(additional_fields=bad))
+
+
+def test_additional_requests_are_paid_through_the_shared_budget(
+    make_harness: Make, redis_db: redis.Redis
+) -> None:
+    h = make_harness("clio", PEOPLE)
+    table = {"rc_account": "a", **h.table, "additional_fields": ["matters"], "rate_limit": "2/30"}
+    config = parse_config({"connections": {CONNECTION: table}}, Path("."))
+    svc = LookupService(
+        config,
+        ContactCache(redis_db, ttl_s=60),
+        ConnectorFactory(env=dict(h.env)),
+        limiter=RateLimiter(redis_db),
+    )
+    result = svc.lookup(CONNECTION, LookupRequest(NUMBER, debug=True))
+    assert result["matchedContactInfo"][0]["additionalInfo"]["matters"][0]["const"] == "11"
+    requests = [e for e in result["debugTrace"] if "url" in e]
+    assert len(requests) == 2  # the search and the matters read
+    bucket = [k for k in redis_db.keys("*rate*") if b"vendor" not in k and b"block" not in k]
+    assert sum(redis_db.zcard(k) for k in bucket) == 2  # 1 planned + 1 paid when sent
