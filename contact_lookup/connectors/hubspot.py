@@ -34,6 +34,7 @@ from contact_lookup.connectors.http import HttpConnector, header_int, retry_afte
 from contact_lookup.model.errors import CRMUnavailable, RateLimited, RateLimitState
 
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
+DEALS_SEARCH_PATH = "/crm/v3/objects/deals/search"
 PHONE_PROPERTIES = ("phone", "mobilephone")
 PROPERTIES = [
     "firstname",
@@ -92,9 +93,41 @@ def to_contact(item: Any) -> dict[str, Any]:
 class HubSpotConnector(HttpConnector):
     crm = "hubspot"
     default_rate_limit = (4, 1.0)  # search: about 4-5 requests/s per token
+    additional_fields = {"deals": "the contact's open deals"}
     options = {
         "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
+        "additional_fields": Option(
+            list, "additionalInfo to fetch for each match: deals", [], choices=("deals",)
+        ),
     }
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``deals``: one ``POST /crm/v3/objects/deals/search`` filtered on
+        ``associations.contact EQ id`` and ``hs_is_closed EQ false`` (HubSpot CRM search
+        docs, "search by associations"), up to 100; each ``{"const": id, "title": dealname,
+        "id": id}``."""
+        if name != "deals":
+            return super().additional_info(name, match)
+        filters = [
+            {"propertyName": "associations.contact", "operator": "EQ", "value": match["id"]},
+            {"propertyName": "hs_is_closed", "operator": "EQ", "value": "false"},
+        ]
+        body, resp = self.request_json(
+            DEALS_SEARCH_PATH,
+            method="POST",
+            json={"filterGroups": [{"filters": filters}], "properties": ["dealname"], "limit": 100},
+            headers={"Authorization": f"Bearer {self.secret}"},
+        )
+        results = body.get("results") if isinstance(body, Mapping) else None
+        if not isinstance(results, list):
+            raise CRMUnavailable("HubSpot answered without deals.", status_code=resp.status_code)
+        out = []
+        for deal in results:
+            if isinstance(deal, Mapping) and deal.get("id") is not None:
+                props = deal.get("properties")
+                title = props.get("dealname") if isinstance(props, Mapping) else None
+                out.append({"const": str(deal["id"]), "title": title, "id": deal["id"]})
+        return out
 
     def search(self, query: str) -> SearchPage:
         size = self.int_option("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)

@@ -109,3 +109,12 @@ def test_additional_requests_are_paid_through_the_shared_budget(
     assert len(requests) == 2  # the search and the matters read
     bucket = [k for k in redis_db.keys("*rate*") if b"vendor" not in k and b"block" not in k]
     assert sum(redis_db.zcard(k) for k in bucket) == 2  # 1 planned + 1 paid when sent
+
+
+def test_hubspot_open_deals(make_harness: Make) -> None:
+    people = [
+        {**PEOPLE[0], "deals": [{"id": 31, "title": "Q3 renewal"}, {"id": 32, "status": "lost"}]}
+    ]
+    h = make_harness("hubspot", people)
+    (mara,) = h.connector(additional_fields=["deals"]).find([NUMBER]).contacts
+    assert mara["additionalInfo"] == {"deals": [{"const": "31", "title": "Q3 renewal", "id": "31"}]}
