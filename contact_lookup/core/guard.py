@@ -80,7 +80,10 @@ class Guard:
         try:
             result = work()
         except RateLimited as exc:
-            self.limiter.hold_off(conn, crm_wait_s(exc))
+            # The CRM's "rate limited" holds everyone off; our own budget's deferral of a
+            # request past the prepaid ones (no status: nothing was sent) does not.
+            if exc.status_code is not None or exc.rate_limit is not None:
+                self.limiter.hold_off(conn, crm_wait_s(exc))
             raise
         wait = reported_wait_s(result)
         if wait:

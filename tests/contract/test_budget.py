@@ -122,3 +122,20 @@ def test_vendor_remaining_defers_before_a_request_is_sent(
         svc.lookup(CONNECTION, LookupRequest("+14155550112"))
     assert h.vendor.requests == sent and h.vendor.rate_limited == 0
     assert info.value.retry_after_s is not None and 20 < info.value.retry_after_s <= 31
+
+
+def test_our_own_deferral_does_not_hold_every_worker_off(
+    make_harness: Make, redis_db: redis.Redis
+) -> None:
+    """A request past the prepaid ones that the budget cannot cover defers this lookup only:
+    the CRM said nothing, so no hold-off is set for the others."""
+    crowd = [
+        {"id": 800 + i, "name": f"P {i}", "phone": "+14155550000", "createdDate": 1}
+        for i in range(6)
+    ]
+    h = make_harness("bullhorn", crowd)
+    svc = service(h, redis_db, rate_limit="5/30", rate_reserve=0.0, page_size=2)
+    with pytest.raises(RateLimited) as info:
+        svc.lookup(CONNECTION, LookupRequest("+14155550000"))  # 6 requests, 5 tokens
+    assert info.value.status_code is None and h.vendor.rate_limited == 0
+    assert not [k for k in redis_db.keys("*") if k.endswith(b":block")]
