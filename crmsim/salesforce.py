@@ -84,6 +84,14 @@ FIELDS = {
     },
 }
 _PATH = re.compile(r"/services/data/v(?P<version>\d+\.\d)/search/?")
+_QUERY_PATH = re.compile(r"/services/data/v(?P<version>\d+\.\d)/query/?")
+# The one SOQL query the connector sends (SOQL reference, "Semi-Join"): a contact's open
+# opportunities through OpportunityContactRole.
+_OPEN_OPPORTUNITIES = re.compile(
+    r"SELECT Id, Name FROM Opportunity WHERE IsClosed = false AND Id IN "
+    r"\(SELECT OpportunityId FROM OpportunityContactRole WHERE ContactId = '(?P<id>[^'\\]+)'\)"
+    r"(?: LIMIT (?P<limit>\d+))?"
+)
 _SOSL = re.compile(
     r"\s*FIND\s+\{(?P<term>(?:\\.|[^\\{}])*)\}"
     r"(?:\s+IN\s+(?P<group>ALL|PHONE|NAME|EMAIL)\s+FIELDS)?"
@@ -210,10 +218,18 @@ class SalesforceSimulator(Simulator):
     ) -> None:
         super().__init__(contacts, **kwargs)
         self.records = [to_record(seed, i) for i, seed in enumerate(self.contacts)]
+        # Contact id -> its opportunities (seed "opportunities": [{id, title, status}]).
+        self.opportunities = {
+            record["Id"]: list(seed.get("opportunities") or [])
+            for seed, record in zip(self.contacts, self.records, strict=True)
+        }
 
     def route(self, req: SimRequest) -> SimResponse:
         if req.header("Authorization") != f"Bearer {self.token}":
             return _sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        q = _QUERY_PATH.fullmatch(req.path)
+        if q and req.method == "GET":
+            return self._query(req, q["version"])
         m = _PATH.fullmatch(req.path)
         if not m or req.method != "GET":
             return _sf_error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -221,6 +237,26 @@ class SalesforceSimulator(Simulator):
             return self._search(req, m["version"])
         except SoslError as exc:
             return _sf_error(400, exc.code, str(exc))
+
+    def _query(self, req: SimRequest, version: str) -> SimResponse:
+        m = _OPEN_OPPORTUNITIES.fullmatch((req.arg("q") or "").strip())
+        if not m:
+            return _sf_error(
+                400, "MALFORMED_QUERY", "only the open-opportunities query is simulated"
+            )
+        found = [
+            {
+                "attributes": {
+                    "type": "Opportunity",
+                    "url": f"/services/data/v{version}/sobjects/Opportunity/{o['id']}",
+                },
+                "Id": o["id"],
+                "Name": o.get("title"),
+            }
+            for o in self.opportunities.get(m["id"], [])
+            if o.get("status", "open") == "open"
+        ][: int(m["limit"] or 2000)]
+        return SimResponse(200, {"totalSize": len(found), "done": True, "records": found})
 
     def rate_limit_headers(self, state: WindowState) -> dict[str, str]:
         used = state.limit - state.remaining

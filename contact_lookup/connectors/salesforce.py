@@ -126,7 +126,47 @@ class SalesforceConnector(HttpConnector):
             DEFAULT_API_VERSION,
             pattern=r"\d{2,3}\.\d",
         ),
+        "additional_fields": Option(
+            list,
+            "additionalInfo to fetch for each match: opportunities",
+            [],
+            choices=("opportunities",),
+        ),
     }
+
+    additional_fields = {"opportunities": "a Contact's open opportunities (contact roles)"}
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``opportunities``: one SOQL ``GET .../query?q=SELECT Id, Name FROM Opportunity
+        WHERE IsClosed = false AND Id IN (SELECT OpportunityId FROM OpportunityContactRole
+        WHERE ContactId = 'ID') LIMIT 100`` (SOQL reference, "Semi-Join"); a Lead has none
+        (opportunities exist only once it is converted), so no request is made for one. Each
+        ``{"const": Id, "title": Name, "id": Id}``."""
+        if name != "opportunities":
+            return super().additional_info(name, match)
+        if match.get("type") != "Contact":
+            return []
+        contact_id = str(match["id"]).replace("\\", "").replace("'", "")
+        soql = (
+            "SELECT Id, Name FROM Opportunity WHERE IsClosed = false AND Id IN "
+            "(SELECT OpportunityId FROM OpportunityContactRole WHERE ContactId = "
+            f"'{contact_id}') LIMIT 100"
+        )
+        body, resp = self.request_json(
+            f"/services/data/v{self._api_version()}/query/",
+            params={"q": soql},
+            headers={"Authorization": f"Bearer {self.secret}"},
+        )
+        records = body.get("records") if isinstance(body, Mapping) else None
+        if not isinstance(records, list):
+            raise CRMUnavailable(
+                "Salesforce answered a query without records.", status_code=resp.status_code
+            )
+        return [
+            {"const": str(r["Id"]), "title": r.get("Name"), "id": r["Id"]}
+            for r in records
+            if isinstance(r, Mapping) and r.get("Id")
+        ]
 
     def plan(self, queries: list[str]) -> list[str]:
         kept: dict[str, str] = {}

@@ -118,3 +118,29 @@ def test_hubspot_open_deals(make_harness: Make) -> None:
     h = make_harness("hubspot", people)
     (mara,) = h.connector(additional_fields=["deals"]).find([NUMBER]).contacts
     assert mara["additionalInfo"] == {"deals": [{"const": "31", "title": "Q3 renewal", "id": "31"}]}
+
+
+def test_salesforce_open_opportunities_of_a_contact_none_for_a_lead(make_harness: Make) -> None:
+    people = [
+        {
+            **PEOPLE[0],
+            "id": "003A0042",
+            "type": "Contact",
+            "opportunities": [
+                {"id": "006A01", "title": "Fleet deal"},
+                {"id": "006A02", "title": "Closed one", "status": "closed"},
+            ],
+        },
+        {"id": "00QA0042", "name": "Lena Lead", "phone": NUMBER, "type": "Lead"},
+    ]
+    h = make_harness("salesforce", people)
+    trace = DebugTrace()
+    found = h.connector(trace=trace, additional_fields=["opportunities"]).find([NUMBER])
+    info = {c["name"]: c["additionalInfo"] for c in found.contacts}
+    assert info == {
+        "Mara Client": {
+            "opportunities": [{"const": "006A01", "title": "Fleet deal", "id": "006A01"}]
+        },
+        "Lena Lead": {"opportunities": []},
+    }
+    assert len(trace.entries) == 2  # the SOSL search and one query, none for the Lead
