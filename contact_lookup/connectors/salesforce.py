@@ -67,6 +67,7 @@ RETURNING = (
 RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")
 _API_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 _VERSION = re.compile(r"\d+\.\d")
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")  # 15- or 18-character id
 
 
 def escape_sosl(term: str) -> str:
@@ -146,9 +147,12 @@ class SalesforceConnector(HttpConnector):
             return super().additional_info(name, match)
         if match.get("type") != "Contact":
             return []
-        contact_id = str(match["id"]).replace("\\", "").replace("'", "")
+        contact_id = str(match["id"])
+        if not _RECORD_ID.fullmatch(contact_id):
+            raise CRMUnavailable("Salesforce returned a Contact id that is not a record id.")
+        # Safe: the id was just checked to be 15 or 18 letters and digits (a Salesforce id).
         soql = (
-            "SELECT Id, Name FROM Opportunity WHERE IsClosed = false AND Id IN "
+            "SELECT Id, Name FROM Opportunity WHERE IsClosed = false AND Id IN "  # noqa: S608
             "(SELECT OpportunityId FROM OpportunityContactRole WHERE ContactId = "
             f"'{contact_id}') LIMIT 100"
         )

@@ -124,14 +124,14 @@ def test_salesforce_open_opportunities_of_a_contact_none_for_a_lead(make_harness
     people = [
         {
             **PEOPLE[0],
-            "id": "003A0042",
+            "id": "003A00000000042",
             "type": "Contact",
             "opportunities": [
                 {"id": "006A01", "title": "Fleet deal"},
                 {"id": "006A02", "title": "Closed one", "status": "closed"},
             ],
         },
-        {"id": "00QA0042", "name": "Lena Lead", "phone": NUMBER, "type": "Lead"},
+        {"id": "00QA00000000042", "name": "Lena Lead", "phone": NUMBER, "type": "Lead"},
     ]
     h = make_harness("salesforce", people)
     trace = DebugTrace()
