@@ -65,7 +65,8 @@ FIELDS = {
     "Candidate": (*_COMMON_FIELDS, "companyName", "workPhone"),
     "Lead": (*_COMMON_FIELDS, "companyName"),
 }
-TO_ONE = {"clientCorporation"}
+FIELDS["JobOrder"] = ("id", "title", "isOpen", "clientContact")
+TO_ONE = {"clientCorporation", "clientContact"}
 
 
 def _epoch_ms(value: object) -> int | None:
@@ -274,10 +275,21 @@ class BullhornSimulator(Simulator):
         self, contacts: str | Path | Iterable[Mapping[str, Any]] = (), **kwargs: Any
     ) -> None:
         super().__init__(contacts, **kwargs)
-        self.records: dict[str, list[dict[str, Any]]] = {e: [] for e in ENTITIES}
+        self.records: dict[str, list[dict[str, Any]]] = {e: [] for e in (*ENTITIES, "JobOrder")}
         for index, seed in enumerate(self.contacts):
             entity, record = to_record(seed, index)
             self.records[entity].append(record)
+            # Seed "job_orders": [{id, title, isOpen}] of a ClientContact (its JobOrders).
+            for job in seed.get("job_orders") or []:
+                self.records["JobOrder"].append(
+                    {
+                        "id": job["id"],
+                        "title": job.get("title"),
+                        "isOpen": bool(job.get("isOpen", True)),
+                        "clientContact": {"id": record["id"]},
+                        "clientContact.id": record["id"],  # what Lucene's dotted field reads
+                    }
+                )
         self.sessions: set[str] = set()
         self.logins = 0
         self.reject_sessions = False
@@ -338,7 +350,7 @@ class BullhornSimulator(Simulator):
         return SimResponse(200, {"BhRestToken": session, "restUrl": self.url + self.rest_path})
 
     def _search(self, req: SimRequest, entity: str) -> SimResponse:
-        if entity not in ENTITIES:
+        if entity not in self.records:
             return _bh_error(400, f"Entity '{entity}' is not searchable.")
         fields_arg = req.arg("fields")
         if not fields_arg:

@@ -117,8 +117,12 @@ class BullhornConnector(HttpConnector):
     default_rate_limit = (10, 1.0)  # none documented: a conservative guess
     options = {
         "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
+        "additional_fields": Option(
+            list, "additionalInfo to fetch for each match: job_orders", [], choices=("job_orders",)
+        ),
     }
     requests_per_query = 3  # one search per entity: ClientContact, Candidate, Lead
+    additional_fields = {"job_orders": "a ClientContact's open job orders"}
     _state: RateLimitState | None = None  # the newest ratelimit-* headers seen
 
     def search(self, query: str) -> SearchPage:
@@ -147,6 +151,30 @@ class BullhornConnector(HttpConnector):
             reset=None if reset_in is None else time.time() + reset_in,
         )
         return state if state != RateLimitState() else None
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``job_orders``: one ``search/JobOrder`` with ``clientContact.id:ID AND
+        isOpen:true`` (Bullhorn REST reference, JobOrder entity; Lucene search), up to 100, for
+        a ClientContact; Candidates and Leads own no job orders (none is asked for). Each
+        ``{"const": str(id), "title": title, "id": id}``."""
+        if name != "job_orders":
+            return super().additional_info(name, match)
+        if match.get("type") != ENTITIES["ClientContact"][1] or not str(match["id"]).isdigit():
+            return []
+        body = self._call(
+            "POST",
+            "search/JobOrder",
+            json={"query": f"clientContact.id:{match['id']} AND isOpen:true"},
+            params={"fields": "id,title", "start": 0, "count": 100},
+        )
+        data = body.get("data") if isinstance(body, Mapping) else None
+        if not isinstance(data, list):
+            raise CRMUnavailable("Bullhorn answered a job order search without its data list.")
+        return [
+            {"const": str(j["id"]), "title": j.get("title"), "id": j["id"]}
+            for j in data
+            if isinstance(j, Mapping) and j.get("id") is not None
+        ]
 
     # ----- search ----------------------------------------------------------------------------
     def _search_entity(self, entity: str, lucene: str) -> list[dict[str, Any]]:

@@ -144,3 +144,27 @@ def test_salesforce_open_opportunities_of_a_contact_none_for_a_lead(make_harness
         "Lena Lead": {"opportunities": []},
     }
     assert len(trace.entries) == 2  # the SOSL search and one query, none for the Lead
+
+
+def test_bullhorn_open_job_orders_of_a_client_contact(make_harness: Make) -> None:
+    people = [
+        {
+            **PEOPLE[0],
+            "id": 4201,
+            "job_orders": [
+                {"id": 901, "title": "Welder, night shift"},
+                {"id": 902, "title": "Filled", "isOpen": False},
+            ],
+        },
+        {"id": 4202, "name": "Cand Idate", "phone": NUMBER, "type": "Candidate"},
+    ]
+    h = make_harness("bullhorn", people)
+    found = h.connector(additional_fields=["job_orders"]).find([NUMBER]).contacts
+    info = {c["name"]: c["additionalInfo"] for c in found}
+    assert info == {
+        "Mara Client": {
+            "job_orders": [{"const": "901", "title": "Welder, night shift", "id": 901}]
+        },
+        "Cand Idate": {"job_orders": []},
+    }
+    assert h.vendor.by_path["/rest-services/sim001/search/JobOrder"] == 1
