@@ -168,3 +168,21 @@ def test_bullhorn_open_job_orders_of_a_client_contact(make_harness: Make) -> Non
         "Cand Idate": {"job_orders": []},
     }
     assert h.vendor.by_path["/rest-services/sim001/search/JobOrder"] == 1
+
+
+def test_insightly_open_opportunities_and_projects_of_a_contact(make_harness: Make) -> None:
+    people = [
+        {
+            **PEOPLE[0],
+            "opportunities": [{"id": 71, "title": "Big sale"}, {"id": 72, "state": "LOST"}],
+            "projects": [{"id": 81, "title": "Rollout"}, {"id": 82, "status": "COMPLETED"}],
+        }
+    ]
+    h = make_harness("insightly", people)
+    c = h.connector(additional_fields=["opportunities", "projects"])
+    (mara,) = c.find([NUMBER]).contacts
+    assert mara["additionalInfo"] == {
+        "opportunities": [{"const": "71", "title": "Big sale", "id": 71}],
+        "projects": [{"const": "81", "title": "Rollout", "id": 81}],
+    }
+    assert sum(n for p, n in h.vendor.by_path.items() if p.endswith("/Links")) == 1
