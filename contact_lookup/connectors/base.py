@@ -147,6 +147,11 @@ class Connector(ABC):
     # ``extensions``). Without one an extension lookup is refused: nothing could verify it.
     supports_extension: ClassVar[bool] = False
 
+    @classmethod
+    def check_connection(cls, connection: Connection) -> None:
+        """Load-time checks beyond each option's own (ConfigError); e.g. a template's rules."""
+        return None
+
     def __init__(
         self,
         connection: Connection,
