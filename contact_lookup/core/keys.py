@@ -58,6 +58,13 @@ def rate_block(connection: str, instance: str) -> str:
     return _key("rate", connection, _digest(instance), "block")
 
 
+def rate_vendor(connection: str, instance: str) -> str:
+    """Hash of what the CRM announced of its own limit: ``amount``, ``remaining``, ``reset``
+    (epoch seconds). Kept an hour after the last response, so a new window starts from the
+    vendor's amount instead of the configured budget."""
+    return _key("rate", connection, _digest(instance), "vendor")
+
+
 def coalesce(name: str) -> str:
     """In-flight marker and result slot for one (connection, number, formats) lookup."""
     return _key("inflight", name)

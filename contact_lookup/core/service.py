@@ -101,12 +101,19 @@ class LookupService:
         if result is None:
             try:
                 connector = self.connectors.build(prepared.connection, trace)
+                if request.is_extension and not connector.supports_extension:
+                    raise InvalidInput(
+                        f"Extension lookup is not possible on connection "
+                        f"{prepared.connection.name!r}: {connector.crm} has no extension field "
+                        "to verify a match against.",
+                        hint="Set extension_lookup = false on this connection.",
+                    )
 
                 def work() -> dict[str, Any]:
                     return self._from_crm(prepared, request, connector)
 
                 result = self.guard.run(prepared, request, connector, work)
-            except PermanentCRMError as exc:
+            except (PermanentCRMError, InvalidInput) as exc:
                 return self._finish(contact.failure(exc), trace)
         return self._finish(self._decorate(result, prepared, request), trace)
 
@@ -133,8 +140,8 @@ class LookupService:
     def _from_crm(
         self, prepared: Prepared, request: LookupRequest, connector: Connector
     ) -> dict[str, Any]:
-        outcome = connector.find(prepared.terms)
-        if outcome.contacts:
+        outcome = connector.find(prepared.terms, extension=request.is_extension)
+        if outcome.contacts and outcome.complete:
             self.cache.put(prepared.cache_key, outcome.contacts)
         elif request.force_refresh:
             self.cache.delete(prepared.cache_key)  # the CRM says the cached match is stale
