@@ -19,6 +19,7 @@ import requests
 
 from contact_lookup.model import contact
 from contact_lookup.model.config import Connection
+from contact_lookup.model.credential import Credential
 from contact_lookup.model.errors import RateLimitState
 from contact_lookup.model.trace import DebugTrace
 
@@ -135,6 +136,21 @@ class Connector(ABC):
 
 
 class ConnectorSource(Protocol):
-    """What the core needs to get a connector: build one for a connection (per lookup)."""
+    """What the core needs to get a connector: build one for a connection (per lookup).
+
+    A source may also offer ``renew(connection, connector, trace=None, user=None)``: a
+    connector with a fresh credential after the CRM rejected ``connector``'s (None when there
+    is nothing fresher to try); the core calls it once per lookup on ``AuthRejected``."""
 
     def build(self, connection: Connection, trace: DebugTrace | None = None) -> Connector: ...
+
+
+class CredentialSource(Protocol):
+    """Where a connection's prepared credential comes from when it is not a static
+    ``token_env`` (the OAuth token store, ``contact_lookup.auth.manager.TokenManager``)."""
+
+    def get(self, connection: Connection, user: str | None = None) -> Credential: ...
+
+    def renew(
+        self, connection: Connection, rejected: str | None, user: str | None = None
+    ) -> Credential: ...

@@ -21,7 +21,13 @@ from contact_lookup.core.request import LookupRequest, Prepared
 from contact_lookup.core.resolve import STRATEGIES, resolve
 from contact_lookup.model import contact, phone
 from contact_lookup.model.config import Config
-from contact_lookup.model.errors import ContactLookupError, InvalidInput, PermanentCRMError
+from contact_lookup.model.errors import (
+    AuthRejected,
+    AuthRevoked,
+    ContactLookupError,
+    InvalidInput,
+    PermanentCRMError,
+)
 from contact_lookup.model.purpose import Purpose
 from contact_lookup.model.trace import DebugTrace
 
@@ -103,7 +109,7 @@ class LookupService:
                 connector = self.connectors.build(prepared.connection, trace)
 
                 def work() -> dict[str, Any]:
-                    return self._from_crm(prepared, request, connector)
+                    return self._from_crm(prepared, request, connector, trace)
 
                 result = self.guard.run(prepared, request, connector, work)
             except PermanentCRMError as exc:
@@ -131,9 +137,24 @@ class LookupService:
             return contact.failure(exc)
 
     def _from_crm(
-        self, prepared: Prepared, request: LookupRequest, connector: Connector
+        self,
+        prepared: Prepared,
+        request: LookupRequest,
+        connector: Connector,
+        trace: DebugTrace | None = None,
     ) -> dict[str, Any]:
-        outcome = connector.find(prepared.terms)
+        try:
+            outcome = connector.find(prepared.terms)
+        except AuthRevoked:
+            raise
+        except AuthRejected:
+            # A 401 for a token we believed valid: once, with a renewed credential (another
+            # worker's refresh, or our own). A second rejection is final.
+            renew = getattr(self.connectors, "renew", None)
+            fresh = renew(prepared.connection, connector, trace) if renew else None
+            if fresh is None:
+                raise
+            outcome = fresh.find(prepared.terms)
         if outcome.contacts:
             self.cache.put(prepared.cache_key, outcome.contacts)
         elif request.force_refresh:
