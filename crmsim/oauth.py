@@ -248,7 +248,7 @@ class OAuthServer:
             return body
         body = {"access_token": access, "token_type": "bearer", "expires_in": lifetime}
         if self.vendor == "clio":
-            if first:
+            if first or self.rotate:  # Clio sends none on a refresh unless it rotated it
                 body["refresh_token"] = refresh
         elif refresh:
             body["refresh_token"] = refresh

@@ -28,11 +28,11 @@ from contact_lookup.auth import flows
 from contact_lookup.auth.endpoint import TokenSet
 from contact_lookup.core import keys
 from contact_lookup.core.request import LookupRequest
-from contact_lookup.model.errors import AuthRevoked, CRMUnavailable, RateLimited
+from contact_lookup.model.config import load_config
+from contact_lookup.model.errors import CRMUnavailable, RateLimited
 from crmsim.clio import ClioSimulator
 from crmsim.hubspot import HubSpotSimulator
 from crmsim.salesforce import SalesforceSimulator
-from contact_lookup.model.config import load_config
 from tests.auth.authkit import (
     KEY,
     NUMBERS,
