@@ -32,6 +32,8 @@ def task_kwargs(
         kwargs["debug"] = True
     if query.resolve:
         kwargs["resolve"] = query.resolve
+    if query.user:
+        kwargs["rcExtensionId"] = query.user
     if call_pop:
         kwargs["callPop"] = call_pop
     return kwargs

@@ -35,7 +35,7 @@ from tasks.runtime import runtime_for
 log = logging.getLogger(__name__)
 
 _BOOLS = ("isExtension", "isForceRefreshAccountData", "debug")
-_STRINGS = ("overridingFormat", "resolve")
+_STRINGS = ("overridingFormat", "resolve", "rcExtensionId")
 KWARGS = {"connection", "phoneNumber", "purpose", *_BOOLS, *_STRINGS, "callPop", "retryState"}
 
 
@@ -71,6 +71,7 @@ def parse_kwargs(kwargs: dict[str, Any]) -> tuple[str, LookupRequest, dict[str, 
         force_refresh=kwargs.get("isForceRefreshAccountData", False),
         debug=kwargs.get("debug", False),
         resolve=kwargs.get("resolve"),
+        user=kwargs.get("rcExtensionId") or (pop or {}).get("rcExtensionId"),
     )
     return conn, query, pop
 

@@ -142,7 +142,9 @@ class ConnectorSource(Protocol):
     connector with a fresh credential after the CRM rejected ``connector``'s (None when there
     is nothing fresher to try); the core calls it once per lookup on ``AuthRejected``."""
 
-    def build(self, connection: Connection, trace: DebugTrace | None = None) -> Connector: ...
+    def build(
+        self, connection: Connection, trace: DebugTrace | None = None, *, user: str | None = None
+    ) -> Connector: ...
 
 
 class CredentialSource(Protocol):

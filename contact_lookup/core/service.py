@@ -106,7 +106,7 @@ class LookupService:
                 result = contact.success(cached, prepared.number, tracking={"isCached": True})
         if result is None:
             try:
-                connector = self.connectors.build(prepared.connection, trace)
+                connector = self.connectors.build(prepared.connection, trace, user=request.user)
 
                 def work() -> dict[str, Any]:
                     return self._from_crm(prepared, request, connector, trace)
@@ -151,7 +151,7 @@ class LookupService:
             # A 401 for a token we believed valid: once, with a renewed credential (another
             # worker's refresh, or our own). A second rejection is final.
             renew = getattr(self.connectors, "renew", None)
-            fresh = renew(prepared.connection, connector, trace) if renew else None
+            fresh = renew(prepared.connection, connector, trace, request.user) if renew else None
             if fresh is None:
                 raise
             outcome = fresh.find(prepared.terms)

@@ -180,6 +180,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 # ----- contact-lookup auth ...: logic in contact_lookup.auth.flows ---------------------------
+def _crm_errors(handler: Any) -> Any:
+    """A CRM or token-endpoint failure is one line on stderr and exit 1, never a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        from contact_lookup.model.errors import CRMError
+
+        try:
+            code: int = handler(args)
+            return code
+        except CRMError as exc:
+            print(f"contact-lookup: {exc.user_message()}", file=sys.stderr)
+            return 1
+
+    return run
+
+
 def _auth_runtime() -> Any:
     from contact_lookup.compose import Runtime
 
@@ -195,6 +211,7 @@ def _env_value(var: str | None) -> str | None:
     return value
 
 
+@_crm_errors
 def cmd_auth_seed(args: argparse.Namespace) -> int:
     from contact_lookup.auth import flows
 
@@ -238,6 +255,7 @@ def cmd_auth_rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
+@_crm_errors
 def cmd_auth_connect(args: argparse.Namespace) -> int:
     from contact_lookup.auth import flows
 

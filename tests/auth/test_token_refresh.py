@@ -280,3 +280,30 @@ def test_jwt_bearer_mints_tokens_without_a_refresh_token(
         assert oauth.token_calls == 1 and tokens.store.load("crm").refresh_token is None
         oauth.expire_access_tokens()  # 401: a new assertion, not a refresh token
         assert lookup(svc, NUMBERS[1])["successful"] and oauth.token_calls == 2
+
+
+def test_an_extension_uses_its_own_grant_and_falls_back_to_the_connections(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    with oauth_sim(ClioSimulator, lifetime_s=600) as (sim, oauth):
+        config = setup(tmp_path, sim, oauth)
+        tokens = manager(redis_client, oauth)
+        access, refresh = oauth.issue(user="alice")
+        tokens.store.save("crm", TokenSet(access, refresh, time.time() + 600, 600), user="101")
+        svc = service(config, redis_client, tokens)
+        mine = svc.lookup("crm", LookupRequest(NUMBERS[0], user="101"))
+        assert mine["successful"], mine
+        nobody = svc.lookup("crm", LookupRequest(NUMBERS[0], user="202", force_refresh=True))
+        assert nobody["extraDataTracking"]["errorType"] == "AuthRevoked"  # no grant at all
+        seed(tokens, oauth, "crm")
+        fallback = svc.lookup("crm", LookupRequest(NUMBERS[0], user="202", force_refresh=True))
+        assert fallback["successful"]
+        # A 401 on the extension's token renews the extension's grant, not the connection's.
+        own_before = tokens.store.load("crm")
+        oauth.access.pop(access)
+        assert svc.lookup("crm", LookupRequest(NUMBERS[1], user="101"))["successful"]
+        assert tokens.store.load("crm", "101").refresh_count == 1
+        assert tokens.store.load("crm") == own_before
+        assert [s["extension"] for s in flows.status(tokens, config) if "extension" in s] == [
+            "101"
+        ]
