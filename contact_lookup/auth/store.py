@@ -23,6 +23,7 @@ token together or neither (rotation is atomic). No token is ever stored in clear
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ from contact_lookup.auth.endpoint import TokenSet
 from contact_lookup.core import keys
 from contact_lookup.model.redaction import PROCESS
 
+REDACT_GENERATIONS = 6  # token values per grant redacted by value (3 access + 3 refresh)
 # RELEASE: delete the lock only if we still own it (a lock that timed out may be another's).
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -70,6 +72,19 @@ class TokenStore:
         self.redis = client
         self.cipher = cipher
         self._release = client.register_script(_RELEASE)
+        self._seen: dict[tuple[str, str | None], deque[str]] = {}
+
+    def _redact(self, connection: str, user: str | None, *tokens: str | None) -> None:
+        """Whatever this process loads it never logs (PROCESS redacts it). Only the last
+        ``REDACT_GENERATIONS`` values per grant are kept by value, so months of refreshes do
+        not grow the redactor without bound; older ones are long expired."""
+        seen = self._seen.setdefault((connection, user), deque())
+        for token in tokens:
+            if token and token not in seen:
+                PROCESS.add(token)
+                seen.append(token)
+        while len(seen) > REDACT_GENERATIONS:
+            PROCESS.discard(seen.popleft())
 
     def load(self, connection: str, user: str | None = None) -> TokenRecord | None:
         raw: dict[bytes, bytes] = self.redis.hgetall(keys.auth_tokens(connection, user))  # type: ignore[assignment]
@@ -78,7 +93,7 @@ class TokenStore:
         f = {k.decode(): v.decode() for k, v in raw.items()}
         secret = self.cipher.decrypt(f["secret"].encode()) if f.get("secret") else {}
         access, refresh = secret.get("access_token") or "", secret.get("refresh_token")
-        PROCESS.add(access, refresh)  # whatever this process loads, it never logs
+        self._redact(connection, user, access, refresh)
         return TokenRecord(
             access_token=access,
             refresh_token=refresh,
@@ -114,6 +129,7 @@ class TokenStore:
             refresh_count=(previous.refresh_count if previous else 0) + (1 if refreshed else 0),
             auth=auth,
         )
+        self._redact(connection, user, record.access_token, record.refresh_token)
         blob = self.cipher.encrypt(
             {"access_token": record.access_token, "refresh_token": record.refresh_token}
         )

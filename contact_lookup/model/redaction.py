@@ -125,6 +125,16 @@ class Redactor:
                 self._secrets = merged
                 self._pattern = re.compile("|".join(re.escape(s) for s in merged))
 
+    def discard(self, *secrets: str | None) -> None:
+        """Stop redacting these values by value (a rotated-out OAuth token: keeping every one
+        ever refreshed would grow the pattern without bound; shapes still catch them)."""
+        gone = {s for s in secrets if s}
+        with self._lock:
+            kept = [s for s in self._secrets if s not in gone]
+            if kept != self._secrets:
+                self._secrets = kept
+                self._pattern = re.compile("|".join(re.escape(s) for s in kept)) if kept else None
+
     def __call__(self, text: str) -> str:
         """``text`` with every known secret and credential-shaped value replaced."""
         pattern = self._pattern

@@ -145,6 +145,25 @@ def test_revoked_grant_fails_fast_then_recovers_after_seed(
         assert flows.status_of(tokens, config.connection("crm"))["state"] == "valid"
 
 
+def test_a_revoked_grant_is_probed_again_only_after_the_probe_interval(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    with oauth_sim(ClioSimulator, lifetime_s=60) as (sim, oauth):
+        config = setup(tmp_path, sim, oauth)
+        tokens = manager(redis_client, oauth, probe_every_s=1)  # 60 s in production
+        seed(tokens, oauth, "crm", expired=True)
+        oauth.revoke()
+        svc = service(config, redis_client, tokens)
+        assert not lookup(svc, NUMBERS[0])["successful"] and oauth.token_calls == 1
+        deadline = time.monotonic() + 5
+        while oauth.token_calls == 1:  # fail fast until the interval has passed, then one probe
+            result = lookup(svc, NUMBERS[0])
+            assert result["extraDataTracking"]["errorType"] == "AuthRevoked"
+            assert time.monotonic() < deadline
+        assert oauth.token_calls == 2
+        assert redis_client.ttl(keys.auth_probe("crm")) >= 0
+
+
 def test_token_endpoint_down_or_limited_is_transient_never_revoked(
     redis_client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -304,6 +323,4 @@ def test_an_extension_uses_its_own_grant_and_falls_back_to_the_connections(
         assert svc.lookup("crm", LookupRequest(NUMBERS[1], user="101"))["successful"]
         assert tokens.store.load("crm", "101").refresh_count == 1
         assert tokens.store.load("crm") == own_before
-        assert [s["extension"] for s in flows.status(tokens, config) if "extension" in s] == [
-            "101"
-        ]
+        assert [s["extension"] for s in flows.status(tokens, config) if "extension" in s] == ["101"]

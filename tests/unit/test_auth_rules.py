@@ -165,3 +165,14 @@ def test_answer_shapes_lifetime_refresh_token_and_api_host() -> None:
     assert tokens.expires_at == 100.0 + 7200  # no expires_in: the default session timeout
     clio = endpoint()._parse(answer(200, b'{"access_token": "a", "expires_in": 2592000}'), 0.0)
     assert clio.lifetime_s == 2592000
+
+
+def test_rotated_out_tokens_leave_the_redactor_but_shapes_still_catch_them() -> None:
+    from contact_lookup.model.redaction import Redactor
+
+    r = Redactor(["at-old-token-1", "at-new-token-2"])
+    r.discard("at-old-token-1")
+    assert r("x at-old-token-1 at-new-token-2") == "x at-old-token-1 ***"
+    assert r("Authorization: Bearer at-old-token-1") == "Authorization: ***"
+    r.discard("at-new-token-2")
+    assert r("at-new-token-2") == "at-new-token-2" and r.secrets == []
