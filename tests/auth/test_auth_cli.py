@@ -5,7 +5,6 @@ status, revoke. No command ever prints a token."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -18,13 +17,13 @@ from crmsim.hubspot import HubSpotSimulator
 from crmsim.pipedrive import PipedriveSimulator
 from tests.auth.authkit import KEY, manager, oauth_sim, write_config
 from tests.conftest import ROOT
+from tests.processes import base_env
 
 
 def cli_env(redis_url: str, toml: Path, extra: dict[str, str]) -> dict[str, str]:
-    env = {**os.environ, **extra, "REDIS_URL": redis_url, "CONTACT_LOOKUP_CONFIG": str(toml),
-           "TOKEN_ENCRYPTION_KEY": KEY, "PYTHONPATH": str(ROOT)}  # fmt: skip
-    for var in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
-        env.pop(var, None)
+    env = base_env(**extra, REDIS_URL=redis_url, CONTACT_LOOKUP_CONFIG=str(toml),
+                   TOKEN_ENCRYPTION_KEY=KEY, PYTHONPATH=str(ROOT))  # fmt: skip
+    env.pop("STATE_URL", None)
     return env
 
 

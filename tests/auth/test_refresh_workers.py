@@ -9,10 +9,6 @@ to keep ``make test`` fast.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,28 +20,11 @@ from crmsim.clio import ClioSimulator
 from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
 from tests.auth.authkit import KEY, NUMBERS, manager, oauth_sim, seed, write_config
-from tests.conftest import ROOT, settings_for
+from tests.conftest import settings_for
+from tests.processes import WorkerProcess, base_env
 
 RUN_S = 20.0
 LIFETIME_S = 3.0
-
-
-def start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads",
-           "-c", "4", "-n", f"{name}@%h", "-Q", ",".join(PURPOSES), "--without-gossip",
-           "--without-mingle", "--without-heartbeat", "-l", "info"]  # fmt: skip
-    with log.open("wb") as out:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def redis_values(client: redis.Redis) -> list[bytes]:
@@ -75,20 +54,17 @@ def test_three_second_tokens_on_two_worker_processes(
         toml = write_config(tmp_path / "connections.toml", "crm", table)
         tokens = manager(redis_client, oauth)
         seed(tokens, oauth, "crm")
-        env = {**os.environ, **oauth.env(), "REDIS_URL": redis_url,
-               "CONTACT_LOOKUP_CONFIG": str(toml), "TOKEN_ENCRYPTION_KEY": KEY,
-               "PYTHONPATH": str(ROOT)}  # fmt: skip
-        for var in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
-            env.pop(var, None)
+        env = base_env(**oauth.env(), REDIS_URL=redis_url, CONTACT_LOOKUP_CONFIG=str(toml),
+                       TOKEN_ENCRYPTION_KEY=KEY)  # fmt: skip
+        env.pop("STATE_URL", None)
         app = create_app(settings_for(redis_url, toml))
-        logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
-        workers = [start_worker(f"auth{i}", env, log) for i, log in zip((1, 2), logs, strict=True)]
+        queues = ",".join(PURPOSES)
+        workers = [WorkerProcess(env, tmp_path, f"auth{i}", queues=queues, concurrency=4)
+                   for i in (1, 2)]  # fmt: skip
         results: list[dict] = []
         try:
-            deadline = time.monotonic() + 30
-            while len(app.control.ping(timeout=0.5)) < 2:
-                assert all(w.poll() is None for w in workers), f"a worker died: {tmp_path}"
-                assert time.monotonic() < deadline, "the workers did not start in 30 s"
+            for w in workers:
+                w.start()
             calls_before = oauth.token_calls
             started = time.monotonic()
             i = 0
@@ -103,7 +79,7 @@ def test_three_second_tokens_on_two_worker_processes(
             refreshes = oauth.token_calls - calls_before
         finally:
             for w in workers:
-                stop(w)
+                w.stop()
         failed = [r for r in results if not r["successful"]]
         print(f"\n{len(results)} lookups on 2 workers in {elapsed:.1f} s with {LIFETIME_S:g} s "
               f"tokens: {len(failed)} failed, {refreshes} token-endpoint calls")  # fmt: skip
@@ -117,7 +93,7 @@ def test_three_second_tokens_on_two_worker_processes(
 
         # The canary: nothing secret in clear anywhere it could leak to.
         secrets = [*oauth.access, *oauth.issued_refresh, oauth.client_secret, KEY]
-        haystacks = [*redis_values(redis_client), *(log.read_bytes() for log in logs)]
+        haystacks = [*redis_values(redis_client), *(w.logs().encode() for w in workers)]
         assert len(haystacks) > 50
         for secret in secrets:
             assert not any(secret.encode() in h for h in haystacks), "a secret leaked"
