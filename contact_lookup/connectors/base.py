@@ -138,7 +138,9 @@ class Connector(ABC):
 class ConnectorSource(Protocol):
     """What the core needs to get a connector: build one for a connection (per lookup).
 
-    A source may also offer ``renew(connection, connector, trace=None, user=None)``: a
+    ``user`` (a RingCentral extension id) is passed only for per-user lookups: a source without
+    per-user credentials may define ``build(connection, trace)`` alone. A source may also offer
+    ``renew(connection, connector, trace=None, user=None)``: a
     connector with a fresh credential after the CRM rejected ``connector``'s (None when there
     is nothing fresher to try); the core calls it once per lookup on ``AuthRejected``."""
 

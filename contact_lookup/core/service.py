@@ -106,7 +106,7 @@ class LookupService:
                 result = contact.success(cached, prepared.number, tracking={"isCached": True})
         if result is None:
             try:
-                connector = self.connectors.build(prepared.connection, trace, user=request.user)
+                connector = self._build(prepared, request, trace)
 
                 def work() -> dict[str, Any]:
                     return self._from_crm(prepared, request, connector, trace)
@@ -115,6 +115,15 @@ class LookupService:
             except PermanentCRMError as exc:
                 return self._finish(contact.failure(exc), trace)
         return self._finish(self._decorate(result, prepared, request), trace)
+
+    def _build(
+        self, prepared: Prepared, request: LookupRequest, trace: DebugTrace | None
+    ) -> Connector:
+        """The connector; ``user`` is passed only for a per-user lookup, so a connector source
+        without per-user credentials (``build(connection, trace)``) keeps working."""
+        if request.user:
+            return self.connectors.build(prepared.connection, trace, user=request.user)
+        return self.connectors.build(prepared.connection, trace)
 
     def cached(self, connection_name: str, request: LookupRequest) -> dict[str, Any] | None:
         """The full result when the answer is already cached, else None (one Redis GET).
