@@ -82,16 +82,23 @@ VENDORS: dict[str, Vendor] = {
     ),
 }
 JWT_BEARER_CRMS = ("salesforce",)
+# Any other connector (``crm = "rest"``, a plugin) may use auth = "oauth2" with an explicit
+# ``token_url``: RFC 6749 as written (client credentials in the form body, section 2.3.1;
+# the authorize page beside the token endpoint at the conventional /oauth/authorize).
+GENERIC = Vendor("/oauth/token", "/oauth/authorize")
 
 
 def vendor(connection: Connection) -> Vendor:
     """The OAuth facts of the connection's CRM; ConfigError when it has no OAuth support."""
     found = VENDORS.get(connection.crm)
+    if found is None and connection.auth == "oauth2" and connection.token_url:
+        return GENERIC
     if found is None or (connection.auth == "jwt-bearer" and connection.crm not in JWT_BEARER_CRMS):
         supported = JWT_BEARER_CRMS if connection.auth == "jwt-bearer" else tuple(VENDORS)
+        other = "" if connection.auth == "jwt-bearer" else " (any other crm: set token_url)"
         raise ConfigError(
             f"connection {connection.name!r}: auth = {connection.auth!r} is supported for "
-            f"{', '.join(supported)}, not crm {connection.crm!r}"
+            f"{', '.join(supported)}{other}, not crm {connection.crm!r}"
         )
     return found
 

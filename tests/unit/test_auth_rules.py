@@ -48,7 +48,7 @@ def test_bad_auth_keys_are_refused_at_load(table: dict[str, object], message: st
 
 
 def test_oauth_only_where_the_vendor_has_it() -> None:
-    with pytest.raises(ConfigError, match="supported for clio, pipedrive"):
+    with pytest.raises(ConfigError, match="any other crm: set token_url"):
         vendors.check(conn(crm="insightly", base_url="https://api.na1.insightly.com", **OAUTH))
     with pytest.raises(ConfigError, match="supported for salesforce"):
         vendors.check(
@@ -80,6 +80,14 @@ def test_documented_token_endpoints(
     c = conn(crm=crm, base_url=base_url, **OAUTH)
     assert vendors.token_url(c) == token_url
     assert vendors.authorize_url(c) == authorize_url
+
+
+def test_any_other_crm_takes_oauth2_with_an_explicit_token_url() -> None:
+    rest = conn(crm="rest", base_url="https://api.capsulecrm.com",
+                token_url="https://api.capsulecrm.com/oauth/token", **OAUTH)  # fmt: skip
+    vendors.check(rest)
+    assert vendors.vendor(rest).client_auth == "body"
+    assert vendors.authorize_url(rest) == "https://api.capsulecrm.com/oauth/authorize"
 
 
 def test_a_configured_token_url_wins() -> None:
