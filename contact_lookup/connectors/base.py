@@ -19,6 +19,7 @@ import requests
 
 from contact_lookup.model import contact, phone
 from contact_lookup.model.config import Connection
+from contact_lookup.model.credential import Credential
 from contact_lookup.model.errors import RateLimitState
 from contact_lookup.model.trace import DebugTrace
 
@@ -256,6 +257,25 @@ class Connector(ABC):
 
 
 class ConnectorSource(Protocol):
-    """What the core needs to get a connector: build one for a connection (per lookup)."""
+    """What the core needs to get a connector: build one for a connection (per lookup).
 
-    def build(self, connection: Connection, trace: DebugTrace | None = None) -> Connector: ...
+    ``user`` (a RingCentral extension id) is passed only for per-user lookups: a source without
+    per-user credentials may define ``build(connection, trace)`` alone. A source may also offer
+    ``renew(connection, connector, trace=None, user=None)``: a
+    connector with a fresh credential after the CRM rejected ``connector``'s (None when there
+    is nothing fresher to try); the core calls it once per lookup on ``AuthRejected``."""
+
+    def build(
+        self, connection: Connection, trace: DebugTrace | None = None, *, user: str | None = None
+    ) -> Connector: ...
+
+
+class CredentialSource(Protocol):
+    """Where a connection's prepared credential comes from when it is not a static
+    ``token_env`` (the OAuth token store, ``contact_lookup.auth.manager.TokenManager``)."""
+
+    def get(self, connection: Connection, user: str | None = None) -> Credential: ...
+
+    def renew(
+        self, connection: Connection, rejected: str | None, user: str | None = None
+    ) -> Credential: ...

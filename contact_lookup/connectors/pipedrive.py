@@ -1,7 +1,7 @@
 """``crm = "pipedrive"``: Pipedrive API v2 person search, a contains-match on phone.
 
 Config: ``base_url`` (``https://COMPANY.pipedrive.com``) and ``token_env`` naming the API
-token, sent as ``x-api-token``, or with ``auth = "oauth"`` an OAuth access token, sent as
+token, sent as ``x-api-token``, or with ``auth = "oauth2"`` an OAuth access token, sent as
 ``Authorization: Bearer`` (never in the URL, where proxies and logs keep it). Optional
 ``exact_match = true`` makes every search exact.
 
@@ -49,13 +49,6 @@ class PipedriveConnector(HttpConnector):
         ),
         "exact_match": Option(
             bool, "send exact_match=true (the term must equal the stored value)", False
-        ),
-        "auth": Option(
-            str,
-            "api_token (sent as x-api-token) or oauth (an OAuth access token, sent as "
-            "Authorization: Bearer)",
-            "api_token",
-            choices=("api_token", "oauth"),
         ),
     }
     page_limit = 100
@@ -258,7 +251,7 @@ class PipedriveConnector(HttpConnector):
         """The auth header: Pipedrive documents ``x-api-token`` for API tokens and
         ``Authorization: Bearer`` for OAuth access tokens (pipedrive.readme.io,
         "Authentication"); an OAuth token sent as ``x-api-token`` is refused."""
-        if self.connection.options.get("auth") == "oauth":
+        if self.connection.auth != "token":  # an OAuth access token (auth = "oauth2")
             return {"Authorization": f"Bearer {self.secret or ''}", "Accept": "application/json"}
         return {"x-api-token": self.secret or "", "Accept": "application/json"}
 

@@ -3,6 +3,7 @@ header-only auth and the seconds-left reset."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -134,7 +135,10 @@ def test_oauth_access_token_is_sent_as_bearer(make_harness: Make) -> None:
     h = make_harness("pipedrive", oauth=True)
     with pytest.raises(AuthRejected):
         h.find("+14155550177")  # the default: x-api-token, which OAuth tokens are not
-    names = [c["name"] for c in connector(h, auth="oauth").find(["+14155550177"]).contacts]
+    assert h.sim is not None
+    oauth = dataclasses.replace(h.connection(), auth="oauth2")  # the token store's credential
+    built = PipedriveConnector(oauth, secret=h.sim.token, session=requests.Session())
+    names = [c["name"] for c in built.find(["+14155550177"]).contacts]
     assert sorted(names) == ["Alan Turing", "Barbara Liskov"]
 
 
