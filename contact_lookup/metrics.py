@@ -25,9 +25,9 @@ Metric (type; labels): meaning. The README's "Operating it" section has the same
   (``refused``; reason ``unauthorized``, ``too_large``, ``too_deep``, ``malformed``,
   ``not_object``, ``unavailable``).
 - ``contact_lookup_token_refreshes_total`` (counter; connection, outcome): OAuth refreshes,
-  ``ok`` or ``failed``; recorded by the auth code through ``token_refreshed``.
+  ``ok`` or ``failed``; recorded by contact_lookup.auth.manager through ``token_refreshed``.
 - ``contact_lookup_token_expiry_timestamp_seconds`` (gauge; connection): when the access
-  token expires (Unix seconds); set by the auth code through ``token_refreshed``.
+  token expires (Unix seconds); set by contact_lookup.auth.manager on each refresh.
 
 Processes: where ``PROMETHEUS_MULTIPROC_DIR`` is set before ``prometheus_client`` is first
 imported, values live in memory-mapped files there and ``registry()`` aggregates every

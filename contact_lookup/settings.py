@@ -106,6 +106,8 @@ class Settings:
     rc_verification_token: str | None = field(default=None, repr=False)
     # user:password for the webhook's /metrics (HTTP basic auth); None: no auth asked.
     metrics_basic_auth: str | None = field(default=None, repr=False)
+    # Fernet keys (comma-separated, first encrypts) for the OAuth token store.
+    token_encryption_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -132,4 +134,5 @@ class Settings:
             http_timeout_s=_number(env, "CRM_HTTP_TIMEOUT", 10.0, minimum=0.1),
             rc_verification_token=env.get("RC_VERIFICATION_TOKEN") or None,
             metrics_basic_auth=env.get("METRICS_BASIC_AUTH") or None,
+            token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY", "").strip() or None,
         )
