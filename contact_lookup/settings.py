@@ -64,6 +64,11 @@ class Settings:
     broker_url: str = DEFAULT_REDIS_URL
     result_backend: str = DEFAULT_REDIS_URL
     cache_url: str = DEFAULT_REDIS_URL
+    # Coordination state that must never be evicted: the shared rate-limit buckets, the
+    # coalescing keys, the webhook's dedupe keys, the call-pop channel and the OAuth token
+    # store. Its Redis must run ``maxmemory-policy noeviction`` (checked at start-up by
+    # ``contact_lookup.compose.check_state_redis``); the contact cache (CACHE_URL) may evict.
+    state_url: str = DEFAULT_REDIS_URL
     config_path: str = "./contact-lookup.toml"
     # Longer than any retry countdown the tasks use (they cap at MAX_RETRY_DELAY_S), so a
     # delayed retry is never redelivered early; short enough that a job held by a dead worker
@@ -85,6 +90,7 @@ class Settings:
             broker_url=_url(env, "BROKER_URL", redis_url, (*REDIS_SCHEMES, "amqp", "amqps")),
             result_backend=_url(env, "RESULT_BACKEND", redis_url, REDIS_SCHEMES),
             cache_url=_url(env, "CACHE_URL", redis_url, REDIS_SCHEMES),
+            state_url=_url(env, "STATE_URL", redis_url, REDIS_SCHEMES),
             config_path=env.get("CONTACT_LOOKUP_CONFIG", "").strip() or "./contact-lookup.toml",
             visibility_timeout_s=_number(env, "VISIBILITY_TIMEOUT", 600.0, minimum=1),
             call_pop_deadline_s=_number(env, "CALL_POP_DEADLINE", 20.0, minimum=1),

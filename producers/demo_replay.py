@@ -83,7 +83,7 @@ def replay_and_print(settings: Settings, events: Path) -> bool:
     )
     producer = build_pipeline(settings)
     producer.forget_events()  # a second demo run on the same Redis starts afresh
-    client = redis.Redis.from_url(settings.cache_url)
+    client = redis.Redis.from_url(settings.state_url)
     ready, stop = threading.Event(), threading.Event()
     watcher = threading.Thread(target=_print_call_pops, args=(client, ready, stop), daemon=True)
     watcher.start()

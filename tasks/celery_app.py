@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from kombu import Queue
 
 from contact_lookup.model.purpose import PURPOSES
@@ -36,6 +36,20 @@ class ContactLookupCelery(Celery):
     """Celery with the process's typed settings attached, so tasks read no environment."""
 
     settings: Settings
+
+
+class StateRedisCheck(bootsteps.StartStopStep):
+    """Worker start-up step: refuse to start on a state Redis that may evict keys.
+
+    ``ConfigError`` from ``Runtime.check_state_redis`` stops the worker (Celery logs it as an
+    unrecoverable error and exits non-zero) before it consumes a job; an unreachable state
+    Redis is logged and the worker starts, as it does for an unreachable broker.
+    """
+
+    def start(self, parent: Any) -> None:
+        from tasks.runtime import runtime_for
+
+        runtime_for(parent.app).check_state_redis()
 
 
 def create_app(settings: Settings) -> ContactLookupCelery:
@@ -79,4 +93,5 @@ def create_app(settings: Settings) -> ContactLookupCelery:
         timezone="UTC",
     )
     app.conf.imports = ("tasks.find_contact",)
+    app.steps["worker"].add(StateRedisCheck)
     return app

@@ -132,7 +132,7 @@ def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
         result["extraDataTracking"].update(_wait_tracking(waits, state.get("rateLimit")))
     if pop is not None and query.purpose == "call_pop":
         callpop.publish(
-            runtime.cache_redis,
+            runtime.state_redis,
             pop["rcAccountId"],
             pop["rcExtensionId"],
             pop.get("telephonySessionId"),

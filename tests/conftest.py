@@ -42,7 +42,7 @@ def _private_redis_url() -> str:
 # Set before any test module is imported, so every fixture, subprocess and worker started by
 # the suite inherits it; a REDIS_URL from the user's environment is deliberately ignored.
 BASE_URL = os.environ["REDIS_URL"] = _private_redis_url()
-for _role in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+for _role in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
     os.environ.pop(_role, None)
 # Each test area has its own database so areas never see each other's keys:
 # 10 faults, 11 limiter, 12 producers, 13 worker/cli integration, 14 contract.
@@ -69,6 +69,7 @@ def settings_for(url: str, config_path: Path | str, **overrides: Any) -> Setting
         broker_url=url,
         result_backend=url,
         cache_url=url,
+        state_url=url,
         config_path=str(config_path),
     )
     return Settings(**{**values, **overrides})

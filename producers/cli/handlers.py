@@ -131,7 +131,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if args.extension is not None and not re.fullmatch(r"\d{1,20}", args.extension):
         raise UsageError("--extension must be a RingCentral extension id (digits)")
     settings = Settings.from_env()
-    client = redis.Redis.from_url(settings.cache_url, socket_connect_timeout=5)
+    client = redis.Redis.from_url(settings.state_url, socket_connect_timeout=5)
     try:
         watch(client, sys.stdout, extension=args.extension, count=args.count)
     except redis.RedisError as exc:

@@ -37,7 +37,14 @@ def figure(name: str, **values: Any) -> None:
 # ----- worker subprocesses ---------------------------------------------------------------------
 def base_env(**overrides: str) -> dict[str, str]:
     """The environment for a subprocess: ours, without anything that would redirect it."""
-    drop = ("REDIS_URL", "BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "CONTACT_LOOKUP_CONFIG")
+    drop = (
+        "REDIS_URL",
+        "BROKER_URL",
+        "RESULT_BACKEND",
+        "CACHE_URL",
+        "STATE_URL",
+        "CONTACT_LOOKUP_CONFIG",
+    )
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("CRMSIM_")}
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)

@@ -107,7 +107,7 @@ def test_two_worker_processes_share_one_budget(url: str, tmp_path: Path) -> None
             "CONTACT_LOOKUP_CONFIG": str(toml),
             "PYTHONPATH": str(ROOT),
         }
-        for var in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+        for var in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
             env.pop(var, None)
         app = create_app(settings_for(url, toml))
         workers = [start_worker(f"lim{i}", env, tmp_path / f"worker{i}.log") for i in (1, 2)]

@@ -102,6 +102,7 @@ def env(pr_url: str, config_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
         "BROKER_URL",
         "RESULT_BACKEND",
         "CACHE_URL",
+        "STATE_URL",
         "RC_VERIFICATION_TOKEN",
         "CALL_POP_DEADLINE",
         "CACHE_TTL",

@@ -202,7 +202,7 @@ def test_the_webhook_command_serves_under_gunicorn(
         "RC_VERIFICATION_TOKEN": TOKEN,
         "LOG_FORMAT": "json",
     }
-    for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+    for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
         env.pop(name, None)
     proc = subprocess.Popen(
         [
