@@ -38,7 +38,7 @@ from contact_lookup.model.errors import RateLimited
 from contact_lookup.model.purpose import PURPOSES
 from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
-from tests.conftest import ROOT, flushed_db, settings_for
+from tests.conftest import FOLLOW_REDIS_URL, ROOT, flushed_db, settings_for
 from tests.fakecrm import FakeCRM, fake_toml
 
 LIMITER_DB = 11
@@ -107,7 +107,7 @@ def test_two_worker_processes_share_one_budget(url: str, tmp_path: Path) -> None
             "CONTACT_LOOKUP_CONFIG": str(toml),
             "PYTHONPATH": str(ROOT),
         }
-        for var in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
+        for var in FOLLOW_REDIS_URL:
             env.pop(var, None)
         app = create_app(settings_for(url, toml))
         workers = [start_worker(f"lim{i}", env, tmp_path / f"worker{i}.log") for i in (1, 2)]

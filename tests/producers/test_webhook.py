@@ -24,7 +24,7 @@ from contact_lookup.core import keys
 from localredis import EmbeddedRedis, free_port
 from producers.pipeline import build_pipeline
 from producers.webhook import MAX_BODY_BYTES, create_webhook_app
-from tests.conftest import ROOT
+from tests.conftest import FOLLOW_REDIS_URL, ROOT
 from tests.producers.conftest import fixture, queued, settings_for
 
 TOKEN = "vt-CANARY-8e1f0d2c"
@@ -202,7 +202,7 @@ def test_the_webhook_command_serves_under_gunicorn(
         "RC_VERIFICATION_TOKEN": TOKEN,
         "LOG_FORMAT": "json",
     }
-    for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
+    for name in FOLLOW_REDIS_URL:
         env.pop(name, None)
     proc = subprocess.Popen(
         [

@@ -50,7 +50,7 @@ def test_every_command_names_a_real_entry_point() -> None:
         elif argv[0] == "celery":
             assert argv[1:3] == ["-A", "worker"] and argv[3] in ("worker", "flower"), name
         else:
-            assert argv[0] == "redis-server", name
+            assert argv[0] in ("redis-server", "rabbitmq-server"), name
         assert "healthcheck" in service, f"{name} has no health check"
 
 
@@ -69,6 +69,16 @@ def test_redis_roles_and_protection() -> None:
     for name in ("broker-redis", "cache-redis"):
         assert "--requirepass" in SERVICES[name]["command"]
         assert "ports" not in SERVICES[name], f"{name} must not be published to the host"
+
+
+def test_state_lives_on_the_non_evicting_redis() -> None:
+    env = SERVICES["webhook"]["environment"]
+    assert "@broker-redis:" in env["STATE_URL"] and "@cache-redis:" in env["CACHE_URL"]
+
+
+def test_rabbitmq_is_an_opt_in_profile() -> None:
+    assert SERVICES["rabbitmq"]["profiles"] == ["rabbitmq"]
+    assert SERVICES["webhook"]["environment"]["BROKER_URL"].startswith("${BROKER_URL:-redis://")
 
 
 def test_flower_requires_auth_from_the_environment() -> None:
