@@ -7,6 +7,13 @@ Reliability choices (CONTRACTS.md, "Celery on Redis"):
   retry countdown (tasks.backoff.MAX_DELAY_S), so delayed retries are not redelivered early.
 - prefetch 1: a call pop never waits behind jobs a busy worker has already reserved.
 - JSON only, events on (sent events too) so Flower sees each task from the moment it is sent.
+
+On RabbitMQ (an ``amqp://`` BROKER_URL; README "RabbitMQ as the broker"): quorum queues with a
+delivery limit and a dead-letter queue (``purpose_queues``), publisher confirms, and countdown
+retries by Celery's native delayed delivery (``broker_countdown_s``). The visibility timeout
+is Redis's alone: RabbitMQ returns a dead worker's jobs when its connection drops.
+Start-up steps: the state Redis must not evict (``StateRedisCheck``), and on RabbitMQ the
+dead-letter queue is declared (``DeadLetterQueue``).
 """
 
 from __future__ import annotations

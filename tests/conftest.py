@@ -146,9 +146,8 @@ AMQP_QUEUES = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _purged_amqp_queues() -> None:
-    """On RabbitMQ, each test starts with empty queues (the Redis tests flush their database)."""
+def purge_amqp_queues() -> None:
+    """Empty every queue a test can leave messages on (RabbitMQ runs only)."""
     if AMQP_BROKER_URL is None:
         return
     from amqp.exceptions import NotFound
@@ -161,3 +160,9 @@ def _purged_amqp_queues() -> None:
                 channel.queue_purge(name)
             except NotFound:  # never declared: nothing to purge; the broker closed the channel
                 channel = conn.channel()
+
+
+@pytest.fixture(autouse=True)
+def _purged_amqp_queues() -> None:
+    """On RabbitMQ, each test starts with empty queues (the Redis tests flush their database)."""
+    purge_amqp_queues()

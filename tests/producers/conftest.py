@@ -122,12 +122,16 @@ def celery_app(pr_url: str, config_path: Path) -> Iterator[ContactLookupCelery]:
     app.close()
 
 
-def queued(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
+def queued(
+    client: redis.Redis, queue: str, amqp_url: str | None = AMQP_BROKER_URL
+) -> list[dict[str, Any]]:
     """The find_contact messages waiting on a queue, oldest first: id, kwargs, expires.
 
-    ``client`` is the broker Redis; on a RabbitMQ run the queue is read from RabbitMQ."""
-    if AMQP_BROKER_URL:
-        return amqp_queued(AMQP_BROKER_URL, queue)
+    ``client`` is the broker Redis; on a RabbitMQ run (``amqp_url``) the queue is read from
+    RabbitMQ instead. A test that sends to a Redis broker of its own passes ``amqp_url=None``.
+    """
+    if amqp_url:
+        return amqp_queued(amqp_url, queue)
     out = []
     for raw in reversed(client.lrange(queue, 0, -1)):  # kombu LPUSHes, consumers BRPOP
         message = json.loads(raw)
