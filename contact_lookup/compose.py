@@ -21,6 +21,7 @@ from contact_lookup.core.ratelimit import RateLimiter
 from contact_lookup.core.service import LookupService
 from contact_lookup.model.config import Config, load_config
 from contact_lookup.model.errors import ConfigError
+from contact_lookup.redis_urls import redis_client
 from contact_lookup.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,6 @@ def load_checked_config(path: str) -> Config:
     config = load_config(path)
     validate_config(config)
     return config
-
-
-def redis_client(url: str) -> redis.Redis:
-    """A client for one Redis role: bounded timeouts, and a health check on idle connections."""
-    return redis.Redis.from_url(
-        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-    )
 
 
 def check_state_redis(client: redis.Redis, url: str) -> str:

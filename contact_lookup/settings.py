@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from contact_lookup.model.errors import ConfigError
+from contact_lookup.redis_urls import parse_sentinel
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -23,6 +24,8 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
         raise ConfigError(
             f"{name}={redact_url(value)!r} must be a URL with scheme {' or '.join(schemes)}"
         )
+    if scheme == "sentinel":
+        parse_sentinel(value, name)  # ConfigError naming the variable when incomplete
     return value
 
 
@@ -55,7 +58,8 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+# sentinel://: Redis Sentinel, the master found by name (contact_lookup/redis_urls.py).
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ dead-letter queue is declared (``DeadLetterQueue``).
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from celery import Celery, bootsteps
 from kombu import Exchange, Queue
 
 from contact_lookup.model.purpose import PURPOSES
+from contact_lookup.redis_urls import celery_url_and_options
 from contact_lookup.settings import Settings
 
 QUEUES = PURPOSES  # one queue per purpose: call_pop, call_log, message_log, relookup
@@ -106,6 +108,20 @@ def route_by_purpose(
     return None
 
 
+def strip_celery_cli_urls(environ: MutableMapping[str, str]) -> None:
+    """Undo the ``celery`` command's copy of a ``sentinel://...?master_name=`` URL.
+
+    The ``celery`` CLI reads BROKER_URL and RESULT_BACKEND itself and copies them to
+    CELERY_BROKER_URL / CELERY_RESULT_BACKEND, which then override the app's configuration
+    (celery/bin/celery.py, celery/app/utils.py). kombu and Celery take a Sentinel URL without
+    the query (the master name is a transport option, set by ``create_app``), so it is
+    removed from those copies. Called by ``worker`` (``celery -A worker``) as it builds the app.
+    """
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        if name in environ:
+            environ[name] = celery_url_and_options(environ[name])[0]
+
+
 class ContactLookupCelery(Celery):
     """Celery with the process's typed settings attached, so tasks read no environment."""
 
@@ -157,11 +173,14 @@ def create_app(settings: Settings) -> ContactLookupCelery:
             "unacked_restore_interval": max(1, min(10, int(settings.visibility_timeout_s) // 5)),
             "unacked_restore_throttle": 1,
         }
+    # sentinel:// URLs: Celery and kombu take the master's name as a transport option.
+    broker_url, broker_sentinel = celery_url_and_options(settings.broker_url)
+    result_backend, result_sentinel = celery_url_and_options(settings.result_backend)
     app.conf.update(
-        broker_url=settings.broker_url,
-        result_backend=settings.result_backend,
-        broker_transport_options=broker_transport,
-        result_backend_transport_options=transport,
+        broker_url=broker_url,
+        result_backend=result_backend,
+        broker_transport_options={**broker_transport, **broker_sentinel},
+        result_backend_transport_options={**transport, **result_sentinel},
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         result_serializer="json",

@@ -6,13 +6,14 @@ that name), so importing a submodule such as ``worker.command`` reads no environ
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
 from contact_lookup.logs import configure_logging
 from contact_lookup.model.errors import ConfigError
 from contact_lookup.settings import Settings
-from tasks.celery_app import ContactLookupCelery, create_app
+from tasks.celery_app import ContactLookupCelery, create_app, strip_celery_cli_urls
 
 
 @cache
@@ -22,6 +23,7 @@ def _app() -> ContactLookupCelery:
     except ConfigError as exc:  # one line naming the variable, not a traceback
         raise SystemExit(f"contact-lookup: {exc}") from None
     configure_logging(settings.log_format)
+    strip_celery_cli_urls(os.environ)
     app = create_app(settings)
     app.set_current()
     import tasks.find_contact  # noqa: F401  (registers the task on this app)
