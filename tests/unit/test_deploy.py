@@ -123,3 +123,16 @@ def test_docker_compose_config_validates(tmp_path: Path) -> None:
         if created:
             env_file.unlink()
     assert out.returncode == 0, out.stderr
+
+
+def test_the_sentinel_example_names_valid_sentinel_urls() -> None:
+    from contact_lookup.redis_urls import parse_sentinel
+
+    text = (ROOT / "examples" / "docker-compose.sentinel.yml").read_text()
+    example = yaml.safe_load(text.replace("${REDIS_PASSWORD:?set REDIS_PASSWORD}", "pw"))
+    env = example["services"]["webhook"]["environment"]
+    for name in ("BROKER_URL", "RESULT_BACKEND", "STATE_URL"):
+        parsed = parse_sentinel(env[name], name)
+        assert parsed.master_name == "cl-master" and parsed.password == "pw"
+        assert len(parsed.sentinels) == 3
+    assert "--maxmemory-policy noeviction" in example["services"]["redis-replica"]["command"]
