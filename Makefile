@@ -36,6 +36,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Minutes, not seconds: 20 random worker kills on each broker (RabbitMQ and Redis).
 scaleout: $(VENV)/.dev

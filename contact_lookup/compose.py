@@ -21,8 +21,9 @@ from contact_lookup.core.ratelimit import RateLimiter
 from contact_lookup.core.service import LookupService
 from contact_lookup.model.config import Config, load_config
 from contact_lookup.model.errors import ConfigError
+from contact_lookup.model.redaction import PROCESS, Redactor, redact_url, secret_names
 from contact_lookup.redis_urls import redis_client
-from contact_lookup.settings import Settings, redact_url
+from contact_lookup.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ def load_checked_config(path: str) -> Config:
     """
     config = load_config(path)
     validate_config(config)
+    # Every secret the file names is redacted from logs, traces and stored exception text.
+    PROCESS.add(*Redactor.from_env(secret_names(config.connections.values())).secrets)
     return config
 
 
@@ -84,6 +87,8 @@ class Runtime:
     def state_redis(self) -> redis.Redis:
         """Shared coordination state (STATE_URL, noeviction): limiter, coalescing, dedupe,
         call-pop channel, token store."""
+        if self.settings.state_url == self.settings.cache_url:
+            return self.cache_redis  # one Redis for both (the default): one client
         return redis_client(self.settings.state_url)
 
     def check_state_redis(self) -> bool:

@@ -1,6 +1,6 @@
 """One typed settings object, read from the environment once at start-up.
 
-Every variable of INTERFACE.md section 2 lives here. A bad value raises ``ConfigError`` with
+Every variable of docs/interface.md section 2 lives here. A bad value raises ``ConfigError`` with
 one line naming the variable, so start-up fails loudly instead of a worker misbehaving later.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from contact_lookup.model.errors import ConfigError
+from contact_lookup.model.redaction import redact_url
 from contact_lookup.redis_urls import parse_sentinel
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -47,15 +48,6 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if value not in choices:
         raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
     return value
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, fit for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 # sentinel://: Redis Sentinel, the master found by name (contact_lookup/redis_urls.py).

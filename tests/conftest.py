@@ -45,18 +45,13 @@ def _private_redis_url() -> str:
     return server.url
 
 
-# Set before any test module is imported, so every fixture, subprocess and worker started by
-# the suite inherits it; a REDIS_URL from the user's environment is deliberately ignored.
 # The scale-out suite takes minutes: only ``make scaleout`` collects it.
 collect_ignore = [] if os.environ.get("CONTACT_LOOKUP_SCALEOUT") else ["scaleout"]
 
-BASE_URL = os.environ["REDIS_URL"] = _private_redis_url()
+# A RabbitMQ run (``make test-amqp``) sets BROKER_URL to an AMQP URL; it is kept, every other
+# role follows the suite's Redis.
 _broker = os.environ.get("BROKER_URL", "").strip()
 AMQP_BROKER_URL = _broker if urlsplit(_broker).scheme in ("amqp", "amqps", "pyamqp") else None
-for _role in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
-    os.environ.pop(_role, None)
-if AMQP_BROKER_URL:
-    os.environ["BROKER_URL"] = AMQP_BROKER_URL
 # What a test drops from the environment it gives a subprocess so that every role follows
 # its REDIS_URL: all but the broker on a RabbitMQ run.
 FOLLOW_REDIS_URL = tuple(
@@ -73,18 +68,28 @@ if AMQP_BROKER_URL:
     from kombu.asynchronous.hub import Hub
 
     Hub.fire_timers = partialmethod(Hub.fire_timers, max_delay=0.2)  # type: ignore[method-assign]
-redis_transport_only = pytest.mark.skipif(
-    AMQP_BROKER_URL is not None, reason="exercises kombu's Redis transport itself"
-)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point REDIS_URL at the suite's Redis before any test module is imported, so every
+    fixture, subprocess and worker the suite starts inherits it. A REDIS_URL from the user's
+    environment is deliberately ignored. (A hook, not import-time code: a subprocess that
+    imports a test module must keep the REDIS_URL its test gave it.)"""
+    os.environ["REDIS_URL"] = _private_redis_url()
+    for role in FOLLOW_REDIS_URL:
+        os.environ.pop(role, None)
+
+
 # Each test area has its own database so areas never see each other's keys:
 # 9 scale-out, 10 faults, 11 limiter, 12 producers, 13 worker/cli integration, 14 contract.
 CORE_DB = 13
 
 
 def db_url(db: int) -> str:
-    """BASE_URL with its database replaced."""
-    head, _, tail = BASE_URL.rpartition("/")
-    return f"{head}/{db}" if tail.isdigit() else f"{BASE_URL.rstrip('/')}/{db}"
+    """The suite's Redis URL (REDIS_URL) with its database replaced."""
+    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    head, _, tail = base.rpartition("/")
+    return f"{head}/{db}" if tail.isdigit() else f"{base.rstrip('/')}/{db}"
 
 
 def require_redis(url: str) -> None:

@@ -18,8 +18,9 @@ from pathlib import Path
 import redis
 
 from contact_lookup.core.request import LookupRequest
+from contact_lookup.model.redaction import redact_url
 from contact_lookup.redis_urls import redis_client
-from contact_lookup.settings import Settings, redact_url
+from contact_lookup.settings import Settings
 from producers.cli.errors import UsageError
 
 

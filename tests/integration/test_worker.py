@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +209,12 @@ def test_expired_call_pop_message_is_dropped(
             assert waiting() == 1
             assert wait_for(lambda: waiting() == 0, 5)  # expired in the broker
     else:
-        time.sleep(1.5)  # the phone stopped ringing before any worker was free
+        # The phone stops ringing before any worker is free: wait (polling, with a deadline)
+        # until the expiry the product stamped on the queued message has passed.
+        (raw,) = redis.Redis.from_url(redis_url).lrange("call_pop", 0, -1)
+        expires = datetime.fromisoformat(json.loads(raw)["headers"]["expires"])
+        assert expires <= datetime.now(UTC) + timedelta(seconds=1.5)  # the 1 s deadline
+        assert wait_for(lambda: datetime.now(UTC) > expires, 5)
     with start_worker(
         app,
         pool="threads",
