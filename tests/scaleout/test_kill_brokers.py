@@ -38,8 +38,6 @@ from tests.fakecrm import FakeCRM, fake_toml
 from tests.faults.faultkit import WorkerProcess, base_env, figure, finished, wait_finished
 from tests.rabbitvhost import ctl, listening
 
-pytestmark = pytest.mark.faults
-
 JOBS = 300
 KILLS = 20
 THREADS = 8
