@@ -7,6 +7,8 @@ Reliability choices (CONTRACTS.md, "Celery on Redis"):
   retry countdown (tasks.backoff.MAX_DELAY_S), so delayed retries are not redelivered early.
 - prefetch 1: a call pop never waits behind jobs a busy worker has already reserved.
 - JSON only, events on (sent events too) so Flower sees each task from the moment it is sent.
+- A finished result is final (tasks/backend.py: stored by compare-and-set), and task events
+  are redacted, with failed lookups shown as failed tasks (tasks/events.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.app.events import Events
 from kombu import Queue
 
 from contact_lookup.model.purpose import PURPOSES
@@ -38,8 +41,17 @@ class ContactLookupCelery(Celery):
     settings: Settings
 
 
+class LookupEvents(Events):
+    """``app.events`` whose dispatcher rewrites task events (tasks/events.py)."""
+
+    dispatcher_cls = "tasks.events:LookupEventDispatcher"
+
+
 def create_app(settings: Settings) -> ContactLookupCelery:
-    app = ContactLookupCelery("contact_lookup", set_as_current=False)
+    app = ContactLookupCelery("contact_lookup", set_as_current=False, events=LookupEvents)
+    if settings.result_backend.startswith(("redis://", "rediss://")):
+        # Celery's ``backend=`` argument is only a default URL; the class is ``backend_cls``.
+        app.backend_cls = "tasks.backend:FinalResultBackend"
     app.settings = settings
     transport = {"visibility_timeout": int(settings.visibility_timeout_s)}
     broker_transport = {

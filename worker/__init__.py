@@ -7,12 +7,15 @@ that name), so importing a submodule such as ``worker.command`` reads no environ
 from __future__ import annotations
 
 import contextlib
+import os
 from functools import cache
 from typing import Any
 
 from contact_lookup.compose import load_checked_config
 from contact_lookup.logs import configure_logging
 from contact_lookup.model.errors import ConfigError
+from contact_lookup.model.headers import check_sendable
+from contact_lookup.model.redaction import secret_names
 from contact_lookup.settings import Settings
 from tasks.celery_app import ContactLookupCelery, create_app
 
@@ -26,8 +29,16 @@ def _app() -> ContactLookupCelery:
     configure_logging(settings.log_format)
     # Registers the connections file's secrets with the log redactor before any task runs; a
     # bad file is reported by the first lookup as a failed result naming the problem.
+    config = None
     with contextlib.suppress(ConfigError):
-        load_checked_config(settings.config_path)
+        config = load_checked_config(settings.config_path)
+    if config is not None:
+        # A secret no HTTP header can carry would fail every lookup with an exception that
+        # quotes it: refuse to start, naming the variable (contact_lookup/model/headers.py).
+        try:
+            check_sendable(secret_names(config.connections.values()), os.environ)
+        except ConfigError as exc:
+            raise SystemExit(f"contact-lookup: {exc}") from None
     app = create_app(settings)
     app.set_current()
     import tasks.find_contact  # noqa: F401  (registers the task on this app)

@@ -11,6 +11,7 @@ from typing import Any
 
 from contact_lookup.model.dates import display_date
 from contact_lookup.model.errors import ContactLookupError, CRMError, CRMUnavailable
+from contact_lookup.model.redaction import PROCESS
 
 FIELDS = (
     "id",
@@ -122,7 +123,8 @@ def failure(
         "matchedContactInfo": [],
         "returnMessage": {
             "messageType": exc.message_type,
-            "message": (prefix + exc.user_message()).strip(),
+            # exception text quotes secrets (a URL, a header): redacted like every log line
+            "message": PROCESS((prefix + exc.user_message()).strip()),
             "ttl": 5000,
         },
         "extraDataTracking": data,

@@ -1,3 +1,4 @@
+import json
 import random
 
 import pytest
@@ -64,5 +65,20 @@ def test_limiter_deferrals_are_told_apart_and_jittered() -> None:
     assert backoff.is_deferral(own) and not backoff.is_deferral(crm)
     assert not backoff.is_deferral(CRMUnavailable("x"))
     rng = random.Random(3)
-    waits = {backoff.deferral_delay_s(own, rng) for _ in range(50)}
-    assert all(2.0 <= w <= 2.3 for w in waits) and len(waits) > 1
+    # spread over the budget's window (10 s here) after the limiter's wait: no stampede
+    waits = sorted(backoff.deferral_delay_s(own, 10.0, rng) for _ in range(400))
+    assert 2.0 <= waits[0] and waits[-1] <= 12.0
+    deciles = [sum(2 + i <= w < 3 + i for w in waits) for i in range(10)]
+    assert all(20 <= n <= 60 for n in deciles), deciles  # about 40 in each second
+    # window unknown: spread over the wait itself; never shorter than MIN_DEFERRAL_S
+    assert all(2.0 <= backoff.deferral_delay_s(own, None, rng) <= 4.0 for _ in range(50))
+    soon = RateLimited(retry_after_s=0.01, status_code=None)
+    assert backoff.deferral_delay_s(soon, 0.0, rng) >= backoff.MIN_DEFERRAL_S
+    # the stress setting: the limiter's exact wait, as short as it allows
+    assert backoff.deferral_delay_s(soon, 10.0, rng, spread=False) == 0.01
+
+
+def test_a_deferral_reason_keeps_its_wake_up_time_through_json() -> None:
+    reason = backoff.Deferred("deferred until 01:02:03Z", 1796000523.456)
+    assert str(reason) == "deferred until 01:02:03Z"
+    assert backoff.Deferred(*json.loads(json.dumps(reason.args))).until == 1796000523.456
