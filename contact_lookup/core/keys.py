@@ -76,3 +76,13 @@ def coalesce_wake(name: str, token: str) -> str:
 def callpop_channel(rc_account: str, rc_extension: str) -> str:
     """Pub/sub channel of INTERFACE.md section 7 (unversioned: it is a public contract)."""
     return f"callpop:{rc_account}:{rc_extension}"
+
+
+def relookup_jobs(out_path: str) -> str:
+    """The task ids still outstanding of the relookup batch writing ``out_path`` (a set)."""
+    return _key("relookup", _digest(out_path), "jobs")
+
+
+def relookup_cancel(out_path: str) -> str:
+    """Set by ``relookup --cancel OUT``: the batch writing ``out_path`` stops at its next poll."""
+    return _key("relookup", _digest(out_path), "cancel")
