@@ -6,6 +6,7 @@ from __future__ import annotations
 import _thread
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +132,28 @@ def test_cancel_stops_a_batch_running_elsewhere(
     assert "cancelled the batch writing" in err and "2 queued jobs revoked" in err
     assert "stopped: cancelled (relookup --cancel)" in err
     assert main(["relookup", "--cancel", str(out), str(source)]) == 2  # usage error
+
+
+def test_lookup_timeout_tells_a_deferral_from_no_worker(
+    worker: ContactLookupCelery, tmp_path: Path, capsys: Capsys
+) -> None:
+    def lookup(number: str, timeout: str) -> dict:
+        argv = ["lookup", number, "--connection", "limited", "--purpose", "relookup"]
+        assert main([*argv, "--refresh", "--timeout", timeout]) in (0, 1)
+        answer: dict = json.loads(capsys.readouterr().out)
+        return answer
+
+    assert lookup(NUMBERS[0], "10")["successful"]  # takes the batches' one token
+    deferred = lookup(NUMBERS[1], "1")
+    assert not deferred["successful"]
+    tracking = deferred["extraDataTracking"]
+    assert tracking["errorType"] == "RateLimitDeferred"
+    assert "Deferred by the shared rate limit until 20" in deferred["returnMessage"]["message"]
+    assert tracking["deferredUntil"] > time.time()  # still to come when the caller gave up
+
+
+def test_lookup_timeout_without_a_worker_says_so(env: Path, capsys: Capsys) -> None:
+    code = main(["lookup", NUMBERS[0], "--connection", "demo", "--timeout", "0.5"])
+    answer = json.loads(capsys.readouterr().out)
+    assert code == 1 and answer["extraDataTracking"]["errorType"] == "WorkerTimeout"
+    assert "No worker answered within 0.5 s" in answer["returnMessage"]["message"]
