@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test lint faults bench clean
+.PHONY: demo test lint faults soak bench clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(VENV)/.dev
 
 faults: $(VENV)/.dev
 	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
+
+# Minutes of work on several worker processes (tests/soak); CI runs it after `make test`.
+soak: $(VENV)/.dev
+	CONTACT_LOOKUP_SOAK=1 $(PY) -m pytest tests/soak $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

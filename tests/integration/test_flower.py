@@ -4,6 +4,7 @@ behind basic auth, and the CRM token (a canary in the worker's environment) nowh
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -129,7 +130,9 @@ def test_failed_lookups_are_failed_in_flower_and_a_pasted_token_is_nowhere(
     redis_client: redis.Redis,
     flower: str,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     with FakeCRM(SEED, token=CANARY) as crm:
         (tmp_path / "cl.toml").write_text(
             fake_toml(crm) + fake_toml(crm, name="pasted").replace(crm.token_env, PASTED_ENV)
@@ -187,6 +190,9 @@ def test_failed_lookups_are_failed_in_flower_and_a_pasted_token_is_nowhere(
     assert canary not in json.dumps(results)
     leaks = [k for k in redis_client.scan_iter() if canary.encode() in (dump(redis_client, k))]
     assert not leaks
+    logged = [logging.Formatter().format(r) for r in caplog.records]
+    assert any("UnicodeEncodeError" in line for line in logged)  # the failure was logged
+    assert not [line for line in logged if canary in line]  # even before the log filter
 
 
 def dump(client: redis.Redis, key: bytes) -> bytes:
