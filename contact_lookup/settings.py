@@ -1,6 +1,6 @@
 """One typed settings object, read from the environment once at start-up.
 
-Every variable of INTERFACE.md section 2 lives here. A bad value raises ``ConfigError`` with
+Every variable of docs/interface.md section 2 lives here. A bad value raises ``ConfigError`` with
 one line naming the variable, so start-up fails loudly instead of a worker misbehaving later.
 """
 

@@ -7,7 +7,7 @@ its task pages, its Failed tab and its ``flower_events_total{type="task-failed"}
 them. This dispatcher (``tasks.celery_app.create_app`` installs it) changes three things:
 
 1. **A lookup that ends ``successful: false`` is a failed task to the operator.** The task
-   returns the spec's result object (INTERFACE.md section 8), which the result backend stores
+   returns the spec's result object (docs/interface.md section 8), which the result backend stores
    as SUCCESS for the caller; its ``task-succeeded`` event is sent as ``task-failed`` with
    ``exception`` ``LookupFailed('<errorType>: <message>')`` and the result kept in ``result``.
 2. **A rate-limit deferral is not an error**: a ``task-retried`` event whose reason is a

@@ -1,4 +1,4 @@
-"""``celery -A worker worker``: the Celery app built from the environment (INTERFACE.md s.8).
+"""``celery -A worker worker``: the Celery app built from the environment (docs/interface.md s.8).
 
 The app is built on first access to ``worker.app`` (Celery's ``-A worker`` looks it up by
 that name), so importing a submodule such as ``worker.command`` reads no environment.
