@@ -69,7 +69,7 @@ class Settings:
     cache_ttl_s: float = 86400.0
     result_expires_s: float = 86400.0
     http_timeout_s: float = 10.0
-    # "window": a deferred job wakes at a random point of its budget's window (tasks/backoff);
+    # "window": a deferred batch job wakes spread after the limiter's wait (tasks/backoff.py);
     # "none": the limiter's exact wait, as short as it allows (a stress setting for tests).
     deferral_spread: str = "window"
     rc_verification_token: str | None = field(default=None, repr=False)

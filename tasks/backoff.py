@@ -46,16 +46,20 @@ def deferral_delay_s(
     rng: random.Random | None = None,
     *,
     spread: bool = True,
+    priority: bool = False,
 ) -> float:
-    """Seconds until a deferred job tries again: the limiter's exact wait (``retry_after_s``,
-    the time until enough tokens are free), then a uniform random point of the budget's
-    window (``window_s``; the wait itself when unknown), at least ``MIN_DEFERRAL_S``.
+    """Seconds until a deferred job tries again, at least ``MIN_DEFERRAL_S``.
 
-    Why the whole window: the limiter frees a window's tokens one by one as their stamps
-    age out (a sliding-window log), so jobs deferred together that all come back at the
-    first free token would be deferred again but one ("thundering herd"). Spread uniformly,
-    about one job per freed token comes back ("Exponential Backoff And Jitter", AWS
-    Architecture Blog, 2015: full jitter over the interval).
+    ``wait`` is the limiter's exact wait (``retry_after_s``: until enough tokens are free, or
+    until a CRM's hold-off ends). A batch job (``priority`` False) wakes at a uniform random
+    point of ``[wait, wait + width]``, where ``width`` is the wait itself capped at one budget
+    window (``window_s``): the limiter frees tokens one by one as their stamps age out (a
+    sliding-window log), so jobs deferred together and all woken at the first free token
+    would be deferred again but one ("thundering herd"); spread out, about one comes back per
+    freed token ("Exponential Backoff And Jitter", AWS Architecture Blog, 2015: full jitter).
+    Not wider than the wait: a short hold-off (a CRM's ``Retry-After: 1``) is not stretched
+    to a whole window. A call pop (``priority``) gets 10 % jitter only: its deadline leaves
+    no room to spread.
 
     ``spread=False`` is the stress setting (``DEFERRAL_SPREAD=none``): the limiter's wait
     exactly, as short as it allows, for tests that must make redelivery races likely.
@@ -65,7 +69,12 @@ def deferral_delay_s(
     if not spread:
         return round(min(wait, MAX_DELAY_S), 3)
     rng = rng or random.Random()
-    width = window_s if window_s and window_s > 0 else max(wait, MIN_DEFERRAL_S)
+    if priority:
+        width = 0.1 + 0.1 * wait
+    else:
+        width = max(wait, MIN_DEFERRAL_S)
+        if window_s and window_s > 0:
+            width = min(width, window_s)
     return round(min(max(wait + rng.uniform(0, width), MIN_DEFERRAL_S), MAX_DELAY_S), 3)
 
 

@@ -12,7 +12,8 @@ SUCCESS is never replaced by a later RETRY, STARTED or REVOKED (tasks/backend.py
 
 A deferral by the shared rate limiter is not an error: it is logged at INFO as a deferral,
 retried with a ``Deferred`` reason (no traceback in the RETRY state or Flower) and woken at
-a random point of the budget's window (tasks/backoff.py). Any other exception a lookup
+a random point after the limiter's wait (tasks/backoff.py: spread for batches, not for call
+pops). Any other exception a lookup
 raises becomes a failed result (``errorType`` ``UnexpectedError``) whose message, like every
 exception text here, went through the process's redactor: exception messages quote secrets
 (``UnicodeEncodeError`` repeats the header value it could not encode).
@@ -215,7 +216,8 @@ def _retry_or_fail(
             task.app.settings.deferral_spread != "none"
         )
         window = _window_s(task, str(kwargs.get("connection")))
-        wait = backoff.deferral_delay_s(exc, window, spread=spread)
+        priority = purpose == "call_pop"
+        wait = backoff.deferral_delay_s(exc, window, spread=spread, priority=priority)
     else:
         wait = backoff.delay_s(exc, crm_retries)
     rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}

@@ -65,15 +65,20 @@ def test_limiter_deferrals_are_told_apart_and_jittered() -> None:
     assert backoff.is_deferral(own) and not backoff.is_deferral(crm)
     assert not backoff.is_deferral(CRMUnavailable("x"))
     rng = random.Random(3)
-    # spread over the budget's window (10 s here) after the limiter's wait: no stampede
+    # a batch job: uniform over [wait, 2 x wait] (here 2-4 s), so deferred jobs do not stampede
     waits = sorted(backoff.deferral_delay_s(own, 10.0, rng) for _ in range(400))
-    assert waits[0] >= 2.0 and waits[-1] <= 12.0
-    deciles = [sum(2 + i <= w < 3 + i for w in waits) for i in range(10)]
-    assert all(20 <= n <= 60 for n in deciles), deciles  # about 40 in each second
-    # window unknown: spread over the wait itself; never shorter than MIN_DEFERRAL_S
-    assert all(2.0 <= backoff.deferral_delay_s(own, None, rng) <= 4.0 for _ in range(50))
+    assert waits[0] >= 2.0 and waits[-1] <= 4.0
+    quarters = [sum(2 + q / 2 <= w < 2.5 + q / 2 for w in waits) for q in range(4)]
+    assert all(70 <= n <= 130 for n in quarters), quarters  # about 100 in each half second
+    # never wider than one window: a 30 s wait in a 5 s window wakes within 30-35 s
+    late = RateLimited(retry_after_s=30.0, status_code=None)
+    assert all(30.0 <= backoff.deferral_delay_s(late, 5.0, rng) <= 35.0 for _ in range(50))
+    # a call pop: 10 % jitter only (its deadline leaves no room)
+    assert all(
+        2.0 <= backoff.deferral_delay_s(own, 10.0, rng, priority=True) <= 2.3 for _ in range(50)
+    )
     soon = RateLimited(retry_after_s=0.01, status_code=None)
-    assert backoff.deferral_delay_s(soon, 0.0, rng) >= backoff.MIN_DEFERRAL_S
+    assert backoff.deferral_delay_s(soon, 2.0, rng) >= backoff.MIN_DEFERRAL_S
     # the stress setting: the limiter's exact wait, as short as it allows
     assert backoff.deferral_delay_s(soon, 10.0, rng, spread=False) == 0.01
 
