@@ -73,6 +73,8 @@ class Settings:
     # "none": the limiter's exact wait, as short as it allows (a stress setting for tests).
     deferral_spread: str = "window"
     rc_verification_token: str | None = field(default=None, repr=False)
+    # Fernet keys (comma-separated, first encrypts) for the OAuth token store.
+    token_encryption_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,4 +95,5 @@ class Settings:
             http_timeout_s=_number(env, "CRM_HTTP_TIMEOUT", 10.0, minimum=0.1),
             deferral_spread=_choice(env, "DEFERRAL_SPREAD", "window", ("window", "none")),
             rc_verification_token=env.get("RC_VERIFICATION_TOKEN") or None,
+            token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY", "").strip() or None,
         )

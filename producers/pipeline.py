@@ -224,7 +224,12 @@ class EventPipeline:
         return None
 
     def _run(self, uuid: str | None, job: Job) -> Outcome:
-        query = LookupRequest(job.phone_number, purpose=job.purpose, is_extension=job.is_extension)
+        query = LookupRequest(
+            job.phone_number,
+            purpose=job.purpose,
+            is_extension=job.is_extension,
+            user=job.rc_extension,  # that extension's own CRM grant, if it connected one
+        )
         fields: dict[str, Any] = {
             "purpose": job.purpose,
             "phone_number": job.phone_number,
