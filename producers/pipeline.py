@@ -23,6 +23,7 @@ processed as if new. A Redis failure before the script ran leaves nothing to rel
 from __future__ import annotations
 
 import logging
+import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from contact_lookup import metrics
 from contact_lookup.core import callpop, keys
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.core.service import LookupService
@@ -139,11 +141,14 @@ class EventPipeline:
         self.dedupe_ttl_s = int(dedupe_ttl_s)
         self._check = client.register_script(_CHECK)
 
-    def handle(self, notification: Any) -> list[Outcome]:
+    def handle(self, notification: Any, *, started: float | None = None) -> list[Outcome]:
         """The outcome of each step of one notification (one per own party or message).
 
+        ``started``: ``time.monotonic()`` when the delivery arrived (the call-pop latency
+        metric of the cached path counts from it; default now).
         Raises PipelineUnavailable when a job could not be sent; keys are released first.
         """
+        started = time.monotonic() if started is None else started
         p = plan(notification, self.config)
         try:
             verdict = self._verdict(p)
@@ -173,7 +178,7 @@ class EventPipeline:
         done = 0
         try:
             for index, job in to_run:
-                outcomes[index] = self._run(p.uuid, job)
+                outcomes[index] = self._run(p.uuid, job, started)
                 done += 1
         except BaseException as exc:
             self._release(p, [job for _, job in to_run[done:]])
@@ -223,7 +228,7 @@ class EventPipeline:
             return f"already done: {what} was already sent"
         return None
 
-    def _run(self, uuid: str | None, job: Job) -> Outcome:
+    def _run(self, uuid: str | None, job: Job, started: float) -> Outcome:
         query = LookupRequest(
             job.phone_number,
             purpose=job.purpose,
@@ -249,6 +254,8 @@ class EventPipeline:
                     job.phone_number,
                     cached,
                 )
+                metrics.observe_call_pop("cached", time.monotonic() - started)
+                metrics.count_lookup(job.purpose, job.connection, cached)
                 return Outcome(uuid, "answered-from-cache", result=cached, **fields)
         task_id = (
             str(uuidlib.uuid5(_TASK_NAMESPACE, job.once_key))

@@ -7,15 +7,12 @@ that name), so importing a submodule such as ``worker.command`` reads no environ
 from __future__ import annotations
 
 import contextlib
-import os
 from functools import cache
 from typing import Any
 
 from contact_lookup.compose import load_checked_config
 from contact_lookup.logs import configure_logging
 from contact_lookup.model.errors import ConfigError
-from contact_lookup.model.headers import check_sendable
-from contact_lookup.model.redaction import secret_names
 from contact_lookup.settings import Settings
 from tasks.celery_app import ContactLookupCelery, create_app
 
@@ -29,18 +26,15 @@ def _app() -> ContactLookupCelery:
     configure_logging(settings.log_format)
     # Registers the connections file's secrets with the log redactor before any task runs; a
     # bad file is reported by the first lookup as a failed result naming the problem.
-    config = None
     with contextlib.suppress(ConfigError):
-        config = load_checked_config(settings.config_path)
-    if config is not None:
-        # A secret no HTTP header can carry would fail every lookup with an exception that
-        # quotes it: refuse to start, naming the variable (contact_lookup/model/headers.py).
-        try:
-            check_sendable(secret_names(config.connections.values()), os.environ)
-        except ConfigError as exc:
-            raise SystemExit(f"contact-lookup: {exc}") from None
+        load_checked_config(settings.config_path)
     app = create_app(settings)
     app.set_current()
+    from celery import signals
+
+    signals.worker_init.connect(refuse_without_secrets, weak=False)
+    if settings.log_format == "json":
+        signals.celeryd_init.connect(json_only_output, weak=False)
     import tasks.find_contact  # noqa: F401  (registers the task on this app)
 
     return app
@@ -53,3 +47,41 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["app"]
+
+
+def refuse_without_secrets(**_: object) -> None:
+    """Celery ``worker_init``: a worker whose connections lack a secret (unset, or unfit for
+    an HTTP header) logs one line per problem and exits 2 instead of becoming ready
+    (contact_lookup.preflight; the same check as ``contact-lookup check``)."""
+    import logging
+
+    from contact_lookup.preflight import secret_problems
+
+    settings = Settings.from_env()
+    try:
+        problems = secret_problems(load_checked_config(settings.config_path))
+    except ConfigError as exc:
+        problems = [str(exc)]
+    if problems:
+        log = logging.getLogger("contact_lookup.worker")
+        for problem in problems:
+            log.error("not starting: %s", problem)
+        raise SystemExit(2)
+
+
+def json_only_output(instance: Any = None, **_: object) -> None:
+    """Celery ``celeryd_init`` in ``LOG_FORMAT=json``: every line a worker writes is a JSON
+    record. The text banner is left out (as ``--quiet`` does; "<name> ready." is still
+    logged), and "worker: Warm shutdown (MainProcess)", which Celery prints with
+    ``safe_say`` (a raw write, for gevent's sake), becomes a log record."""
+    import logging
+
+    import celery.apps.worker as celery_worker
+
+    if instance is not None:
+        instance.quiet = True
+
+    def say(msg: str, f: object = None) -> None:
+        logging.getLogger("celery.apps.worker").warning(msg)
+
+    celery_worker.safe_say = say
