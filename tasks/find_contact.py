@@ -42,6 +42,7 @@ from contact_lookup.model.errors import (
 from contact_lookup.model.purpose import PURPOSES
 from contact_lookup.model.redaction import PROCESS
 from tasks import backoff
+from tasks.celery_app import broker_countdown_s
 from tasks.runtime import runtime_for
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
         result["extraDataTracking"].update(_wait_tracking(waits, state.get("rateLimit")))
     if pop is not None and query.purpose == "call_pop":
         callpop.publish(
-            runtime.cache_redis,
+            runtime.state_redis,
             pop["rcAccountId"],
             pop["rcExtensionId"],
             pop.get("telephonySessionId"),
@@ -224,6 +225,7 @@ def _retry_or_fail(
         wait = backoff.deferral_delay_s(exc, window, spread=spread, priority=priority)
     else:
         wait = backoff.delay_s(exc, crm_retries)
+    wait = broker_countdown_s(task.app, wait)
     rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
     deadline = _deadline(task)
     too_late = deadline is not None and time.time() + wait >= deadline
