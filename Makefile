@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test test-amqp lint faults scaleout bench clean lock
+.PHONY: demo test test-amqp lint faults scaleout soak bench clean lock
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-amqp: $(VENV)/.dev
 
 faults: $(VENV)/.dev
 	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
+
+# Minutes of work on several worker processes (tests/soak); CI runs it after `make test`.
+soak: $(VENV)/.dev
+	CONTACT_LOOKUP_SOAK=1 $(PY) -m pytest tests/soak $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

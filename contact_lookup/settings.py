@@ -109,6 +109,9 @@ class Settings:
     cache_ttl_s: float = 86400.0
     result_expires_s: float = 86400.0
     http_timeout_s: float = 10.0
+    # "window": a deferred batch job wakes spread after the limiter's wait (tasks/backoff.py);
+    # "none": the limiter's exact wait, as short as it allows (a stress setting for tests).
+    deferral_spread: str = "window"
     rc_verification_token: str | None = field(default=None, repr=False)
     # user:password for the webhook's /metrics (HTTP basic auth); None: no auth asked.
     metrics_basic_auth: str | None = field(default=None, repr=False)
@@ -138,6 +141,7 @@ class Settings:
             cache_ttl_s=_number(env, "CACHE_TTL", 86400.0, minimum=1),
             result_expires_s=_number(env, "RESULT_EXPIRES", 86400.0, minimum=60),
             http_timeout_s=_number(env, "CRM_HTTP_TIMEOUT", 10.0, minimum=0.1),
+            deferral_spread=_choice(env, "DEFERRAL_SPREAD", "window", ("window", "none")),
             rc_verification_token=env.get("RC_VERIFICATION_TOKEN") or None,
             metrics_basic_auth=env.get("METRICS_BASIC_AUTH") or None,
             token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY", "").strip() or None,

@@ -1,9 +1,22 @@
-"""``contact-lookup lookup`` without ``--local``: enqueue, then wait for a worker's result."""
+"""``contact-lookup lookup`` without ``--local``: enqueue, then wait for a worker's result.
+
+When no result comes within ``--timeout``, the job's stored state says why, and the answer
+says so (``errorType``):
+
+- ``RateLimitDeferred``: a worker took it and the shared rate limit deferred it until T
+  (the ``Deferred`` reason of its RETRY state, tasks/backoff.py); it is left to finish;
+- ``WorkerTimeout``: a worker holds it (STARTED, or retrying after a CRM error) but did not
+  finish in time; it is left to finish;
+- ``WorkerTimeout`` "No worker answered": no worker took it (no state stored); it is
+  revoked, so a worker started later does not do work nobody waits for.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from celery import states
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
@@ -13,6 +26,7 @@ from contact_lookup.model import contact
 from contact_lookup.model.errors import CRMUnavailable
 from contact_lookup.model.redaction import redact_url
 from contact_lookup.settings import Settings
+from tasks.backoff import Deferred
 from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
 
@@ -34,11 +48,7 @@ def lookup_remote(
         result: dict[str, Any] = pending.get(timeout=timeout_s, propagate=True)
         return result
     except CeleryTimeout:
-        pending.revoke()  # nobody is waiting any more; don't let a late worker do the work
-        return contact.no_worker_answer(
-            f"No worker answered within {timeout_s:g} s. Is a worker consuming the "
-            f"'{query.purpose}' queue? Start one with: contact-lookup worker -Q {query.purpose}"
-        )
+        return _timed_out(app.backend.get_task_meta(pending.id), pending, query, timeout_s)
     except TaskRevokedError:
         return contact.no_worker_answer(
             "The job expired before a worker took it "
@@ -46,3 +56,32 @@ def lookup_remote(
         )
     finally:
         app.close()
+
+
+def _timed_out(
+    meta: dict[str, Any], pending: Any, query: LookupRequest, timeout_s: float
+) -> dict[str, Any]:
+    """The answer for a job that had no result after ``timeout_s`` (module docstring)."""
+    status = meta.get("status")
+    reason = meta.get("result")
+    if status == states.RETRY and isinstance(reason, Deferred):
+        until = datetime.fromtimestamp(reason.until, UTC).isoformat(timespec="milliseconds")
+        result = contact.no_worker_answer(
+            f"Deferred by the shared rate limit until {until.replace('+00:00', 'Z')}; "
+            f"no result within {timeout_s:g} s. The job stays queued and will run then."
+        )
+        result["extraDataTracking"] = {
+            "errorType": "RateLimitDeferred",
+            "deferredUntil": round(reason.until, 3),
+        }
+        return result
+    if status in (states.STARTED, states.RETRY, states.RECEIVED):
+        what = "is retrying after a CRM error" if status == states.RETRY else "is running it"
+        return contact.no_worker_answer(
+            f"A worker {what} but gave no result within {timeout_s:g} s; it is left to finish."
+        )
+    pending.revoke()  # nobody is waiting any more; don't let a late worker do the work
+    return contact.no_worker_answer(
+        f"No worker answered within {timeout_s:g} s. Is a worker consuming the "
+        f"'{query.purpose}' queue? Start one with: contact-lookup worker -Q {query.purpose}"
+    )

@@ -19,6 +19,11 @@ MAX_RETRIES = {"call_pop": 5, "call_log": 10, "message_log": 10, "relookup": 8}
 # Deferrals by our own shared limiter do not count as retries, but a job is not deferred for
 # ever either: at the limiter's longest wait (one window) this is hours of patience.
 MAX_DEFERRALS = 500
+# The shortest countdown of a deferral (unless the stress setting asks for the limiter's exact
+# wait): a retry due within milliseconds reaches another worker while this one is still
+# storing its RETRY. The result backend makes that race harmless (tasks/backend.py); this
+# keeps it rare.
+MIN_DEFERRAL_S = 0.25
 
 
 def delay_s(exc: TransientCRMError, attempt: int, rng: random.Random | None = None) -> float:
@@ -35,9 +40,57 @@ def is_deferral(exc: TransientCRMError) -> bool:
     return isinstance(exc, RateLimited) and exc.status_code is None
 
 
-def deferral_delay_s(exc: TransientCRMError, rng: random.Random | None = None) -> float:
-    """The limiter's exact wait plus a little jitter, so deferred jobs do not all come back
-    in the same instant and race for the same freed tokens."""
+def deferral_delay_s(
+    exc: TransientCRMError,
+    window_s: float | None = None,
+    rng: random.Random | None = None,
+    *,
+    spread: bool = True,
+    priority: bool = False,
+) -> float:
+    """Seconds until a deferred job tries again, at least ``MIN_DEFERRAL_S``.
+
+    ``wait`` is the limiter's exact wait (``retry_after_s``: until enough tokens are free, or
+    until a CRM's hold-off ends). A batch job (``priority`` False) wakes at a uniform random
+    point of ``[wait, wait + width]``, where ``width`` is the wait itself capped at one budget
+    window (``window_s``): the limiter frees tokens one by one as their stamps age out (a
+    sliding-window log), so jobs deferred together and all woken at the first free token
+    would be deferred again but one ("thundering herd"); spread out, about one comes back per
+    freed token ("Exponential Backoff And Jitter", AWS Architecture Blog, 2015: full jitter).
+    Not wider than the wait: a short hold-off (a CRM's ``Retry-After: 1``) is not stretched
+    to a whole window. A call pop (``priority``) gets 10 % jitter only: its deadline leaves
+    no room to spread.
+
+    ``spread=False`` is the stress setting (``DEFERRAL_SPREAD=none``): the limiter's wait
+    exactly, as short as it allows, for tests that must make redelivery races likely.
+    """
     wait = exc.retry_after_s if isinstance(exc, RateLimited) and exc.retry_after_s else 0.0
+    wait = max(wait, 0.0)
+    if not spread:
+        return round(min(wait, MAX_DELAY_S), 3)
     rng = rng or random.Random()
-    return round(min(wait + rng.uniform(0, 0.1 + 0.1 * wait), MAX_DELAY_S), 3)
+    if priority:
+        width = 0.1 + 0.1 * wait
+    else:
+        width = max(wait, MIN_DEFERRAL_S)
+        if window_s and window_s > 0:
+            width = min(width, window_s)
+    return round(min(max(wait + rng.uniform(0, width), MIN_DEFERRAL_S), MAX_DELAY_S), 3)
+
+
+class Deferred(Exception):
+    """The reason a job was put back by the shared rate limiter (no CRM request was made).
+
+    Given to ``Task.retry`` instead of the ``RateLimited`` error, so the RETRY state and
+    Flower show ``Deferred('... until 2026-11-30T01:02:03.456Z', 1796000523.456)`` without a
+    traceback. ``args``: (message, wake-up time as Unix epoch seconds): the JSON result
+    backend stores exceptions by their ``args``, and ``lookup --timeout`` reads them back.
+    """
+
+    def __init__(self, message: str, until: float) -> None:
+        super().__init__(message, until)
+        self.message = message
+        self.until = until
+
+    def __str__(self) -> str:
+        return self.message

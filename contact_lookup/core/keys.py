@@ -100,3 +100,13 @@ def auth_lock(connection: str, user: str | None = None) -> str:
 def auth_probe(connection: str, user: str | None = None) -> str:
     """Set while a revoked grant may not be tried again at the token endpoint (one a minute)."""
     return _key("auth", connection, user or "-", "probe")
+
+
+def relookup_jobs(out_path: str) -> str:
+    """The task ids still outstanding of the relookup batch writing ``out_path`` (a set)."""
+    return _key("relookup", _digest(out_path), "jobs")
+
+
+def relookup_cancel(out_path: str) -> str:
+    """Set by ``relookup --cancel OUT``: the batch writing ``out_path`` stops at its next poll."""
+    return _key("relookup", _digest(out_path), "cancel")

@@ -11,6 +11,7 @@ from typing import Any
 
 from contact_lookup.model.dates import display_date
 from contact_lookup.model.errors import ContactLookupError, CRMError, CRMUnavailable
+from contact_lookup.model.redaction import PROCESS
 
 FIELDS = (
     "id",
@@ -137,7 +138,8 @@ def failure(
             data["statusCode"] = exc.status_code
         if exc.rate_limit is not None:
             data.update(exc.rate_limit.tracking())
-    message = (prefix + exc.user_message()).strip()
+    # exception text quotes secrets (a URL, a header): redacted like every log line
+    message = PROCESS((prefix + exc.user_message()).strip())
     return failed_result(message, type(exc).__name__, message_type=exc.message_type, **data)
 
 

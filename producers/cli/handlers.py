@@ -98,16 +98,51 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_relookup(args: argparse.Namespace) -> int:
     from contact_lookup.compose import Runtime
+    from contact_lookup.core.ratelimit import limit_for
     from contact_lookup.model.errors import InvalidInput
     from producers import relookup
     from tasks.celery_app import create_app
 
+    if args.cancel is not None:
+        if args.numbers is not None:
+            raise UsageError("--cancel takes only the --out file of the batch to stop")
+        app = create_app(Settings.from_env())
+        try:
+            revoked = relookup.cancel(app, args.cancel)
+        except redis.RedisError as exc:
+            print(
+                f"contact-lookup: relookup: Redis is unreachable ({type(exc).__name__})",
+                file=sys.stderr,
+            )
+            return 1
+        finally:
+            app.close()
+        print(
+            f"relookup: cancelled the batch writing {args.cancel}; {revoked} queued jobs revoked",
+            file=sys.stderr,
+        )
+        return 0
+    if args.numbers is None or not args.connection:
+        raise UsageError("relookup needs NUMBERS and --connection (or --cancel RESULTS.jsonl)")
     if args.numbers != "-" and not Path(args.numbers).is_file():
         raise UsageError(f"no such file: {args.numbers}")
     if args.window < 1:
         raise UsageError("--window must be at least 1")
     runtime = Runtime(Settings.from_env())
     app = create_app(runtime.settings)
+
+    def budget_of(terms: int) -> relookup.Budget:
+        conn = runtime.config.connection(args.connection)
+        cls = runtime.connectors.connector_class(conn)
+        return relookup.Budget(
+            limit_for(conn, cls.default_rate_limit), terms * cls.requests_per_query
+        )
+
+    argv = ["relookup", args.numbers, "--connection", args.connection]
+    if args.out:
+        argv += ["--out", args.out]
+    if args.refresh:
+        argv.append("--refresh")
     try:
         return relookup.run(
             app,
@@ -118,6 +153,8 @@ def cmd_relookup(args: argparse.Namespace) -> int:
             refresh=args.refresh,
             window=args.window,
             idle_timeout_s=args.timeout,
+            budget_of=budget_of,
+            argv=argv,
         )
     except InvalidInput as exc:  # e.g. a CSV without a phoneNumber column
         raise UsageError(exc.user_message()) from None

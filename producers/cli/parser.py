@@ -87,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="look up a batch of numbers on the relookup queue",
         description="One number per line, or a CSV with a phoneNumber column.",
     )
-    p.add_argument("numbers", metavar="NUMBERS", help="numbers file (.txt or .csv), or -")
-    p.add_argument("--connection", required=True, help="connection name from the config file")
+    p.add_argument(
+        "numbers", metavar="NUMBERS", nargs="?", help="numbers file (.txt or .csv), or -"
+    )
+    p.add_argument("--connection", help="connection name from the config file (required)")
     p.add_argument("--refresh", action="store_true", help="bypass the cache")
     p.add_argument(
         "--out",
@@ -101,7 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         default=300.0,
-        help="stop when no result arrives for this many seconds (default 300)",
+        help="stop when no job finished or changed state for this many seconds (default 300)",
+    )
+    p.add_argument(
+        "--cancel",
+        metavar="RESULTS.jsonl",
+        default=None,
+        help="stop the batch writing this --out file (run elsewhere) and revoke its queued jobs",
     )
     p.set_defaults(handler=h.cmd_relookup)
 

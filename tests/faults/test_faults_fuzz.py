@@ -408,10 +408,15 @@ def test_relookup_batch_files_never_crash(
         if code == 2:
             return
         written = [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
-        for record in written:
+        looked_up = [r for r in written if "result" in r]
+        for record in looked_up:
             assert_result_shape(record["result"])
-        numbers_out = [r["phoneNumber"] for r in written]
-        assert len(numbers_out) == len(set(numbers_out)), "a number was written twice"
+        numbers_out = [r["phoneNumber"] for r in looked_up]
+        assert len(numbers_out) == len(set(numbers_out)), "a number was looked up twice"
+        row_lines = [r["line"] for r in written]
+        assert len(row_lines) == len(set(row_lines)), "a row was written twice"
+        for record in written:  # every other row says why it has no result of its own
+            assert "result" in record or "duplicateOf" in record or "skipped" in record
         # Nothing lost: a plain list's every valid number has its line of result.
         if not any("," in n or n.strip().strip('"').lower() == "phonenumber" for n in numbers):
             for raw in numbers:
@@ -423,6 +428,8 @@ def test_relookup_batch_files_never_crash(
                     except InvalidPhoneNumber:
                         continue
                     assert e164 in numbers_out, (one, numbers_out)
+            rows = source.read_text(encoding="utf-8").splitlines()
+            assert sorted(row_lines) == list(range(1, len(rows) + 1))  # one line per row
 
     with start_worker(
         app,

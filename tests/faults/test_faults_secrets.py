@@ -216,7 +216,7 @@ def test_the_canary_is_nowhere(
             def flower_saw_all() -> bool:
                 resp = get(f"{flower_url}/api/tasks", auth=FLOWER_AUTH)
                 return resp.ok and all(
-                    resp.json().get(t, {}).get("state") in ("SUCCESS",) for t in ids
+                    resp.json().get(t, {}).get("state") in ("SUCCESS", "FAILURE") for t in ids
                 )
 
             assert wait_for(flower_saw_all, 20), "Flower never saw every task finish"

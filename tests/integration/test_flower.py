@@ -3,11 +3,13 @@ behind basic auth, and the CRM token (a canary in the worker's environment) nowh
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from celery.contrib.testing.worker import start_worker
 
@@ -98,3 +100,88 @@ def test_flower_lists_tasks_with_readable_secret_free_kwargs(
     body = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).text
     assert CANARY not in body
     assert requests.get(f"{flower}/api/tasks", timeout=5).status_code == 401
+
+
+PASTED = "“pasted-cnry-4Rk2Vq9”"  # typographic quotes: no HTTP header can carry it
+PASTED_ENV = "FAKE_PASTED_CREDENTIAL"  # nothing in its name says it is a secret
+
+
+def test_failed_lookups_are_failed_in_flower_and_a_pasted_token_is_nowhere(
+    tmp_path: Path,
+    redis_url: str,
+    redis_client: redis.Redis,
+    flower: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with FakeCRM(SEED, token=CANARY) as crm:
+        (tmp_path / "cl.toml").write_text(
+            fake_toml(crm) + fake_toml(crm, name="pasted").replace(crm.token_env, PASTED_ENV)
+        )
+        monkeypatch.setenv(crm.token_env, CANARY)
+        monkeypatch.setenv(PASTED_ENV, PASTED)
+        app = create_app(settings_for(redis_url, tmp_path / "cl.toml"))
+        with start_worker(
+            app,
+            pool="threads",
+            concurrency=2,
+            perform_ping_check=False,
+            queues=list(PURPOSES),
+            shutdown_timeout=10,
+        ):
+
+            def seen(ids: list[str], state: str) -> dict:
+                resp = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5)
+                tasks = resp.json() if resp.ok else {}
+                return tasks if all(tasks.get(i, {}).get("state") == state for i in ids) else {}
+
+            for _ in range(20):  # until Flower's receiver is connected (see above)
+                warm = enqueue(app, "fake", LookupRequest("+14155550102", purpose="call_log"))
+                warm.get(timeout=10)
+                if wait_for(lambda ids=[warm.id]: bool(seen(ids, "SUCCESS")), 1):
+                    break
+            failing = [
+                enqueue(app, "fake", LookupRequest("12", purpose="call_log")),  # invalid
+                enqueue(app, "pasted", LookupRequest("+14155550101", purpose="call_log")),
+            ]
+            found = enqueue(app, "fake", LookupRequest("+14155550101", purpose="relookup"))
+            results = [p.get(timeout=10) for p in failing]
+            assert found.get(timeout=10)["successful"]
+            ids = [p.id for p in failing]
+            assert wait_for(lambda: bool(seen(ids, "FAILURE")), 20), "Flower: not FAILURE"
+            tasks = seen(ids, "FAILURE")
+            assert wait_for(lambda: bool(seen([found.id], "SUCCESS")), 10)
+            pages = [
+                requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).text,
+                *(requests.get(f"{flower}/task/{i}", auth=AUTH, timeout=5).text for i in ids),
+            ]
+    # the caller still gets the spec's result object, stored as SUCCESS
+    assert [r["successful"] for r in results] == [False, False]
+    assert [r["extraDataTracking"]["errorType"] for r in results] == [
+        "InvalidPhoneNumber",
+        "ConfigError",  # the connector refuses the unsendable token, never quoting it
+    ]
+    assert {app.backend.get_task_meta(i)["status"] for i in ids} == {"SUCCESS"}
+    for task_id, error_type in zip(ids, ("InvalidPhoneNumber", "ConfigError"), strict=True):
+        exception = tasks[task_id]["exception"]
+        assert exception.startswith("LookupFailed(") and exception[14:].startswith(error_type)
+    assert all("LookupFailed" in page for page in pages[1:])  # the task pages say so too
+    canary = PASTED.strip("“”")
+    assert not [p for p in pages if canary in p or CANARY in p]
+    assert canary not in json.dumps(results)
+    leaks = [k for k in redis_client.scan_iter() if canary.encode() in (dump(redis_client, k))]
+    assert not leaks
+
+
+def dump(client: redis.Redis, key: bytes) -> bytes:
+    """Every byte of a key's value, whatever its type (for a canary search)."""
+    kind = client.type(key).decode()
+    if kind == "string":
+        return client.get(key) or b""
+    if kind == "list":
+        return b"".join(client.lrange(key, 0, -1))
+    if kind == "hash":
+        return b"".join(k + v for k, v in client.hgetall(key).items())
+    if kind in ("set", "zset"):
+        members = client.smembers(key) if kind == "set" else client.zrange(key, 0, -1)
+        return b"".join(members)
+    return key

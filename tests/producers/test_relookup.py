@@ -55,7 +55,7 @@ hello
 """
 
 
-def test_relookup_looks_up_each_number_once_and_reports_bad_lines(
+def test_relookup_writes_one_line_per_row_and_looks_up_each_number_once(
     worker: ContactLookupCelery, tmp_path: Path, capsys: Capsys
 ) -> None:
     source = tmp_path / "numbers.txt"
@@ -64,8 +64,11 @@ def test_relookup_looks_up_each_number_once_and_reports_bad_lines(
     code = main(["relookup", str(source), "--connection", "demo", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0
-    lines = {r["line"]: r for r in results(out)}
-    assert sorted(lines) == [1, 3, 5, 6, 7, 8]  # line 2 repeats line 1's number
+    written = results(out)
+    lines = {r["line"]: r for r in written}
+    assert len(written) == len(lines) == 8 and sorted(lines) == list(range(1, 9))  # every row
+    assert lines[2] == {"line": 2, "phoneNumber": "+14155550100", "duplicateOf": 1}
+    assert lines[4] == {"line": 4, "phoneNumber": "", "skipped": "blank"}
     assert lines[1]["phoneNumber"] == "+14155550100" and ids(lines[1]["result"]) == ["c-1001"]
     assert ids(lines[3]["result"]) == ["c-1002"]  # 415-555-0199 is one of Grace's phones
     assert ids(lines[7]["result"]) == ["c-1002", "c-1003", "c-1004"]
@@ -75,19 +78,25 @@ def test_relookup_looks_up_each_number_once_and_reports_bad_lines(
         assert lines[bad]["result"]["extraDataTracking"]["errorType"] == "InvalidPhoneNumber"
     assert (
         "6 numbers: 3 matched, 1 not found, 0 failed, 2 invalid; 0 from cache; "
-        "1 repeated numbers looked up once"
+        "1 repeated numbers looked up once; 1 blank or comment rows"
     ) in err
-    assert "relookup" in err and "number" in err  # the tqdm bar
+    assert "every row done" in err
+    assert "relookup: 4 numbers to look up" in err  # the estimate (json: no rate limit)
+    assert "no rate limit" in err
 
-    # re-running with the same --out resumes: only the new number is looked up
-    source.write_text(NUMBERS + "+442079460958\n")
+    # re-running with the same --out resumes: only the new row is done; the summary
+    # covers the whole file
+    source.write_text(NUMBERS + "+442079460958\n+14155550188\n")
     code = main(["relookup", str(source), "--connection", "demo", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0
     again = results(out)
-    assert len(again) == 7 and again[-1]["line"] == 9
-    assert ids(again[-1]["result"]) == ["c-1007"]
-    assert "1 numbers: 1 matched" in err and "7 already in the results (skipped)" in err
+    assert len(again) == 10 and again[8]["line"] in (9, 10)
+    by = {r["line"]: r for r in again}
+    assert ids(by[9]["result"]) == ["c-1007"]
+    assert by[10] == {"line": 10, "phoneNumber": "+14155550188", "duplicateOf": 6}
+    assert "(this run): 1 numbers: 1 matched" in err and "8 already in the results" in err
+    assert f"relookup ({out}): 7 numbers: 4 matched, 1 not found, 0 failed, 2 invalid" in err
 
 
 def test_relookup_answers_from_the_cache_unless_refresh(
@@ -140,6 +149,8 @@ def test_relookup_keeps_a_bounded_window_and_stops_when_no_worker_answers(
     assert code == 1 and "Is a worker consuming the 'relookup' queue?" in err
     assert len(queued(client, "relookup")) == 2  # never more than the window outstanding
     assert not out.exists() or out.read_text() == ""
+    assert "2 queued jobs revoked" in err and "6 rows still to do" in err
+    assert f"resume with: contact-lookup relookup {source} --connection demo" in err
 
 
 def test_relookup_usage_errors(env: Path, tmp_path: Path, capsys: Capsys) -> None:

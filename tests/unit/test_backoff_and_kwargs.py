@@ -1,3 +1,4 @@
+import json
 import random
 
 import pytest
@@ -64,5 +65,25 @@ def test_limiter_deferrals_are_told_apart_and_jittered() -> None:
     assert backoff.is_deferral(own) and not backoff.is_deferral(crm)
     assert not backoff.is_deferral(CRMUnavailable("x"))
     rng = random.Random(3)
-    waits = {backoff.deferral_delay_s(own, rng) for _ in range(50)}
-    assert all(2.0 <= w <= 2.3 for w in waits) and len(waits) > 1
+    # a batch job: uniform over [wait, 2 x wait] (here 2-4 s), so deferred jobs do not stampede
+    waits = sorted(backoff.deferral_delay_s(own, 10.0, rng) for _ in range(400))
+    assert waits[0] >= 2.0 and waits[-1] <= 4.0
+    quarters = [sum(2 + q / 2 <= w < 2.5 + q / 2 for w in waits) for q in range(4)]
+    assert all(70 <= n <= 130 for n in quarters), quarters  # about 100 in each half second
+    # never wider than one window: a 30 s wait in a 5 s window wakes within 30-35 s
+    late = RateLimited(retry_after_s=30.0, status_code=None)
+    assert all(30.0 <= backoff.deferral_delay_s(late, 5.0, rng) <= 35.0 for _ in range(50))
+    # a call pop: 10 % jitter only (its deadline leaves no room)
+    assert all(
+        2.0 <= backoff.deferral_delay_s(own, 10.0, rng, priority=True) <= 2.3 for _ in range(50)
+    )
+    soon = RateLimited(retry_after_s=0.01, status_code=None)
+    assert backoff.deferral_delay_s(soon, 2.0, rng) >= backoff.MIN_DEFERRAL_S
+    # the stress setting: the limiter's exact wait, as short as it allows
+    assert backoff.deferral_delay_s(soon, 10.0, rng, spread=False) == 0.01
+
+
+def test_a_deferral_reason_keeps_its_wake_up_time_through_json() -> None:
+    reason = backoff.Deferred("deferred until 01:02:03Z", 1796000523.456)
+    assert str(reason) == "deferred until 01:02:03Z"
+    assert backoff.Deferred(*json.loads(json.dumps(reason.args))).until == 1796000523.456
