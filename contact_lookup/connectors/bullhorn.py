@@ -13,13 +13,19 @@ logs in again once, under a lock so that concurrent threads make one login betwe
 retries; a second 401 is ``AuthRejected``. The session token is added to the debug trace's
 secrets, and the access token travels only in the login URL, which the trace redacts.
 
-Search: one query is ``(phone:"N" OR mobile:"N" OR phone2:"N" OR phone3:"N") AND
-isDeleted:false`` posted to ``search/ClientContact``, ``search/Candidate`` and ``search/Lead``,
-each followed through ``start``/``total`` for at most ``MAX_PAGES`` pages: a phone number
-shared by more records than that is a switchboard, not a person to pop.
+Search: a lookup is one search per entity, whatever the number of formats: every phone field
+of every term ORed, ``(phone:"N" OR mobile:"N" OR ... OR phone3:"F2") AND isDeleted:false``,
+posted to ``search/ClientContact``, ``search/Candidate`` and ``search/Lead`` (3 requests, sent
+concurrently by ``Connector.find``), each followed through ``start``/``total`` for at most
+``MAX_PAGES`` pages per term: a phone number shared by more records than that is a
+switchboard, not a person to pop. Bullhorn's search takes Lucene syntax with ``OR`` and
+grouping (bullhorn/rest-api-docs ``_search.md``, "Lucene query syntax"), so the union of the
+terms is exactly what the separate searches would find.
 
 Matching: Lucene term match on the stored string, so every formatted variant is a different
-term and ``plan`` keeps them all (the base behaviour).
+term and ``plan`` keeps them all (the base behaviour). Each hit's ``phone`` is the first term
+(in the spec's order) equal to one of its phone fields, so ``find`` ranks it as the separate
+searches would.
 
 Errors: 429 -> ``RateLimited(retry_after_s=1.0)`` (Bullhorn sends no headers; its message and
 its SDK say wait one second and retry: supportforums.bullhorn.com viewtopic t=34864); login
@@ -31,16 +37,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import Option, SearchPage
+from contact_lookup.connectors.base import Option, Search, SearchPage
 from contact_lookup.connectors.http import HttpConnector, retry_after_seconds
 from contact_lookup.model.errors import AuthRejected, CRMUnavailable
 
 PHONE_FIELDS = ("phone", "mobile", "phone2", "phone3")
-_COMMON = "id,name,firstName,lastName,email,occupation,dateAdded,dateLastModified"
+_COMMON = "id,name,firstName,lastName,email,occupation,dateAdded,dateLastModified," + ",".join(
+    PHONE_FIELDS
+)
 # Per entity: the fields to ask for, and the spec ``type`` the contact is reported as.
 ENTITIES = {
     "ClientContact": (f"{_COMMON},clientCorporation(name)", "Contact"),
@@ -59,15 +68,24 @@ class BhSession:
     rest_url: str  # ends with "/"
 
 
-def lucene_query(number: str) -> str:
-    """The search for one phone string: quoted, so ``+ ( ) -`` are not Lucene syntax."""
-    value = '"' + number.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    either = " OR ".join(f"{field}:{value}" for field in PHONE_FIELDS)
+def lucene_query(*numbers: str) -> str:
+    """The search for any of the phone strings in any phone field: each quoted, so
+    ``+ ( ) -`` are not Lucene syntax."""
+    values = ['"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in numbers]
+    either = " OR ".join(f"{field}:{value}" for value in values for field in PHONE_FIELDS)
     return f"({either}) AND isDeleted:false"
 
 
-def to_contact(entity: str, item: Any) -> dict[str, Any]:
-    """One search hit in the spec's field names; dates stay epoch milliseconds."""
+def matched_phone(item: Mapping[str, Any], terms: tuple[str, ...]) -> str | None:
+    """The first term equal to one of the hit's phone fields, else its first phone value."""
+    stored = [item.get(field) for field in PHONE_FIELDS]
+    stored = [value for value in stored if isinstance(value, str) and value]
+    return next((term for term in terms if term in stored), stored[0] if stored else None)
+
+
+def to_contact(entity: str, item: Any, terms: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One search hit in the spec's field names; dates stay epoch milliseconds; ``phone`` is
+    the term it matched (``matched_phone``)."""
     if not isinstance(item, Mapping):
         raise CRMUnavailable("Bullhorn returned a search hit that is not an object.")
     corp = item.get("clientCorporation")
@@ -80,6 +98,7 @@ def to_contact(entity: str, item: Any) -> dict[str, Any]:
     return {
         "id": item.get("id"),
         "name": name,
+        "phone": matched_phone(item, terms),
         "type": ENTITIES[entity][1],
         "title": item.get("occupation"),
         "company": company,
@@ -98,24 +117,41 @@ class BullhornConnector(HttpConnector):
         "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
     }
     requests_per_query = 3  # one search per entity: ClientContact, Candidate, Lead
+    # Bullhorn limits concurrent API sessions (25 or 50 by edition: kb.bullhorn.com,
+    # "Understanding API Usage Limits"), not concurrent requests in one session; a lookup
+    # sends 3 at once (one per entity), well inside the default.
+    default_max_concurrency = 8
 
     def search(self, query: str) -> SearchPage:
-        lucene = lucene_query(query)
         records: list[dict[str, Any]] = []
         for entity in ENTITIES:
-            records.extend(self._search_entity(entity, lucene))
+            records.extend(self._search_entity(entity, (query,)))
         return SearchPage(records)
+
+    def searches(self, planned: list[str]) -> list[Search]:
+        """One search per entity ORing every planned term (see the module docstring)."""
+        if not planned:
+            return []
+        terms = tuple(planned)
+        return [Search(None, partial(self._entity_page, entity, terms)) for entity in ENTITIES]
+
+    def request_count(self, planned: list[str]) -> int:
+        return len(ENTITIES) if planned else 0
 
     def retry_after(self, resp: requests.Response) -> float | None:
         wait = retry_after_seconds(resp.headers.get("Retry-After"))
         return RATE_LIMIT_WAIT_S if wait is None else wait
 
     # ----- search ----------------------------------------------------------------------------
-    def _search_entity(self, entity: str, lucene: str) -> list[dict[str, Any]]:
+    def _entity_page(self, entity: str, terms: tuple[str, ...]) -> SearchPage:
+        return SearchPage(self._search_entity(entity, terms))
+
+    def _search_entity(self, entity: str, terms: tuple[str, ...]) -> list[dict[str, Any]]:
         size = self.int_option("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        lucene = lucene_query(*terms)
         found: list[dict[str, Any]] = []
         start = 0
-        for _ in range(MAX_PAGES):
+        for _ in range(MAX_PAGES * len(terms)):
             body = self._call(
                 "POST",
                 f"search/{entity}",
@@ -125,7 +161,7 @@ class BullhornConnector(HttpConnector):
             data = body.get("data") if isinstance(body, Mapping) else None
             if not isinstance(data, list):
                 raise CRMUnavailable("Bullhorn answered a search without its data list.")
-            found.extend(to_contact(entity, item) for item in data)
+            found.extend(to_contact(entity, item, terms) for item in data)
             start += len(data)
             total = body.get("total")
             if (

@@ -24,6 +24,10 @@ FIELDS = "id,name,type,title,company{name},primary_email_address,created_at,upda
 class ClioConnector(HttpConnector):
     crm = "clio"
     default_rate_limit = (50, 60.0)  # about 50 requests/minute per token
+    # Clio documents a per-token rate (50/min at peak, docs.developers.clio.com "Rate
+    # Limits") and no concurrency limit: the base default. A lookup sends one search per
+    # term (3 for E.164 and two formats), all at once.
+    default_max_concurrency = 8
     page_limit = 200  # Clio's maximum page size
     # Each page is one request against ~50/min: past 5 x 200 matches for one number the
     # number is a switchboard, not a person, and the pop would be useless anyway.

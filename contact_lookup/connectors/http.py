@@ -84,7 +84,9 @@ class HttpConnector(Connector):
         started = time.monotonic()
         status: int | None = None
         try:
-            resp = self.session.request(method, url, timeout=self.timeout_s, stream=True, **kwargs)
+            resp = self.http_session.request(
+                method, url, timeout=self.timeout_s, stream=True, **kwargs
+            )
             status = resp.status_code
             resp._content = self._read_body(resp, started)
             return resp

@@ -86,6 +86,10 @@ def to_contact(item: Any) -> dict[str, Any]:
 class HubSpotConnector(HttpConnector):
     crm = "hubspot"
     default_rate_limit = (4, 1.0)  # search: about 4-5 requests/s per token
+    # HubSpot documents per-second and daily limits, not a concurrency limit: no more in
+    # flight than one second of the search budget (developers.hubspot.com "API usage
+    # guidelines": search endpoints are limited to about 5 requests per second per token).
+    default_max_concurrency = 4
     options = {
         "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
     }

@@ -4,9 +4,11 @@ Config: ``base_url`` (the account's API URL, e.g. ``https://api.na1.insightly.co
 without the ``/v3.1`` Insightly shows in User Settings) and ``token_env`` naming the user's
 API key, sent as HTTP Basic ``base64("KEY:")``.
 
-Insightly searches one field at a time, so one query is four searches: Contacts by ``PHONE``
-and ``PHONE_MOBILE``, Leads by ``PHONE`` and ``MOBILE`` (the fields RingCentral's own
-Insightly connector searches), each paged with ``skip``/``top`` up to ``max_pages``.
+Insightly searches one field for one value at a time (``field_name``/``field_value``), so one
+query is four searches: Contacts by ``PHONE`` and ``PHONE_MOBILE``, Leads by ``PHONE`` and
+``MOBILE`` (the fields RingCentral's own Insightly connector searches), each paged with
+``skip``/``top`` up to ``max_pages``. The searches of every query are independent and
+``Connector.find`` sends them concurrently (``default_max_concurrency``).
 Rate limit: a per-plan daily limit reported as ``X-RateLimit-Limit``/``-Remaining`` (the base
 class's default reading; no reset is documented) and 429.
 """
@@ -15,9 +17,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
-from contact_lookup.connectors.base import SearchPage
+from contact_lookup.connectors.base import Search, SearchPage
 from contact_lookup.connectors.http import HttpConnector
 from contact_lookup.model.errors import CRMUnavailable, RateLimitState
 
@@ -37,6 +40,9 @@ class InsightlyConnector(HttpConnector):
         1.0,
     )  # only a per-plan daily limit is documented: a conservative guess
     requests_per_query = 4  # Contacts PHONE and PHONE_MOBILE, Leads PHONE and MOBILE
+    # Insightly documents a daily request limit per plan and no concurrency limit; 12 is one
+    # lookup's searches for E.164 and two formats (3 x 4), so a call pop is one round trip.
+    default_max_concurrency = 12
     page_limit = 100  # Insightly's default ``top``; the maximum is 500
     # Four searches per query already; past 5 pages a number is a switchboard, not a person.
     max_pages = 5
@@ -56,28 +62,46 @@ class InsightlyConnector(HttpConnector):
     def search(self, query: str) -> SearchPage:
         records: list[Mapping[str, Any]] = []
         state: RateLimitState | None = None
-        for entity, field, id_field, email_field, kind in SEARCHES:
-            for page in range(self.max_pages):
-                # brief=true: only top-level fields, which hold all we read; the
-                # sub-collections (custom fields, tags, links) only make the answer heavier.
-                params = {
-                    "field_name": field,
-                    "field_value": query,
-                    "brief": "true",
-                    "top": self.page_limit,
-                    "skip": page * self.page_limit,
-                }
-                body, resp = self.request_json(
-                    f"{self._api}{entity}/Search", params=params, headers=self._headers
+        for spec in SEARCHES:
+            page = self._search_field(query, spec)
+            records.extend(page.records)
+            state = page.rate_limit or state
+        return SearchPage(records, state)
+
+    def searches(self, planned: list[str]) -> list[Search]:
+        """Four independent searches per query, in the order ``search`` runs them."""
+        return [
+            Search(query, partial(self._search_field, query, spec))
+            for query in planned
+            for spec in SEARCHES
+        ]
+
+    def _search_field(self, query: str, spec: tuple[str, str, str, str, str]) -> SearchPage:
+        """One field's search, its pages followed as each arrives."""
+        entity, field, id_field, email_field, kind = spec
+        records: list[Mapping[str, Any]] = []
+        state: RateLimitState | None = None
+        for page in range(self.max_pages):
+            # brief=true: only top-level fields, which hold all we read; the
+            # sub-collections (custom fields, tags, links) only make the answer heavier.
+            params = {
+                "field_name": field,
+                "field_value": query,
+                "brief": "true",
+                "top": self.page_limit,
+                "skip": page * self.page_limit,
+            }
+            body, resp = self.request_json(
+                f"{self._api}{entity}/Search", params=params, headers=self._headers
+            )
+            state = self.rate_limit_state(resp) or state
+            if not isinstance(body, list):
+                raise CRMUnavailable(
+                    "Insightly answered without a record list.", status_code=resp.status_code
                 )
-                state = self.rate_limit_state(resp) or state
-                if not isinstance(body, list):
-                    raise CRMUnavailable(
-                        "Insightly answered without a record list.", status_code=resp.status_code
-                    )
-                records.extend(_record(item, field, id_field, email_field, kind) for item in body)
-                if len(body) < self.page_limit:
-                    break
+            records.extend(_record(item, field, id_field, email_field, kind) for item in body)
+            if len(body) < self.page_limit:
+                break
         return SearchPage(records, state)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, MutableMapping
+from concurrent.futures import Future
 from typing import Any
 
 import phonenumbers
@@ -30,6 +31,9 @@ from contact_lookup.model.phone import national_digits
 class PipedriveConnector(HttpConnector):
     crm = "pipedrive"
     default_rate_limit = (10, 2.0)  # search: about 10 per 2 s window
+    # Pipedrive documents token-based rate limits per 2-second window and a daily budget
+    # (pipedrive.readme.io "Rate limiting"), no concurrency limit: the base default.
+    default_max_concurrency = 8
     options = {
         "exact_match": Option(
             bool, "send exact_match=true (the term must equal the stored value)", False
@@ -49,7 +53,10 @@ class PipedriveConnector(HttpConnector):
         super().__init__(*args, **kwargs)
         self.exact = self.connection.options.get("exact_match") is True
         self._contains: set[str] = set()  # planned terms searched as "contains"
-        self._person_reads: set[int] = set()  # ids read in this lookup (per-lookup instance)
+        # Ids read in this lookup (per-lookup instance), each with its answer: the lookup's
+        # searches run concurrently, and a person found by two of them is read once.
+        self._person_reads: dict[int, Future[Mapping[str, Any]]] = {}
+        self._reads_lock = threading.Lock()
 
     # ----- which queries -------------------------------------------------------------------
     def plan(self, queries: list[str]) -> list[str]:
@@ -132,9 +139,26 @@ class PipedriveConnector(HttpConnector):
             hit = cache.get(person_id)
         if hit is not None and hit[0] > now:
             return hit[1], None
-        if person_id in self._person_reads or len(self._person_reads) >= self.person_fetch_cap:
-            return {}, None
-        self._person_reads.add(person_id)
+        with self._reads_lock:
+            pending = self._person_reads.get(person_id)
+            if pending is None:
+                if len(self._person_reads) >= self.person_fetch_cap:
+                    return {}, None
+                mine: Future[Mapping[str, Any]] = Future()
+                self._person_reads[person_id] = mine
+        if pending is not None:
+            return pending.result(), None  # another search of this lookup is reading it
+        try:
+            dates, state = self._read_person(person_id, cache, lock, now)
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        mine.set_result(dates)
+        return dates, state
+
+    def _read_person(
+        self, person_id: int, cache: MutableMapping[int, Any], lock: threading.Lock, now: float
+    ) -> tuple[Mapping[str, Any], RateLimitState | None]:
         try:
             body, resp = self.request_json(f"api/v2/persons/{person_id}", headers=self._headers())
         except BadQuery as exc:

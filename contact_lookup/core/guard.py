@@ -9,9 +9,10 @@ The order matters: followers of a coalesced lookup take no tokens, so N concurre
 one number cost the budget what one does. A deferred leader publishes a failure; its
 followers then try for themselves and are deferred by the limiter too, without a request.
 
-Tokens per lookup: ``len(connector.plan(terms))``, times the connector's optional
-``requests_per_query`` (default 1) for connectors that send several requests per
-phone query (one per record type, say). Extra pages of a large result are not counted: a
+Tokens per lookup: ``connector.request_count(connector.plan(terms))``: by default the planned
+queries times the connector's ``requests_per_query`` (default 1) for connectors that send
+several requests per phone query (one per record type, say); a connector that ORs several
+queries into one request counts its own. Extra pages of a large result are not counted: a
 rare slight under-count that the CRM's own signals (429, remaining 0) then correct.
 """
 
@@ -58,7 +59,7 @@ class Guard:
     @staticmethod
     def tokens(prepared: Prepared, connector: Connector) -> int:
         """How many CRM requests the lookup will make (see the module docstring)."""
-        return len(connector.plan(list(prepared.terms))) * connector.requests_per_query
+        return connector.request_count(connector.plan(list(prepared.terms)))
 
     def _limited(
         self, prepared: Prepared, request: LookupRequest, connector: Connector, work: Work

@@ -35,8 +35,13 @@ COMMON_KEYS = frozenset(
         "contacts",
         "rate_limit",
         "rate_reserve",
+        "max_concurrency",
     }
 )
+
+# The most requests of one connection a worker process may have in flight at once: the
+# fan-out pool's size (contact_lookup/connectors/fanout.py, POOL_THREADS).
+MAX_CONCURRENCY_CAP = 64
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class Connection:
     rate_limit: str | None = None
     # Share of each rate-limit window kept for call pops (contact_lookup/core/ratelimit.py).
     rate_reserve: float = 0.2
+    # CRM requests in flight at once per worker process; None: the connector's vendor default.
+    max_concurrency: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -139,6 +146,16 @@ def _connection(name: str, table: Mapping[str, Any], base_dir: Path) -> Connecti
         raise ConfigError(
             f"connection {name!r}: rate_reserve must be a fraction from 0 to below 1 (e.g. 0.2)"
         )
+    max_concurrency = table.get("max_concurrency")
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or not 1 <= max_concurrency <= MAX_CONCURRENCY_CAP
+    ):
+        raise ConfigError(
+            f"connection {name!r}: max_concurrency must be a whole number from 1 to "
+            f"{MAX_CONCURRENCY_CAP} (got {max_concurrency!r})"
+        )
     rc_account = table.get("rc_account", "")
     return Connection(
         name=name,
@@ -157,6 +174,7 @@ def _connection(name: str, table: Mapping[str, Any], base_dir: Path) -> Connecti
         contacts=(base_dir / contacts) if contacts else None,
         rate_limit=rate_limit,
         rate_reserve=float(reserve),
+        max_concurrency=max_concurrency,
         options={k: v for k, v in table.items() if k not in COMMON_KEYS},
     )
 

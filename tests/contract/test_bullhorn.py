@@ -215,7 +215,9 @@ def test_429_is_rate_limited_with_a_one_second_wait(sim: BullhornSimulator) -> N
         connector(sim, shared=shared).find(["+14155550100"])
     assert info.value.retry_after_s == 1.0
     assert info.value.status_code == 429
-    assert sim.rate_limited == 1
+    # The three entity searches are in flight together (fan-out): the CRM's 429 reaches
+    # the connector once one of them is answered, so one or both of the others are refused.
+    assert sim.rate_limited == 2 and sim.by_path.total() == 1 + 3 + 3
 
 
 def test_expired_session_logs_in_again_once_then_succeeds(sim: BullhornSimulator) -> None:
@@ -280,4 +282,6 @@ def test_tokens_never_reach_the_debug_trace(sim: BullhornSimulator) -> None:
     assert sim.token not in text
     session = shared["bullhorn.session"].token
     assert session not in text
-    assert len(trace.entries) == 1 + 3 + 1 + 1 + 3  # login, 3 searches, 401, login, 3 searches
+    # login, 3 searches; then the 3 concurrent searches each get 401, one login between them
+    # (under the lock), and the 3 searches again
+    assert len(trace.entries) == 1 + 3 + 3 + 1 + 3
