@@ -8,8 +8,8 @@ would exceed the bound shows in the in-flight counter before it waits.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
