@@ -71,6 +71,7 @@ def fan_out_call_pop(ctx: Context) -> Outcome:
             it = iter(nums)
             runs: dict[str, list[float]] = {"fan": [], "seq": []}
             per_lookup: dict[str, float] = {}
+            peak: dict[str, int] = {}
             bad = 0
             with running(worker, app):
                 for conn in ("fan", "seq"):  # sessions, logins, scripts
@@ -85,8 +86,9 @@ def fan_out_call_pop(ctx: Context) -> Outcome:
                         runs[conn].append(seconds)
                         tracking = result.get("extraDataTracking") or {}
                         bad += not result.get("successful") or bool(tracking.get("isCached"))
-                    per_lookup[conn] = sim.counters()["requests"] / n
-                peak = sim.counters()["max_in_flight"]
+                    counters = sim.counters()
+                    per_lookup[conn] = counters["requests"] / n
+                    peak[conn] = counters["max_in_flight"]
             app.close()
         rtt = ms(CRM_RTT_S)
         fan50, seq50 = ms(percentile(runs["fan"], 50)), ms(percentile(runs["seq"], 50))
@@ -112,8 +114,9 @@ def fan_out_call_pop(ctx: Context) -> Outcome:
         out.notes.append(
             f"{crm}: {FAN_SAMPLES} fan-out and {SEQ_SAMPLES} one-at-a-time cache-miss call "
             f"pops, sequential, after warm-up; {per_lookup['fan']:.1f} requests per lookup "
-            f"(one at a time: {per_lookup['seq']:.1f}); the simulator saw at most {peak} "
-            f"requests in flight; {bad} lookups failed or came from the cache."
+            f"(one at a time: {per_lookup['seq']:.1f}); the simulator saw at most "
+            f"{peak['fan']} requests in flight (one at a time: {peak['seq']}); {bad} lookups "
+            "failed or came from the cache."
         )
     out.notes.append(
         "Before fan-out a lookup's time was the sum of its round trips: 3 on Clio, 9 on "
