@@ -4,9 +4,15 @@ Connection: ``base_url`` (``https://api.hubapi.com``); ``token_env`` names the v
 a private-app or OAuth access token. Option ``page_size`` (1-200, default 100) is the search
 ``limit``.
 
-Search: one ``POST /crm/v3/objects/contacts/search`` per query, two filter groups ORed:
-``phone EQ N`` and ``mobilephone EQ N``; ``paging.next.after`` is followed for at most
-``MAX_PAGES`` pages (a number shared by more contacts than that is not a person to pop).
+Search: one ``POST /crm/v3/objects/contacts/search`` per lookup. Filter groups are ORed
+(at most 5 groups, 10 filters in a group, 25 in all: developers.hubspot.com changelog
+"Expanded filtering capabilities", 2024-08-26), so one query is two groups, ``phone EQ N``
+and ``mobilephone EQ N``, and several queries are two groups with the ``IN`` operator,
+``phone IN [N, F1, F2]`` and ``mobilephone IN [...]`` (CRM search guide, "Filter search
+results": ``IN`` matches any value of a ``values`` list exactly; string values lowercase,
+which phone strings already are): the same records the separate searches would find, in one
+request. ``paging.next.after`` is followed for at most ``MAX_PAGES`` pages per query (a
+number shared by more contacts than that is not a person to pop).
 
 Matching: ``EQ`` compares the stored string (case-insensitively) and HubSpot stores a phone
 number as it was typed, so ``+14155550100`` and ``(415) 555-0100`` find different contacts:
@@ -23,12 +29,13 @@ off). ``X-HubSpot-RateLimit-Max``/``-Remaining`` give the state; HubSpot sends n
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import Option, SearchPage
+from contact_lookup.connectors.base import Option, Search, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
 from contact_lookup.model.errors import CRMUnavailable, RateLimited, RateLimitState
 
@@ -50,12 +57,17 @@ MAX_PAGES = 5
 SECONDLY_WAIT_S = 1.0
 
 
-def search_body(number: str, limit: int, after: str | None) -> dict[str, Any]:
+def search_body(numbers: str | Sequence[str], limit: int, after: str | None) -> dict[str, Any]:
+    """The search for one number (``EQ``) or any of several (``IN``), in either phone property."""
+    terms = [numbers] if isinstance(numbers, str) else list(numbers)
+    filters: list[dict[str, Any]] = [
+        {"propertyName": p, "operator": "EQ", "value": terms[0]}
+        if len(terms) == 1
+        else {"propertyName": p, "operator": "IN", "values": terms}
+        for p in PHONE_PROPERTIES
+    ]
     body: dict[str, Any] = {
-        "filterGroups": [
-            {"filters": [{"propertyName": prop, "operator": "EQ", "value": number}]}
-            for prop in PHONE_PROPERTIES
-        ],
+        "filterGroups": [{"filters": [f]} for f in filters],
         "properties": PROPERTIES,
         "limit": limit,
     }
@@ -64,16 +76,27 @@ def search_body(number: str, limit: int, after: str | None) -> dict[str, Any]:
     return body
 
 
-def to_contact(item: Any) -> dict[str, Any]:
-    """One result in the spec's field names; dates stay ISO strings as HubSpot sent them."""
+def matched_phone(props: Mapping[str, Any], terms: Sequence[str]) -> str | None:
+    """The first term equal (case-insensitively, as ``EQ``) to the contact's phone or
+    mobilephone, else the first of those it stores."""
+    stored = [v for p in PHONE_PROPERTIES if isinstance(v := props.get(p), str) and v]
+    folded = {v.casefold() for v in stored}
+    return next((t for t in terms if t.casefold() in folded), stored[0] if stored else None)
+
+
+def to_contact(item: Any, terms: Sequence[str] = ()) -> dict[str, Any]:
+    """One result in the spec's field names; dates stay ISO strings as HubSpot sent them.
+    With several ``terms`` (one search for all), ``phone`` is the term it matched."""
     if not isinstance(item, Mapping):
         raise CRMUnavailable("HubSpot returned a search result that is not an object.")
     props = item.get("properties")
     props = props if isinstance(props, Mapping) else {}
+    phone = matched_phone(props, terms) if len(terms) > 1 else None
     name = " ".join(str(p) for p in (props.get("firstname"), props.get("lastname")) if p)
     return {
         "id": item.get("id"),
         "name": name or props.get("email") or None,
+        "phone": phone,
         "type": "Contact",
         "title": props.get("jobtitle"),
         "company": props.get("company"),
@@ -94,16 +117,29 @@ class HubSpotConnector(HttpConnector):
         "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
     }
 
+    # Search filters per request (module docstring): 2 groups of one IN filter hold every term.
     def search(self, query: str) -> SearchPage:
+        return self._search_terms((query,))
+
+    def searches(self, planned: list[str]) -> list[Search]:
+        """One search for every planned query (``IN``), or the base's one per query."""
+        if len(planned) <= 1:
+            return super().searches(planned)
+        return [Search(None, partial(self._search_terms, tuple(planned)))]
+
+    def request_count(self, planned: list[str]) -> int:
+        return 1 if planned else 0
+
+    def _search_terms(self, terms: tuple[str, ...]) -> SearchPage:
         size = self.int_option("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         records: list[dict[str, Any]] = []
         after: str | None = None
         state: RateLimitState | None = None
-        for _ in range(MAX_PAGES):
+        for _ in range(MAX_PAGES * len(terms)):
             body, resp = self.request_json(
                 SEARCH_PATH,
                 method="POST",
-                json=search_body(query, size, after),
+                json=search_body(terms, size, after),
                 headers={"Authorization": f"Bearer {self.secret}"},
             )
             state = self.rate_limit_state(resp) or state
@@ -113,7 +149,7 @@ class HubSpotConnector(HttpConnector):
                     "HubSpot answered a search without its results list.",
                     status_code=resp.status_code,
                 )
-            records.extend(to_contact(item) for item in results)
+            records.extend(to_contact(item, terms) for item in results)
             after = _next_after(body)
             if after is None or not results:
                 break
