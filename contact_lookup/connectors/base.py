@@ -21,7 +21,7 @@ import requests
 
 from contact_lookup.connectors.fanout import fan_out
 from contact_lookup.model import contact
-from contact_lookup.model.config import Connection
+from contact_lookup.model.config import MAX_CONCURRENCY_CAP, Connection
 from contact_lookup.model.errors import RateLimitState
 from contact_lookup.model.trace import DebugTrace
 
@@ -110,8 +110,10 @@ class Connector(ABC):
     options: ClassVar[Mapping[str, Option]] = {}
     # Requests of one connection in flight at once from one worker process, unless the
     # connection sets ``max_concurrency``. Each vendor states its documented limit (or that
-    # none is documented) beside its own value; 8 where none is published.
-    default_max_concurrency: ClassVar[int] = 8
+    # none is documented) beside its own value. Where none is published, the cap: the
+    # shared rate limit is then what bounds the requests, and a lower default would make a
+    # worker with many threads send fewer requests at once than it did one at a time.
+    default_max_concurrency: ClassVar[int] = MAX_CONCURRENCY_CAP
 
     def __init__(
         self,

@@ -44,6 +44,7 @@ import requests
 
 from contact_lookup.connectors.base import Option, Search, SearchPage
 from contact_lookup.connectors.http import HttpConnector, retry_after_seconds
+from contact_lookup.model.config import MAX_CONCURRENCY_CAP
 from contact_lookup.model.errors import AuthRejected, CRMUnavailable
 
 PHONE_FIELDS = ("phone", "mobile", "phone2", "phone3")
@@ -118,9 +119,9 @@ class BullhornConnector(HttpConnector):
     }
     requests_per_query = 3  # one search per entity: ClientContact, Candidate, Lead
     # Bullhorn limits concurrent API sessions (25 or 50 by edition: kb.bullhorn.com,
-    # "Understanding API Usage Limits"), not concurrent requests in one session; a lookup
-    # sends 3 at once (one per entity), well inside the default.
-    default_max_concurrency = 8
+    # "Understanding API Usage Limits"), not concurrent requests in one session (we keep one
+    # session per connection): no request limit to follow, the base default.
+    default_max_concurrency = MAX_CONCURRENCY_CAP
 
     def search(self, query: str) -> SearchPage:
         records: list[dict[str, Any]] = []

@@ -35,11 +35,11 @@ from contact_lookup.model.config import MAX_CONCURRENCY_CAP
 
 T = TypeVar("T")
 
-# Threads of the shared pool: enough for several lookups' fan-out at once; idle threads cost
-# a little memory only. Calls wait for their connection's gate, never for a pool thread
-# another connection holds for long, because every call holds its thread only while its own
-# requests (each with a timeout) run.
-POOL_THREADS = MAX_CONCURRENCY_CAP
+# Threads of the shared pool, created as needed: room for every connection's gate to be full
+# at once on a worker with many threads (4 connections at the cap); idle threads cost a
+# little memory only. Every call holds its thread only while its own requests (each with a
+# timeout) run.
+POOL_THREADS = 4 * MAX_CONCURRENCY_CAP
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()

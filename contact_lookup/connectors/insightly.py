@@ -22,6 +22,7 @@ from typing import Any
 
 from contact_lookup.connectors.base import Search, SearchPage
 from contact_lookup.connectors.http import HttpConnector
+from contact_lookup.model.config import MAX_CONCURRENCY_CAP
 from contact_lookup.model.errors import CRMUnavailable, RateLimitState
 
 # (entity path, phone field, id field, email field, spec type)
@@ -40,9 +41,9 @@ class InsightlyConnector(HttpConnector):
         1.0,
     )  # only a per-plan daily limit is documented: a conservative guess
     requests_per_query = 4  # Contacts PHONE and PHONE_MOBILE, Leads PHONE and MOBILE
-    # Insightly documents a daily request limit per plan and no concurrency limit; 12 is one
-    # lookup's searches for E.164 and two formats (3 x 4), so a call pop is one round trip.
-    default_max_concurrency = 12
+    # Insightly documents a daily request limit per plan and no concurrency limit: the base
+    # default (a lookup's 12 searches for E.164 and two formats go at once).
+    default_max_concurrency = MAX_CONCURRENCY_CAP
     page_limit = 100  # Insightly's default ``top``; the maximum is 500
     # Four searches per query already; past 5 pages a number is a switchboard, not a person.
     max_pages = 5

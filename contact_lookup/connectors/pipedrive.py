@@ -24,6 +24,7 @@ import requests
 
 from contact_lookup.connectors.base import Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int
+from contact_lookup.model.config import MAX_CONCURRENCY_CAP
 from contact_lookup.model.errors import BadQuery, CRMUnavailable, RateLimitState
 from contact_lookup.model.phone import national_digits
 
@@ -33,7 +34,7 @@ class PipedriveConnector(HttpConnector):
     default_rate_limit = (10, 2.0)  # search: about 10 per 2 s window
     # Pipedrive documents token-based rate limits per 2-second window and a daily budget
     # (pipedrive.readme.io "Rate limiting"), no concurrency limit: the base default.
-    default_max_concurrency = 8
+    default_max_concurrency = MAX_CONCURRENCY_CAP
     options = {
         "exact_match": Option(
             bool, "send exact_match=true (the term must equal the stored value)", False

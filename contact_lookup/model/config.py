@@ -39,8 +39,8 @@ COMMON_KEYS = frozenset(
     }
 )
 
-# The most requests of one connection a worker process may have in flight at once: the
-# fan-out pool's size (contact_lookup/connectors/fanout.py, POOL_THREADS).
+# The most requests of one connection a worker process may have in flight at once (the
+# fan-out pool, contact_lookup/connectors/fanout.py, has room for several at the cap).
 MAX_CONCURRENCY_CAP = 64
 
 
