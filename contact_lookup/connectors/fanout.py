@@ -18,6 +18,9 @@ first, then formats).
   enrichment reads that depend on its answer, which follow as soon as it arrives), so
   anything that pays the shared rate limiter per request from inside the request path pays
   on the thread that sends, before it sends.
+- **The caller's context goes along.** Each call runs in a copy of the caller's
+  ``contextvars`` context, so whatever the lookup set there (a per-request limiter charge,
+  a task id for the logs) is seen by the thread that sends.
 - One call, or ``max_concurrency == 1``, runs on the caller's thread: no thread hand-off.
 
 Threads, not asyncio: the connectors are synchronous ``requests`` code and a Celery threads
@@ -26,6 +29,7 @@ or gevent worker runs them; under gevent's monkey-patching the pool's threads ar
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -90,7 +94,8 @@ def fan_out(
     next_index = 0
     while running or (next_index < len(gated) and not errors):
         while not errors and next_index < len(gated) and len(running) < max_concurrency:
-            running[executor.submit(gated[next_index])] = next_index
+            context = contextvars.copy_context()  # one each: a context runs in one thread
+            running[executor.submit(context.run, gated[next_index])] = next_index
             next_index += 1
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:

@@ -7,6 +7,7 @@ would exceed the bound shows in the in-flight counter before it waits.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -134,6 +135,25 @@ def test_the_earliest_failure_in_input_order_is_raised() -> None:
         with pytest.raises(ValueError, match="first"):
             fan_out([fail("first"), fail("second")], max_concurrency=2)
         both.reset()
+
+
+LOOKUP_ID: contextvars.ContextVar[str] = contextvars.ContextVar("LOOKUP_ID", default="unset")
+
+
+def test_every_call_sees_the_callers_context() -> None:
+    together = threading.Barrier(3, timeout=TIMEOUT_S)
+
+    def run() -> tuple[str, int]:
+        together.wait()  # three pool threads at once, none of them the caller
+        return LOOKUP_ID.get(), threading.get_ident()
+
+    LOOKUP_ID.set("lookup-7")
+    try:
+        results = fan_out([run] * 3, max_concurrency=3)
+    finally:
+        LOOKUP_ID.set("unset")
+    assert [value for value, _ in results] == ["lookup-7"] * 3
+    assert threading.get_ident() not in {ident for _, ident in results}
 
 
 def test_one_call_runs_on_the_callers_thread() -> None:
