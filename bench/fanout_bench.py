@@ -1,17 +1,17 @@
-"""Benchmarks 9-12 (issue 13): fan-out, plain-Celery baselines, worker layout.
+"""Benchmarks 10-13 (issue 13): fan-out, plain-Celery baselines, worker layout.
 
-9.  Cache-miss call pop against a simulator answering every request in 150 ms, for Clio,
+10. Cache-miss call pop against a simulator answering every request in 150 ms, for Clio,
     Bullhorn and Insightly with E.164 and two formats: p50 over one CRM round trip, and the
     CRM requests per lookup; beside the same lookups sent one request at a time
     (``max_concurrency = 1``), which is what every lookup cost before fan-out (Bullhorn's
     one-search-per-entity OR also applies there: before it, 9 requests).
-10. Plain-Celery baselines (``bench/plain_app.py``: Celery's defaults, threads ``-c 8``, no
+11. Plain-Celery baselines (``bench/plain_app.py``: Celery's defaults, threads ``-c 8``, no
     events): the no-op round trip and throughput, against the product's cache-miss lookup
     (zero-latency Clio, threads ``-c 8``) and, when benchmark 1 ran in the same run, its
     cached call pop.
-11. One worker process ``-c 16`` against two ``-c 8`` on the same machine: cache-miss
+12. One worker process ``-c 16`` against two ``-c 8`` on the same machine: cache-miss
     throughput (the GIL lets one process use one core for Python).
-12. gevent against threads for I/O-bound fan-out: Clio with one format at 100 ms per
+13. gevent against threads for I/O-bound fan-out: Clio with one format at 100 ms per
     request (2 requests per lookup, sent together), ``--pool gevent -c 32`` vs ``--pool
     threads -c 32``: 64 requests in flight, Clio's default ``max_concurrency``; ideal 320/s.
 """
@@ -57,7 +57,7 @@ GEVENT_LATENCY_S, GEVENT_C, GEVENT_N = 0.1, 32, 640
 
 # ----- 9 ------------------------------------------------------------------------------------
 def fan_out_call_pop(ctx: Context) -> Outcome:
-    out = Outcome(9, "Cache-miss call pop vs a 150 ms CRM: p50 / one round trip (fan-out)")
+    out = Outcome(10, "Cache-miss call pop vs a 150 ms CRM: p50 / one round trip (fan-out)")
     for k, crm in enumerate(FAN_CRMS):
         total = FAN_WARM_UP * 2 + FAN_SAMPLES + SEQ_SAMPLES
         nums = numbers(300_000 + 1000 * k, total)
@@ -141,7 +141,7 @@ def _rate(app: Any, ids: list[str], concurrency: int, timeout_s: float) -> tuple
 
 
 def plain_celery(ctx: Context) -> Outcome:
-    out = Outcome(10, "Against plain Celery (defaults, threads -c 8, no events)")
+    out = Outcome(11, "Against plain Celery (defaults, threads -c 8, no events)")
     nums = numbers(400_000, RTT_WARM_UP + RTT_SAMPLES + THROUGHPUT_N)
     ctx.flush()
     plain = make_app(ctx.redis_url)
@@ -248,7 +248,7 @@ def _drain_with(
 
 
 def worker_layout(ctx: Context) -> Outcome:
-    out = Outcome(11, "One vs two worker processes on 2 cores (threads, 16 threads in all)")
+    out = Outcome(12, "One vs two worker processes on 2 cores (threads, 16 threads in all)")
     nums = numbers(500_000, 2 * LAYOUT_N)
     ctx.flush()
     rates: dict[str, float] = {}
@@ -274,7 +274,7 @@ def worker_layout(ctx: Context) -> Outcome:
 
 # ----- 12 -----------------------------------------------------------------------------------
 def gevent_vs_threads(ctx: Context) -> Outcome:
-    out = Outcome(12, "gevent vs threads, I/O-bound fan-out (Clio, 1 format, 100 ms)")
+    out = Outcome(13, "gevent vs threads, I/O-bound fan-out (Clio, 1 format, 100 ms)")
     nums = numbers(600_000, 2 * GEVENT_N)
     ctx.flush()
     rates: dict[str, float] = {}

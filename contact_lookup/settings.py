@@ -70,6 +70,8 @@ class Settings:
     result_expires_s: float = 86400.0
     http_timeout_s: float = 10.0
     rc_verification_token: str | None = field(default=None, repr=False)
+    # Fernet keys (comma-separated, first encrypts) for the OAuth token store.
+    token_encryption_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -89,4 +91,5 @@ class Settings:
             result_expires_s=_number(env, "RESULT_EXPIRES", 86400.0, minimum=60),
             http_timeout_s=_number(env, "CRM_HTTP_TIMEOUT", 10.0, minimum=0.1),
             rc_verification_token=env.get("RC_VERIFICATION_TOKEN") or None,
+            token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY", "").strip() or None,
         )

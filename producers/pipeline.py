@@ -266,7 +266,12 @@ class EventPipeline:
         return None
 
     def _run(self, uuid: str | None, job: Job, *, check_cache: bool = True) -> Outcome:
-        query = LookupRequest(job.phone_number, purpose=job.purpose, is_extension=job.is_extension)
+        query = LookupRequest(
+            job.phone_number,
+            purpose=job.purpose,
+            is_extension=job.is_extension,
+            user=job.rc_extension,  # that extension's own CRM grant, if it connected one
+        )
         fields: dict[str, Any] = {
             "purpose": job.purpose,
             "phone_number": job.phone_number,

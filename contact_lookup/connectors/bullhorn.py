@@ -13,49 +13,55 @@ logs in again once, under a lock so that concurrent threads make one login betwe
 retries; a second 401 is ``AuthRejected``. The session token is added to the debug trace's
 secrets, and the access token travels only in the login URL, which the trace redacts.
 
-Search: a lookup is one search per entity, whatever the number of formats: every phone field
-of every term ORed, ``(phone:"N" OR mobile:"N" OR ... OR phone3:"F2") AND isDeleted:false``,
-posted to ``search/ClientContact``, ``search/Candidate`` and ``search/Lead`` (3 requests, sent
-concurrently by ``Connector.find``), each followed through ``start``/``total`` for at most
-``MAX_PAGES`` pages per term: a phone number shared by more records than that is a
-switchboard, not a person to pop. Bullhorn's search takes Lucene syntax with ``OR`` and
-grouping (bullhorn/rest-api-docs ``_search.md``, "Lucene query syntax"), so the union of the
-terms is exactly what the separate searches would find.
+Search: one query is ``(phone:"N" OR mobile:"N" OR phone2:"N" OR phone3:"N") AND
+isDeleted:false`` posted to ``search/ClientContact``, ``search/Candidate`` and ``search/Lead``,
+each followed through ``start``/``total`` for at most ``MAX_PAGES`` pages: a phone number
+shared by more records than that is a switchboard, not a person to pop.
 
 Matching: Lucene term match on the stored string, so every formatted variant is a different
-term and ``plan`` keeps them all (the base behaviour). Each hit's ``phone`` is the first term
-(in the spec's order) equal to one of its phone fields, so ``find`` ranks it as the separate
-searches would.
+term and ``plan`` keeps them all (the base behaviour).
 
-Errors: 429 -> ``RateLimited(retry_after_s=1.0)`` (Bullhorn sends no headers; its message and
-its SDK say wait one second and retry: supportforums.bullhorn.com viewtopic t=34864); login
+Errors: 429 -> ``RateLimited``: the wait from ``Retry-After`` or the ``ratelimit-reset``
+header where sent, else 1 s (Bullhorn's message and its SDK say wait one second and retry:
+supportforums.bullhorn.com viewtopic t=34864); login
 refused -> ``AuthRejected``; the rest as ``HttpConnector.check``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import Option, Search, SearchPage
-from contact_lookup.connectors.http import HttpConnector, retry_after_seconds
+from contact_lookup.connectors.base import PHONES, Option, Search, SearchPage
+from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
 from contact_lookup.model.config import MAX_CONCURRENCY_CAP
-from contact_lookup.model.errors import AuthRejected, CRMUnavailable
+from contact_lookup.model.errors import AuthRejected, CRMUnavailable, RateLimitState
 
 PHONE_FIELDS = ("phone", "mobile", "phone2", "phone3")
-_COMMON = "id,name,firstName,lastName,email,occupation,dateAdded,dateLastModified," + ",".join(
-    PHONE_FIELDS
-)
+# Per entity: the phone fields searched and verified (Candidate also has ``workPhone``, which
+# RingCentral's App Connect Bullhorn connector searches), and the status that marks a record
+# App Connect excludes (ClientContact ``Archive``, Candidate ``Archived``, Lead ``Converted``).
+ENTITY_PHONES = {
+    "ClientContact": PHONE_FIELDS,
+    "Candidate": (*PHONE_FIELDS, "workPhone"),
+    "Lead": PHONE_FIELDS,
+}
+EXCLUDED_STATUS = {"ClientContact": "Archive", "Candidate": "Archived", "Lead": "Converted"}
+_COMMON = "id,name,firstName,lastName,email,occupation,dateAdded,dateLastModified,status"
 # Per entity: the fields to ask for, and the spec ``type`` the contact is reported as.
 ENTITIES = {
-    "ClientContact": (f"{_COMMON},clientCorporation(name)", "Contact"),
-    "Candidate": (f"{_COMMON},companyName", "Candidate"),
-    "Lead": (f"{_COMMON},companyName", "Lead"),
+    "ClientContact": (
+        f"{_COMMON},{','.join(ENTITY_PHONES['ClientContact'])},clientCorporation(name)",
+        "Contact",
+    ),
+    "Candidate": (f"{_COMMON},{','.join(ENTITY_PHONES['Candidate'])},companyName", "Candidate"),
+    "Lead": (f"{_COMMON},{','.join(ENTITY_PHONES['Lead'])},companyName", "Lead"),
 }
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 500  # Bullhorn caps a search page at 500 records
 MAX_PAGES = 5
@@ -69,24 +75,20 @@ class BhSession:
     rest_url: str  # ends with "/"
 
 
-def lucene_query(*numbers: str) -> str:
-    """The search for any of the phone strings in any phone field: each quoted, so
-    ``+ ( ) -`` are not Lucene syntax."""
+def lucene_query(number: str | Sequence[str], entity: str = "ClientContact") -> str:
+    """The search for one phone string, or any of several, in any phone field of ``entity``:
+    each quoted, so ``+ ( ) -`` are not Lucene syntax; deleted records and the entity's
+    excluded status left out. Bullhorn's search takes Lucene's ``OR`` and grouping
+    (bullhorn/rest-api-docs ``_search.md``), so several numbers are one request that finds
+    what one request per number would."""
+    numbers = [number] if isinstance(number, str) else list(number)
     values = ['"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in numbers]
-    either = " OR ".join(f"{field}:{value}" for value in values for field in PHONE_FIELDS)
-    return f"({either}) AND isDeleted:false"
+    either = " OR ".join(f"{field}:{v}" for v in values for field in ENTITY_PHONES[entity])
+    return f'({either}) AND isDeleted:false AND NOT status:"{EXCLUDED_STATUS[entity]}"'
 
 
-def matched_phone(item: Mapping[str, Any], terms: tuple[str, ...]) -> str | None:
-    """The first term equal to one of the hit's phone fields, else its first phone value."""
-    stored = [item.get(field) for field in PHONE_FIELDS]
-    stored = [value for value in stored if isinstance(value, str) and value]
-    return next((term for term in terms if term in stored), stored[0] if stored else None)
-
-
-def to_contact(entity: str, item: Any, terms: tuple[str, ...] = ()) -> dict[str, Any]:
-    """One search hit in the spec's field names; dates stay epoch milliseconds; ``phone`` is
-    the term it matched (``matched_phone``)."""
+def to_contact(entity: str, item: Any) -> dict[str, Any]:
+    """One search hit in the spec's field names; dates stay epoch milliseconds."""
     if not isinstance(item, Mapping):
         raise CRMUnavailable("Bullhorn returned a search hit that is not an object.")
     corp = item.get("clientCorporation")
@@ -96,10 +98,15 @@ def to_contact(entity: str, item: Any, terms: tuple[str, ...] = ()) -> dict[str,
         or " ".join(str(p) for p in (item.get("firstName"), item.get("lastName")) if p)
         or None
     )
+    status = item.get("status")
+    if isinstance(status, str) and status.lower() == EXCLUDED_STATUS[entity].lower():
+        phones: list[Any] = []  # archived or converted: never a match, whatever the index said
+    else:
+        phones = [item.get(f) for f in ENTITY_PHONES[entity]]
     return {
         "id": item.get("id"),
         "name": name,
-        "phone": matched_phone(item, terms),
+        PHONES: phones,
         "type": ENTITIES[entity][1],
         "title": item.get("occupation"),
         "company": company,
@@ -116,8 +123,14 @@ class BullhornConnector(HttpConnector):
     default_rate_limit = (10, 1.0)  # none documented: a conservative guess
     options = {
         "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
+        "additional_fields": Option(
+            list, "additionalInfo to fetch for each match: job_orders", [], choices=("job_orders",)
+        ),
     }
     requests_per_query = 3  # one search per entity: ClientContact, Candidate, Lead
+    additional_fields = {"job_orders": "a ClientContact's open job orders"}
+    _state: RateLimitState | None = None  # the newest ratelimit-* headers seen
+
     # Bullhorn limits concurrent API sessions (25 or 50 by edition: kb.bullhorn.com,
     # "Understanding API Usage Limits"), not concurrent requests in one session (we keep one
     # session per connection): no request limit to follow, the base default.
@@ -126,33 +139,79 @@ class BullhornConnector(HttpConnector):
     def search(self, query: str) -> SearchPage:
         records: list[dict[str, Any]] = []
         for entity in ENTITIES:
-            records.extend(self._search_entity(entity, (query,)))
-        return SearchPage(records)
+            records.extend(self._search_entity(entity, lucene_query(query, entity)))
+        return SearchPage(records, self._state)
 
     def searches(self, planned: list[str]) -> list[Search]:
-        """One search per entity ORing every planned term (see the module docstring)."""
+        """One search per entity ORing every planned term (3 requests whatever the formats),
+        sent concurrently by ``find``; each hit's matched value ranks it in the spec's order."""
         if not planned:
             return []
-        terms = tuple(planned)
-        return [Search(None, partial(self._entity_page, entity, terms)) for entity in ENTITIES]
+        return [
+            Search(None, partial(self._entity_page, entity, tuple(planned))) for entity in ENTITIES
+        ]
 
     def request_count(self, planned: list[str]) -> int:
         return len(ENTITIES) if planned else 0
 
+    def _entity_page(self, entity: str, terms: tuple[str, ...]) -> SearchPage:
+        lucene = lucene_query(terms, entity)
+        found = self._search_entity(entity, lucene, max_pages=MAX_PAGES * len(terms))
+        return SearchPage(found, self._state)
+
     def retry_after(self, resp: requests.Response) -> float | None:
         wait = retry_after_seconds(resp.headers.get("Retry-After"))
+        if wait is None:
+            state = self.rate_limit_state(resp)
+            if state is not None and state.reset is not None:
+                wait = max(0.0, state.reset - time.time())
         return RATE_LIMIT_WAIT_S if wait is None else wait
 
-    # ----- search ----------------------------------------------------------------------------
-    def _entity_page(self, entity: str, terms: tuple[str, ...]) -> SearchPage:
-        return SearchPage(self._search_entity(entity, terms))
+    def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
+        """Bullhorn's ``ratelimit-limit`` / ``-remaining`` / ``-reset`` headers (the IETF
+        RateLimit header fields draft, whose reset is seconds left: made epoch seconds here),
+        which RingCentral's App Connect Bullhorn connector reads; absent on older pods."""
+        h = resp.headers
+        reset_in = header_int(h, "ratelimit-reset")
+        state = RateLimitState(
+            remaining=header_int(h, "ratelimit-remaining"),
+            amount=header_int(h, "ratelimit-limit"),
+            reset=None if reset_in is None else time.time() + reset_in,
+        )
+        return state if state != RateLimitState() else None
 
-    def _search_entity(self, entity: str, terms: tuple[str, ...]) -> list[dict[str, Any]]:
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``job_orders``: one ``search/JobOrder`` with ``clientContact.id:ID AND
+        isOpen:true`` (Bullhorn REST reference, JobOrder entity; Lucene search), up to 100, for
+        a ClientContact; Candidates and Leads own no job orders (none is asked for). Each
+        ``{"const": str(id), "title": title, "id": id}``."""
+        if name != "job_orders":
+            return super().additional_info(name, match)
+        if match.get("type") != ENTITIES["ClientContact"][1] or not str(match["id"]).isdigit():
+            return []
+        body = self._call(
+            "POST",
+            "search/JobOrder",
+            json={"query": f"clientContact.id:{match['id']} AND isOpen:true"},
+            params={"fields": "id,title", "start": 0, "count": 100},
+        )
+        data = body.get("data") if isinstance(body, Mapping) else None
+        if not isinstance(data, list):
+            raise CRMUnavailable("Bullhorn answered a job order search without its data list.")
+        return [
+            {"const": str(j["id"]), "title": j.get("title"), "id": j["id"]}
+            for j in data
+            if isinstance(j, Mapping) and j.get("id") is not None
+        ]
+
+    # ----- search ----------------------------------------------------------------------------
+    def _search_entity(
+        self, entity: str, lucene: str, max_pages: int = MAX_PAGES
+    ) -> list[dict[str, Any]]:
         size = self.int_option("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        lucene = lucene_query(*terms)
         found: list[dict[str, Any]] = []
         start = 0
-        for _ in range(MAX_PAGES * len(terms)):
+        for _ in range(max_pages):
             body = self._call(
                 "POST",
                 f"search/{entity}",
@@ -162,7 +221,7 @@ class BullhornConnector(HttpConnector):
             data = body.get("data") if isinstance(body, Mapping) else None
             if not isinstance(data, list):
                 raise CRMUnavailable("Bullhorn answered a search without its data list.")
-            found.extend(to_contact(entity, item, terms) for item in data)
+            found.extend(to_contact(entity, item) for item in data)
             start += len(data)
             total = body.get("total")
             if (
@@ -171,6 +230,8 @@ class BullhornConnector(HttpConnector):
                 or (isinstance(total, int) and start >= total)
             ):
                 break
+        else:
+            self.complete = False  # more pages than MAX_PAGES: not an answer to cache
         return found
 
     # ----- session -----------------------------------------------------------------------------
@@ -186,6 +247,7 @@ class BullhornConnector(HttpConnector):
                     "Bullhorn rejected a session it had just opened.", status_code=401
                 )
         self.check(resp)
+        self._state = self.rate_limit_state(resp) or self._state
         return self.json_body(resp)
 
     def _send(self, session: BhSession, method: str, path: str, **kwargs: Any) -> requests.Response:

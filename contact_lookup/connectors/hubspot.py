@@ -10,7 +10,7 @@ Search: one ``POST /crm/v3/objects/contacts/search`` per lookup. Filter groups a
 and ``mobilephone EQ N``, and several queries are two groups with the ``IN`` operator,
 ``phone IN [N, F1, F2]`` and ``mobilephone IN [...]`` (CRM search guide, "Filter search
 results": ``IN`` matches any value of a ``values`` list exactly; string values lowercase,
-which phone strings already are): the same records the separate searches would find, in one
+which phone strings already are): the records the separate searches would find, in one
 request. ``paging.next.after`` is followed for at most ``MAX_PAGES`` pages per query (a
 number shared by more contacts than that is not a person to pop).
 
@@ -21,9 +21,10 @@ no formatted variant is redundant, and ``plan`` keeps them all (the base behavio
 Rate limits: the search API allows about 5 requests/s per token. A 429 body is
 ``{status: "error", errorType: "RATE_LIMIT", policyName}`` and the wait comes from
 ``Retry-After`` if sent, else ``X-HubSpot-RateLimit-Interval-Milliseconds`` (one whole window,
-an upper bound), else one second for the ``SECONDLY`` policy; a ``DAILY`` limit resets at
-midnight in the portal's time zone, which we cannot know, so its wait is None (the task backs
-off). ``X-HubSpot-RateLimit-Max``/``-Remaining`` give the state; HubSpot sends no reset time.
+an upper bound), else the policy's own window (``POLICY_WAIT_S``: ``SECONDLY`` 1 s,
+``TEN_SECONDLY_ROLLING`` 10 s); a ``DAILY`` limit resets at midnight in the portal's time
+zone, which we cannot know, so every worker holds off an hour and probes again.
+``X-HubSpot-RateLimit-Max``/``-Remaining`` give the state; HubSpot sends no reset time.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import Option, Search, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, Search, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
 from contact_lookup.model.errors import CRMUnavailable, RateLimited, RateLimitState
 
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
+DEALS_SEARCH_PATH = "/crm/v3/objects/deals/search"
 PHONE_PROPERTIES = ("phone", "mobilephone")
 PROPERTIES = [
     "firstname",
@@ -54,7 +56,11 @@ PROPERTIES = [
 ]
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 200
 MAX_PAGES = 5
-SECONDLY_WAIT_S = 1.0
+# The wait each 429 policy implies when HubSpot sends no Retry-After or interval header
+# (developers.hubspot.com "API usage guidelines and limits": the search API's per-second
+# limit, the ten-second rolling burst limit, and the daily limit that resets at midnight in
+# the portal's time zone, which we cannot know: an hourly probe, the limiter's longest hold).
+POLICY_WAIT_S = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "DAILY": 3600.0}
 
 
 def search_body(numbers: str | Sequence[str], limit: int, after: str | None) -> dict[str, Any]:
@@ -76,31 +82,21 @@ def search_body(numbers: str | Sequence[str], limit: int, after: str | None) -> 
     return body
 
 
-def matched_phone(props: Mapping[str, Any], terms: Sequence[str]) -> str | None:
-    """The first term equal (case-insensitively, as ``EQ``) to the contact's phone or
-    mobilephone, else the first of those it stores."""
-    stored = [v for p in PHONE_PROPERTIES if isinstance(v := props.get(p), str) and v]
-    folded = {v.casefold() for v in stored}
-    return next((t for t in terms if t.casefold() in folded), stored[0] if stored else None)
-
-
-def to_contact(item: Any, terms: Sequence[str] = ()) -> dict[str, Any]:
-    """One result in the spec's field names; dates stay ISO strings as HubSpot sent them.
-    With several ``terms`` (one search for all), ``phone`` is the term it matched."""
+def to_contact(item: Any) -> dict[str, Any]:
+    """One result in the spec's field names; dates stay ISO strings as HubSpot sent them."""
     if not isinstance(item, Mapping):
         raise CRMUnavailable("HubSpot returned a search result that is not an object.")
     props = item.get("properties")
     props = props if isinstance(props, Mapping) else {}
-    phone = matched_phone(props, terms) if len(terms) > 1 else None
     name = " ".join(str(p) for p in (props.get("firstname"), props.get("lastname")) if p)
     return {
         "id": item.get("id"),
         "name": name or props.get("email") or None,
-        "phone": phone,
         "type": "Contact",
         "title": props.get("jobtitle"),
         "company": props.get("company"),
         "email": props.get("email"),
+        PHONES: [props.get(p) for p in PHONE_PROPERTIES],
         "createdDate": props.get("createdate") or item.get("createdAt"),
         "mostRecentActivityDate": props.get("lastmodifieddate") or item.get("updatedAt"),
     }
@@ -109,15 +105,47 @@ def to_contact(item: Any, terms: Sequence[str] = ()) -> dict[str, Any]:
 class HubSpotConnector(HttpConnector):
     crm = "hubspot"
     default_rate_limit = (4, 1.0)  # search: about 4-5 requests/s per token
+    additional_fields = {"deals": "the contact's open deals"}
+    options = {
+        "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
+        "additional_fields": Option(
+            list, "additionalInfo to fetch for each match: deals", [], choices=("deals",)
+        ),
+    }
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``deals``: one ``POST /crm/v3/objects/deals/search`` filtered on
+        ``associations.contact EQ id`` and ``hs_is_closed EQ false`` (HubSpot CRM search
+        docs, "search by associations"), up to 100; each ``{"const": id, "title": dealname,
+        "id": id}``."""
+        if name != "deals":
+            return super().additional_info(name, match)
+        filters = [
+            {"propertyName": "associations.contact", "operator": "EQ", "value": match["id"]},
+            {"propertyName": "hs_is_closed", "operator": "EQ", "value": "false"},
+        ]
+        body, resp = self.request_json(
+            DEALS_SEARCH_PATH,
+            method="POST",
+            json={"filterGroups": [{"filters": filters}], "properties": ["dealname"], "limit": 100},
+            headers={"Authorization": f"Bearer {self.secret}"},
+        )
+        results = body.get("results") if isinstance(body, Mapping) else None
+        if not isinstance(results, list):
+            raise CRMUnavailable("HubSpot answered without deals.", status_code=resp.status_code)
+        out = []
+        for deal in results:
+            if isinstance(deal, Mapping) and deal.get("id") is not None:
+                props = deal.get("properties")
+                title = props.get("dealname") if isinstance(props, Mapping) else None
+                out.append({"const": str(deal["id"]), "title": title, "id": deal["id"]})
+        return out
+
     # HubSpot documents per-second and daily limits, not a concurrency limit: no more in
     # flight than one second of the search budget (developers.hubspot.com "API usage
     # guidelines": search endpoints are limited to about 5 requests per second per token).
     default_max_concurrency = 4
-    options = {
-        "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
-    }
 
-    # Search filters per request (module docstring): 2 groups of one IN filter hold every term.
     def search(self, query: str) -> SearchPage:
         return self._search_terms((query,))
 
@@ -149,10 +177,12 @@ class HubSpotConnector(HttpConnector):
                     "HubSpot answered a search without its results list.",
                     status_code=resp.status_code,
                 )
-            records.extend(to_contact(item, terms) for item in results)
+            records.extend(to_contact(item) for item in results)
             after = _next_after(body)
             if after is None or not results:
                 break
+        else:
+            self.complete = False  # more pages than MAX_PAGES: not an answer to cache
         return SearchPage(records, state)
 
     def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
@@ -169,11 +199,11 @@ class HubSpotConnector(HttpConnector):
             return wait
         policy = _policy(resp)
         if policy == "DAILY":
-            return None
+            return POLICY_WAIT_S["DAILY"]  # the interval header is the burst window's
         interval_ms = header_int(resp.headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
         if interval_ms:
             return interval_ms / 1000
-        return SECONDLY_WAIT_S if policy == "SECONDLY" else None
+        return POLICY_WAIT_S.get(policy or "")
 
     def check(self, resp: requests.Response) -> None:
         if resp.status_code == 429:

@@ -9,6 +9,7 @@ import argparse
 
 from contact_lookup.core.resolve import STRATEGIES
 from contact_lookup.model.purpose import PURPOSES, Purpose
+from producers.cli import connectors as c
 from producers.cli import handlers as h
 from producers.demo import EXAMPLES
 from worker.command import __doc__ as WORKER_DOC
@@ -110,6 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--count", type=int, default=None, help="stop after this many call pops")
     p.set_defaults(handler=h.cmd_watch)
+    p = sub.add_parser(
+        "connectors",
+        help="list the registered connectors, or try a connection against its CRM",
+        description=c.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    csub = p.add_subparsers(dest="connectors_command", required=True)
+    q = csub.add_parser("list", help="every connector: crm name, source, rate limit, options")
+    q.add_argument("--json", action="store_true", help="one JSON object per line")
+    q.set_defaults(handler=c.cmd_list)
+    q = csub.add_parser(
+        "try",
+        help="one lookup straight against the CRM: requests (secrets masked), answers, contacts",
+    )
+    q.add_argument("connection", help="connection name from the config file")
+    q.add_argument("number", help="phone number (E.164 or national)")
+    q.add_argument("--formats", default=None, help="overridingFormat, comma separated")
+    q.set_defaults(handler=c.cmd_try)
+
+    _auth(sub)
     p = sub.add_parser("demo", help="run the main job end to end on the examples")
     p.add_argument(
         "--events",
@@ -118,3 +139,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=h.cmd_demo)
     return parser
+
+
+def _auth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``contact-lookup auth ...``: the OAuth token store (README "CRM authorisation")."""
+    auth = sub.add_parser("auth", help="connect, seed, inspect or forget a CRM's OAuth tokens")
+    cmds = auth.add_subparsers(dest="auth_command", required=True)
+
+    p = cmds.add_parser("connect", help="authorization-code flow: authorize in a browser")
+    p.add_argument("connection", metavar="NAME")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default=None,
+        help="receive the redirect on http://HOST:PORT/callback (the redirect URI registered "
+        "with the vendor); without it, paste the redirect URL on stdin",
+    )
+    p.add_argument("--redirect-uri", default=None, help="the registered redirect URI (stdin mode)")
+    p.add_argument(
+        "--extension", metavar="ID", default=None, help="tokens of this extension's user"
+    )
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
+    p.set_defaults(handler=h.cmd_auth_connect)
+
+    p = cmds.add_parser("seed", help="store tokens obtained elsewhere (CI, App Connect)")
+    p.add_argument("connection", metavar="NAME")
+    p.add_argument("--refresh-token-env", metavar="VAR", required=True)
+    p.add_argument("--access-token-env", metavar="VAR", default=None)
+    p.add_argument("--expires-in", metavar="SECONDS", type=float, default=None)
+    p.add_argument(
+        "--extension", metavar="ID", default=None, help="tokens of this extension's user"
+    )
+    p.set_defaults(handler=h.cmd_auth_seed)
+
+    p = cmds.add_parser("status", help="one JSON line per connection; never a token")
+    p.add_argument("connection", metavar="NAME", nargs="?", default=None)
+    p.set_defaults(handler=h.cmd_auth_status)
+
+    p = cmds.add_parser("revoke", help="forget a connection's stored tokens")
+    p.add_argument("connection", metavar="NAME")
+    p.add_argument("--extension", metavar="ID", default=None)
+    p.set_defaults(handler=h.cmd_auth_revoke)
+
+    p = cmds.add_parser("rotate-key", help="re-encrypt stored tokens with the first key")
+    p.set_defaults(handler=h.cmd_auth_rotate_key)
