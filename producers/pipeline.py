@@ -24,6 +24,7 @@ redelivery is processed as if new. A Redis failure before the script ran leaves 
 from __future__ import annotations
 
 import logging
+import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from contact_lookup import metrics
 from contact_lookup.core import callpop, keys
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.core.service import LookupService
@@ -144,11 +146,14 @@ class EventPipeline:
         # when the events' Redis is the cache's.
         self._fast = FastPath(client, _CHECK) if service.cache.redis is client else None
 
-    def handle(self, notification: Any) -> list[Outcome]:
+    def handle(self, notification: Any, *, started: float | None = None) -> list[Outcome]:
         """The outcome of each step of one notification (one per own party or message).
 
+        ``started``: ``time.monotonic()`` when the delivery arrived (the call-pop latency
+        metric of the cached path counts from it; default now).
         Raises PipelineUnavailable when a job could not be sent; keys are released first.
         """
+        started = time.monotonic() if started is None else started
         p = plan(notification, self.config)
         templates = self._templates(p)
         try:
@@ -172,6 +177,9 @@ class EventPipeline:
             popped = self._popped(p.uuid, step, v, templates[index])
             reason = None if popped else self._skip_reason(p, step, state, v)
             if popped is not None:
+                assert isinstance(step.outcome, Job) and popped.result is not None
+                metrics.observe_call_pop("cached", time.monotonic() - started)
+                metrics.count_lookup(step.outcome.purpose, step.outcome.connection, popped.result)
                 outcomes.append(popped)
             elif reason is not None:
                 outcomes.append(Outcome(p.uuid, "skipped", reason=reason, **_step_fields(step)))
@@ -183,7 +191,9 @@ class EventPipeline:
         try:
             for index, job in to_run:
                 # A templated call pop that was not popped was a cache miss: no second GET.
-                outcomes[index] = self._run(p.uuid, job, check_cache=templates[index] is None)
+                outcomes[index] = self._run(
+                    p.uuid, job, started, check_cache=templates[index] is None
+                )
                 done += 1
         except BaseException as exc:
             self._release(p, [job for _, job in to_run[done:]])
@@ -265,7 +275,9 @@ class EventPipeline:
             return f"already done: {what} was already sent"
         return None
 
-    def _run(self, uuid: str | None, job: Job, *, check_cache: bool = True) -> Outcome:
+    def _run(
+        self, uuid: str | None, job: Job, started: float, *, check_cache: bool = True
+    ) -> Outcome:
         query = LookupRequest(
             job.phone_number,
             purpose=job.purpose,
@@ -291,6 +303,8 @@ class EventPipeline:
                     job.phone_number,
                     cached,
                 )
+                metrics.observe_call_pop("cached", time.monotonic() - started)
+                metrics.count_lookup(job.purpose, job.connection, cached)
                 return Outcome(uuid, "answered-from-cache", result=cached, **fields)
         task_id = (
             str(uuidlib.uuid5(_TASK_NAMESPACE, job.once_key))
