@@ -1,7 +1,7 @@
 """The stateful producer: a notification's plan -> deduplicated, ordered jobs on the queues.
 
 One ``EventPipeline`` serves the webhook, ``replay`` and the demo. For each notification it runs
-one Lua script on the cache Redis that, atomically:
+one Lua script on the state Redis (STATE_URL, never evicting) that, atomically:
 
 1. marks the delivery ``uuid`` as seen (SET NX, TTL): a second delivery is a ``duplicate``,
    whichever producer process receives it;
@@ -331,7 +331,7 @@ class EventPipeline:
             )
 
     def check(self) -> dict[str, str]:
-        """Health of the two things a delivery needs: the cache Redis and the broker."""
+        """Health of the two things a delivery needs: the state Redis and the broker."""
         status = {}
         try:
             self.redis.ping()
@@ -363,9 +363,11 @@ class EventPipeline:
 
 
 def build_pipeline(settings: Any) -> EventPipeline:
-    """An EventPipeline wired from settings: cache Redis, Celery app, config and service."""
+    """An EventPipeline wired from settings: state Redis (dedupe keys, call-pop channel), Celery
+    app, config and service. ``ConfigError`` when the state Redis may evict keys."""
     from contact_lookup.compose import Runtime
     from tasks.celery_app import create_app
 
     runtime = Runtime(settings)
-    return EventPipeline(runtime.cache_redis, create_app(settings), runtime.config, runtime.service)
+    runtime.check_state_redis()
+    return EventPipeline(runtime.state_redis, create_app(settings), runtime.config, runtime.service)

@@ -31,6 +31,7 @@ from contact_lookup.model.errors import (
 )
 from contact_lookup.model.purpose import PURPOSES
 from tasks import backoff
+from tasks.celery_app import broker_countdown_s
 from tasks.runtime import runtime_for
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
         result["extraDataTracking"].update(_wait_tracking(waits, state.get("rateLimit")))
     if pop is not None and query.purpose == "call_pop":
         callpop.publish(
-            runtime.cache_redis,
+            runtime.state_redis,
             pop["rcAccountId"],
             pop["rcExtensionId"],
             pop.get("telephonySessionId"),
@@ -163,6 +164,7 @@ def _retry_or_fail(
     crm_retries = int(state.get("crmRetries", 0))
     deferral = backoff.is_deferral(exc)
     wait = backoff.deferral_delay_s(exc) if deferral else backoff.delay_s(exc, crm_retries)
+    wait = broker_countdown_s(task.app, wait)
     rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
     deadline = _deadline(task)
     too_late = deadline is not None and time.time() + wait >= deadline

@@ -120,6 +120,7 @@ def fuzz_settings(faults_url: str, config_path: Path) -> Settings:
         broker_url=faults_url,
         result_backend=faults_url,
         cache_url=faults_url,
+        state_url=faults_url,
         config_path=str(config_path),
         rc_verification_token=TOKEN,
     )
@@ -390,7 +391,7 @@ def test_relookup_batch_files_never_crash(
 
     monkeypatch.setenv("REDIS_URL", fuzz_settings.redis_url)
     monkeypatch.setenv("CONTACT_LOOKUP_CONFIG", str(config_path))
-    for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+    for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
         monkeypatch.delenv(name, raising=False)
     runs = {"n": 0}
 

@@ -87,6 +87,7 @@ def test_the_canary_is_nowhere(
         env = base_env(
             REDIS_URL=faults_url,
             CACHE_URL=faults_url,
+            STATE_URL=faults_url,
             BROKER_URL=broker.url,
             RESULT_BACKEND=broker.url,
             CONTACT_LOOKUP_CONFIG=str(toml),
@@ -157,6 +158,7 @@ def test_the_canary_is_nowhere(
             Settings(
                 redis_url=faults_url,
                 cache_url=faults_url,
+                state_url=faults_url,
                 broker_url=broker.url,
                 result_backend=broker.url,
                 config_path=str(toml),
