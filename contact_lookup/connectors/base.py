@@ -332,7 +332,9 @@ def newest_state(
     """
     if earlier is None or later is None:
         return later or earlier
-    if (earlier.reset or 0) != (later.reset or 0):
+    # Resets within a second are one window (a reset sent as seconds-left is made epoch
+    # seconds on arrival, so it drifts by the arrival times).
+    if abs((earlier.reset or 0) - (later.reset or 0)) >= 1.0:
         return later if (later.reset or 0) > (earlier.reset or 0) else earlier
     if earlier.remaining is not None and later.remaining is not None:
         return later if later.remaining <= earlier.remaining else earlier

@@ -38,7 +38,7 @@ from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import PHONES, Option, Search, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, Search, SearchPage, newest_state
 from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
 from contact_lookup.model.config import MAX_CONCURRENCY_CAP
 from contact_lookup.model.errors import AuthRejected, CRMUnavailable, RateLimitState
@@ -130,6 +130,7 @@ class BullhornConnector(HttpConnector):
     requests_per_query = 3  # one search per entity: ClientContact, Candidate, Lead
     additional_fields = {"job_orders": "a ClientContact's open job orders"}
     _state: RateLimitState | None = None  # the newest ratelimit-* headers seen
+    _state_lock = threading.Lock()  # shared by instances: held only for one comparison
 
     # Bullhorn limits concurrent API sessions (25 or 50 by edition: kb.bullhorn.com,
     # "Understanding API Usage Limits"), not concurrent requests in one session (we keep one
@@ -247,7 +248,9 @@ class BullhornConnector(HttpConnector):
                     "Bullhorn rejected a session it had just opened.", status_code=401
                 )
         self.check(resp)
-        self._state = self.rate_limit_state(resp) or self._state
+        # Responses of a lookup's concurrent searches arrive in any order: keep the newest.
+        with self._state_lock:
+            self._state = newest_state(self._state, self.rate_limit_state(resp))
         return self.json_body(resp)
 
     def _send(self, session: BhSession, method: str, path: str, **kwargs: Any) -> requests.Response:

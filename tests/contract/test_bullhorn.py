@@ -278,7 +278,9 @@ def test_a_second_401_is_auth_rejected(sim: BullhornSimulator) -> None:
     with pytest.raises(AuthRejected) as info:
         connector(sim).find(["(415) 555-0100"])
     assert info.value.status_code == 401
-    assert sim.logins == 2  # the first login and exactly one retry: no loop
+    # The first login and one retry, no loop: the 3 entity searches run together, and one
+    # that meets the 401 after another's fresh login may renew once more itself.
+    assert 2 <= sim.logins <= 1 + 3
 
 
 def test_wrong_access_token_is_auth_rejected(sim: BullhornSimulator) -> None:
