@@ -271,6 +271,14 @@ class ConnectorContract:
         # The matched number: as stored, or the query that found it (token-matching CRMs).
         assert ada["phone"] in {"(415) 555-0100", *outcome.queries, FORMATTED_ONLY}
         assert set(ada) >= SPEC_FIELDS
+        # The values, not just the keys (the model fills every key): what the CRM holds for
+        # the seed's Ada Lovelace comes back, each field mapped from the vendor's own name.
+        assert ada["name"] == "Ada Lovelace"
+        assert ada["createdDate"] == "2021-03-04T10:00:00Z"
+        assert ada["email"] in (None, "ada@example.com")  # None: the CRM has no e-mail field
+        assert ada["company"] in (None, "Engines Ltd")
+        assert isinstance(ada["type"], str) and ada["type"]
+        assert ada["additionalInfo"] is None or isinstance(ada["additionalInfo"], dict)
 
     # ----- dates -------------------------------------------------------------------------------
     def test_created_date_is_normalised_to_iso_utc(self, harness: Harness) -> None:
