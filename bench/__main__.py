@@ -43,6 +43,11 @@ BENCHMARKS: dict[int, tuple[str, str, tuple[str, ...]]] = {
     7: ("Worker memory", "bench.worker_bench:memory", ()),
     8: ("Webhook acknowledgement", "bench.webhook_bench:webhook", ("producers.webhook",)),
     9: ("OAuth token refresh", "bench.auth_bench:token_refresh", ("contact_lookup.auth.manager",)),
+    10: ("Fan-out: cache-miss call pop vs a 150 ms CRM", "bench.fanout_bench:fan_out_call_pop",
+        ("contact_lookup.connectors.fanout",)),
+    11: ("Against plain Celery", "bench.fanout_bench:plain_celery", ()),
+    12: ("Worker layout: 1 vs 2 processes", "bench.fanout_bench:worker_layout", ()),
+    13: ("gevent vs threads", "bench.fanout_bench:gevent_vs_threads", ("gevent",)),
 }  # fmt: skip
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

@@ -338,9 +338,12 @@ def connection_toml(
     if rate_limit:
         lines.append(f'rate_limit = "{rate_limit}"')
     for key, value in (extra or {}).items():
-        lines.append(
-            f"{key} = {str(value).lower()}" if isinstance(value, bool) else f'{key} = "{value}"'
-        )
+        if isinstance(value, bool):
+            lines.append(f"{key} = {str(value).lower()}")
+        elif isinstance(value, int):
+            lines.append(f"{key} = {value}")
+        else:
+            lines.append(f'{key} = "{value}"')
     return "\n".join(lines) + "\n"
 
 
@@ -418,6 +421,7 @@ class Worker:
         concurrency: int,
         name: str = "bench",
         app: str = "bench.noop_app",
+        pool: str = "threads",
     ) -> None:
         self.ctx = ctx
         self.env = dict(env)
@@ -425,6 +429,7 @@ class Worker:
         self.concurrency = concurrency
         self.name = f"{name}@bench"
         self.app = app
+        self.pool = pool
         self.log_path = ctx.tmp / f"worker-{name}-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -438,7 +443,7 @@ class Worker:
             self.app,
             "worker",
             "--pool",
-            "threads",
+            self.pool,
             "-c",
             str(self.concurrency),
             "-Q",

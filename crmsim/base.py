@@ -280,6 +280,18 @@ class Simulator:
         with self.lock:
             self.queries.append(query)
 
+    # ----- concurrency ----------------------------------------------------------------------
+    def request_arrived(self) -> None:
+        """Count a request in flight (``in_flight``; the most at once in ``max_in_flight``)."""
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def request_answered(self) -> None:
+        """The request's answer is decided: it no longer counts as in flight."""
+        with self.lock:
+            self.in_flight -= 1
+
     # ----- dispatch --------------------------------------------------------------------------
     def _dispatch(self, req: SimRequest) -> tuple[SimResponse | None, str | None]:
         if self.oauth is not None and (answer := self.oauth.handle(req)) is not None:
@@ -332,19 +344,18 @@ class _Handler(BaseHTTPRequestHandler):
             {k: v for k, v in self.headers.items()},
             body,
         )
-        with sim.lock:
-            sim.in_flight += 1
-            sim.max_in_flight = max(sim.max_in_flight, sim.in_flight)
+        sim.request_arrived()
         try:
             resp, fault = sim._dispatch(req)
-            if fault:
-                self._fault(fault, sim)
-            else:
-                assert resp is not None
-                self._send(resp.status, resp.encoded(), resp.headers)
         finally:
-            with sim.lock:
-                sim.in_flight -= 1
+            # Before the answer is written: a client that has the answer may send its next
+            # request at once, and must not find this one still counted.
+            sim.request_answered()
+        if fault:
+            self._fault(fault, sim)
+        else:
+            assert resp is not None
+            self._send(resp.status, resp.encoded(), resp.headers)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 

@@ -106,6 +106,14 @@ def _error(status: int, category: str, message: str, **extra: Any) -> SimRespons
     )
 
 
+def _filter_values(flt: Mapping[str, Any]) -> list[Any]:
+    """The values an ``EQ`` or ``IN`` filter searches for (recorded as queries)."""
+    if flt.get("operator") == "EQ":
+        return [flt.get("value")]
+    values = flt.get("values") if flt.get("operator") == "IN" else None
+    return list(values) if isinstance(values, list) else []
+
+
 class FilterError(ValueError):
     pass
 
@@ -243,12 +251,11 @@ class HubSpotSimulator(Simulator):
         if problem:
             return _error(400, "VALIDATION_ERROR", problem)
         phone_values = [
-            str(f.get("value"))
+            str(value)
             for g in groups
             for f in g["filters"]
-            if isinstance(f, Mapping)
-            and f.get("operator") == "EQ"
-            and f.get("propertyName") in ("phone", "mobilephone")
+            if isinstance(f, Mapping) and f.get("propertyName") in ("phone", "mobilephone")
+            for value in _filter_values(f)
         ]
         for value in dict.fromkeys(phone_values):
             self.record_query(value)

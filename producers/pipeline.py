@@ -13,11 +13,12 @@ one Lua script on the state Redis (STATE_URL, never evicting) that, atomically:
 4. per job, sets its once-key (SET NX, TTL): one call pop per (session, party), one call log
    per (session, extension), one message log per message, however many events arrive.
 
-Then a call pop whose answer is cached is published at once (``answered-from-cache``: one
-GET and one PUBLISH more), and every other job is enqueued. When the broker refuses a job,
-the keys this delivery set for the jobs not sent (and its delivery mark) are released and
-``PipelineUnavailable`` is raised: the caller must not acknowledge, and the redelivery is
-processed as if new. A Redis failure before the script ran leaves nothing to release.
+Then a call pop whose answer is cached is published at once (``answered-from-cache``), in the
+same script when the events' Redis is the cache's (producers/fastpath.py: one round trip in
+all), else with one GET and one PUBLISH more; every other job is enqueued. When the broker
+refuses a job, the keys this delivery set for the jobs not sent (and its delivery mark) are
+released and ``PipelineUnavailable`` is raised: the caller must not acknowledge, and the
+redelivery is processed as if new. A Redis failure before the script ran leaves nothing to release.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from contact_lookup.core.service import LookupService
 from contact_lookup.model.config import Config
 from contact_lookup.model.errors import ContactLookupError
 from producers.events import Job, Plan, Skip, Step, plan
+from producers.fastpath import POPPED, FastPath, PopTemplate, template
 from tasks.enqueue import enqueue
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,9 @@ class EventPipeline:
         self.service = service
         self.dedupe_ttl_s = int(dedupe_ttl_s)
         self._check = client.register_script(_CHECK)
+        # One round trip for the checks and the cached call pops (producers/fastpath.py),
+        # when the events' Redis is the cache's.
+        self._fast = FastPath(client, _CHECK) if service.cache.redis is client else None
 
     def handle(self, notification: Any, *, started: float | None = None) -> list[Outcome]:
         """The outcome of each step of one notification (one per own party or message).
@@ -150,8 +155,9 @@ class EventPipeline:
         """
         started = time.monotonic() if started is None else started
         p = plan(notification, self.config)
+        templates = self._templates(p)
         try:
-            verdict = self._verdict(p)
+            verdict = self._verdict(p, templates)
         except redis.RedisError as exc:
             raise PipelineUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
         state, per_step = verdict[0], verdict[1:]
@@ -168,8 +174,14 @@ class EventPipeline:
         outcomes: list[Outcome] = []
         to_run: list[tuple[int, Job]] = []
         for index, (step, v) in enumerate(zip(p.steps, per_step, strict=True)):
-            reason = self._skip_reason(p, step, state, v)
-            if reason is not None:
+            popped = self._popped(p.uuid, step, v, templates[index])
+            reason = None if popped else self._skip_reason(p, step, state, v)
+            if popped is not None:
+                assert isinstance(step.outcome, Job) and popped.result is not None
+                metrics.observe_call_pop("cached", time.monotonic() - started)
+                metrics.count_lookup(step.outcome.purpose, step.outcome.connection, popped.result)
+                outcomes.append(popped)
+            elif reason is not None:
                 outcomes.append(Outcome(p.uuid, "skipped", reason=reason, **_step_fields(step)))
             else:
                 assert isinstance(step.outcome, Job)
@@ -178,7 +190,10 @@ class EventPipeline:
         done = 0
         try:
             for index, job in to_run:
-                outcomes[index] = self._run(p.uuid, job, started)
+                # A templated call pop that was not popped was a cache miss: no second GET.
+                outcomes[index] = self._run(
+                    p.uuid, job, started, check_cache=templates[index] is None
+                )
                 done += 1
         except BaseException as exc:
             self._release(p, [job for _, job in to_run[done:]])
@@ -189,20 +204,52 @@ class EventPipeline:
             raise
         return outcomes
 
-    def _verdict(self, p: Plan) -> list[str]:
+    def _templates(self, p: Plan) -> list[PopTemplate | None]:
+        """Per step, the fast path's call-pop template, or None (no fast path for it)."""
+        out: list[PopTemplate | None] = []
+        for step in p.steps:
+            job = step.outcome
+            t = None
+            if self._fast is not None and isinstance(job, Job) and job.purpose == "call_pop":
+                query = LookupRequest(job.phone_number, purpose=job.purpose,
+                                      is_extension=job.is_extension)  # fmt: skip
+                try:
+                    t = template(
+                        self.service,
+                        job.connection,
+                        query,
+                        rc_account=str(job.rc_account),
+                        rc_extension=str(job.rc_extension),
+                        telephony_session_id=job.telephony_session_id,
+                    )
+                except ContactLookupError:
+                    t = None  # _run reports why it is skipped
+            out.append(t)
+        return out
+
+    def _popped(
+        self, uuid: str | None, step: Step, verdict: str, t: PopTemplate | None
+    ) -> Outcome | None:
+        if t is None or not verdict.startswith(POPPED):
+            return None
+        return Outcome(uuid, "answered-from-cache", result=t.result(verdict[len(POPPED) :]),
+                       **_step_fields(step))  # fmt: skip
+
+    def _verdict(self, p: Plan, templates: list[PopTemplate | None]) -> list[str]:
         delivery = keys.delivery(p.uuid) if p.uuid else ""
         step_keys: list[str] = []
         for step in p.steps:
             once = step.outcome.once_key if isinstance(step.outcome, Job) else None
             step_keys += [step.sequence_key or "", once or ""]
-        raw = self._check(
-            keys=[delivery, p.session_key or "", *step_keys],
-            args=[
-                self.dedupe_ttl_s,
-                "" if p.sequence is None else p.sequence,
-                "1" if p.all_disconnected else "0",
-            ],
-        )
+        script_keys = [delivery, p.session_key or "", *step_keys]
+        args = [
+            self.dedupe_ttl_s,
+            "" if p.sequence is None else p.sequence,
+            "1" if p.all_disconnected else "0",
+        ]
+        if self._fast is not None and any(templates):
+            return self._fast.run(script_keys, args, templates)
+        raw = self._check(keys=script_keys, args=args)
         return [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
 
     @staticmethod
@@ -228,7 +275,9 @@ class EventPipeline:
             return f"already done: {what} was already sent"
         return None
 
-    def _run(self, uuid: str | None, job: Job, started: float) -> Outcome:
+    def _run(
+        self, uuid: str | None, job: Job, started: float, *, check_cache: bool = True
+    ) -> Outcome:
         query = LookupRequest(
             job.phone_number,
             purpose=job.purpose,
@@ -240,7 +289,7 @@ class EventPipeline:
             "phone_number": job.phone_number,
             "message_type": job.message_type,
         }
-        if job.purpose == "call_pop":
+        if job.purpose == "call_pop" and check_cache:
             try:
                 cached = self.service.cached(job.connection, query)
             except ContactLookupError as exc:  # the plan validated it; a config change since

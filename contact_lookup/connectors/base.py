@@ -10,15 +10,18 @@ the newest rate-limit state. Vendor errors must be raised as the error tree of
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, Protocol
 
 import requests
 
+from contact_lookup.connectors.fanout import fan_out
 from contact_lookup.model import contact, phone
-from contact_lookup.model.config import Connection
+from contact_lookup.model.config import MAX_CONCURRENCY_CAP, Connection
 from contact_lookup.model.credential import Credential
 from contact_lookup.model.errors import RateLimitState
 from contact_lookup.model.trace import DebugTrace
@@ -90,6 +93,17 @@ class SearchPage:
     rate_limit: RateLimitState | None = None
 
 
+@dataclass(frozen=True)
+class Search:
+    """One independent CRM call of a lookup: ``run()`` sends it (with the pages or reads that
+    depend on its answer) and returns its records. ``query`` is the phone term it searched
+    for: the records' ``phone`` when they carry none, and their place in the spec's order;
+    None for a search that ORs several terms."""
+
+    query: str | None
+    run: Callable[[], SearchPage]
+
+
 @dataclass
 class FindOutcome:
     """A lookup's contacts; ``dropped`` counts records the CRM returned that were no match;
@@ -147,6 +161,12 @@ class Connector(ABC):
     # Whether the CRM stores extension numbers in a field of its own (records then carry
     # ``extensions``). Without one an extension lookup is refused: nothing could verify it.
     supports_extension: ClassVar[bool] = False
+    # Requests of one connection in flight at once from one worker process, unless the
+    # connection sets ``max_concurrency``. Each vendor states its documented limit (or that
+    # none is documented) beside its own value. Where none is published, the cap: the
+    # shared rate limit is then what bounds the requests, and a lower default would make a
+    # worker with many threads send fewer requests at once than it did one at a time.
+    default_max_concurrency: ClassVar[int] = MAX_CONCURRENCY_CAP
 
     @classmethod
     def check_connection(cls, connection: Connection) -> None:
@@ -162,10 +182,14 @@ class Connector(ABC):
         timeout_s: float = 10.0,
         trace: DebugTrace | None = None,
         shared: MutableMapping[str, Any] | None = None,
+        sessions: Callable[[], requests.Session] | None = None,
     ) -> None:
         self.connection = connection
         self.secret = secret
         self.session = session or requests.Session()
+        # The current thread's pooled keep-alive session (fan-out runs requests on several
+        # threads, and a requests.Session is not thread-safe); None: ``session`` everywhere.
+        self._sessions = sessions
         self.timeout_s = timeout_s
         self.trace = trace or DebugTrace()
         self.trace.add_secret(secret)
@@ -174,9 +198,39 @@ class Connector(ABC):
         # Pays for each CRM request before it is sent (the guard replaces it per lookup).
         self.budget: RequestBudget = UNMETERED
 
+    @property
+    def http_session(self) -> requests.Session:
+        """The HTTP session for a request sent from the current thread."""
+        return self._sessions() if self._sessions is not None else self.session
+
+    @property
+    def max_concurrency(self) -> int:
+        """The connection's ``max_concurrency``, else the vendor default of the class."""
+        return self.connection.max_concurrency or self.default_max_concurrency
+
+    @property
+    def gate(self) -> threading.Semaphore:
+        """The connection's in-flight bound in this process (one per connection, in ``shared``)."""
+        key = f"fanout.gate.{self.max_concurrency}"
+        # dict.setdefault is atomic under the GIL: every thread gets the same semaphore.
+        gate: threading.Semaphore = self.shared.setdefault(
+            key, threading.Semaphore(self.max_concurrency)
+        )
+        return gate
+
     def plan(self, queries: list[str]) -> list[str]:
         """The queries to send. Override where the vendor's matching makes some redundant."""
         return queries
+
+    def searches(self, planned: list[str]) -> list[Search]:
+        """The lookup's independent CRM calls, in the spec's order: one ``search`` per planned
+        query by default. Override to split a query per entity or field, or to fold several
+        queries into one request where the vendor's query language ORs them."""
+        return [Search(query, partial(self.search, query)) for query in planned]
+
+    def request_count(self, planned: list[str]) -> int:
+        """CRM requests the lookup makes before any paging (what the guard takes up front)."""
+        return len(planned) * self.requests_per_query
 
     @abstractmethod
     def search(self, query: str) -> SearchPage:
@@ -192,27 +246,38 @@ class Connector(ABC):
         contains, Clio's wildcard over names and addresses, Salesforce's SOSL tokens), and a
         wrong contact is worse than none: it is cached and popped while the phone rings.
         """
-        found: list[dict[str, Any]] = []
+        found: list[tuple[int, dict[str, Any]]] = []
         rate_limit: RateLimitState | None = None
         dropped = 0
         self.lookup_terms, self.lookup_extension = list(queries), extension
         planned = self.plan(queries)
-        for query in planned:
-            page = self.search(query)
+        # Sent concurrently (fanout.fan_out, at most max_concurrency in flight); any failed
+        # search fails the whole find. Order (spec: E.164 first, then formats): a contact ranks
+        # by the query that found it, or by the first query equal to its matched value where
+        # that is earlier (a search that ORs several terms); ties keep the searches' order.
+        searches = self.searches(planned)
+        pages = fan_out([s.run for s in searches], self.max_concurrency, gate=self.gate)
+        rank = {query: i for i, query in reversed(list(enumerate(queries)))}
+        for search, page in zip(searches, pages, strict=True):
+            by_query = rank.get(search.query or "", len(queries))
             for record in page.records:
                 matched = self.verify(record, queries, extension=extension)
                 if matched is None:
                     dropped += 1
                     continue
-                found.append(contact.from_record({**record, "phone": matched}, query))
-            rate_limit = page.rate_limit or rate_limit
+                found_contact = contact.from_record(
+                    {**record, "phone": matched}, search.query or ""
+                )
+                found.append((min(by_query, rank.get(matched, len(queries))), found_contact))
+            rate_limit = newest_state(rate_limit, page.rate_limit)
+        found.sort(key=lambda pair: pair[0])  # stable: the CRM's order within one rank
         if dropped:
             self.trace.note(
                 "unverified",
                 count=dropped,
                 reason="the CRM returned records whose phone values are not the number",
             )
-        contacts = contact.dedupe(found)
+        contacts = contact.dedupe(c for _, c in found)
         wanted = self.connection.options.get("additional_fields") or []
         for match in contacts if wanted else []:
             match["additionalInfo"] = {name: self.additional_info(name, match) for name in wanted}
@@ -254,6 +319,26 @@ class Connector(ABC):
             return phone.matching_extension(record.get(EXTENSIONS) or (), queries[0])
         values = record.get(PHONES) or ()
         return phone.matching_value(values, queries[0], self.connection.region, queries)
+
+
+def newest_state(
+    earlier: RateLimitState | None, later: RateLimitState | None
+) -> RateLimitState | None:
+    """The newer of two rate-limit states of one lookup's concurrent responses.
+
+    Responses answered concurrently arrive in any order: the newest is the one that reports
+    the fewest requests remaining in the latest window (the later reset); without counts,
+    the later one in the spec's order.
+    """
+    if earlier is None or later is None:
+        return later or earlier
+    # Resets within a second are one window (a reset sent as seconds-left is made epoch
+    # seconds on arrival, so it drifts by the arrival times).
+    if abs((earlier.reset or 0) - (later.reset or 0)) >= 1.0:
+        return later if (later.reset or 0) > (earlier.reset or 0) else earlier
+    if earlier.remaining is not None and later.remaining is not None:
+        return later if later.remaining <= earlier.remaining else earlier
+    return later
 
 
 class ConnectorSource(Protocol):

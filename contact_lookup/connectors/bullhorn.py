@@ -31,14 +31,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import PHONES, Option, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, Search, SearchPage, newest_state
 from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
+from contact_lookup.model.config import MAX_CONCURRENCY_CAP
 from contact_lookup.model.errors import AuthRejected, CRMUnavailable, RateLimitState
 
 PHONE_FIELDS = ("phone", "mobile", "phone2", "phone3")
@@ -73,11 +75,15 @@ class BhSession:
     rest_url: str  # ends with "/"
 
 
-def lucene_query(number: str, entity: str = "ClientContact") -> str:
-    """The search for one phone string on ``entity``: quoted, so ``+ ( ) -`` are not Lucene
-    syntax; deleted records and the entity's excluded status left out."""
-    value = '"' + number.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    either = " OR ".join(f"{field}:{value}" for field in ENTITY_PHONES[entity])
+def lucene_query(number: str | Sequence[str], entity: str = "ClientContact") -> str:
+    """The search for one phone string, or any of several, in any phone field of ``entity``:
+    each quoted, so ``+ ( ) -`` are not Lucene syntax; deleted records and the entity's
+    excluded status left out. Bullhorn's search takes Lucene's ``OR`` and grouping
+    (bullhorn/rest-api-docs ``_search.md``), so several numbers are one request that finds
+    what one request per number would."""
+    numbers = [number] if isinstance(number, str) else list(number)
+    values = ['"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in numbers]
+    either = " OR ".join(f"{field}:{v}" for v in values for field in ENTITY_PHONES[entity])
     return f'({either}) AND isDeleted:false AND NOT status:"{EXCLUDED_STATUS[entity]}"'
 
 
@@ -124,12 +130,35 @@ class BullhornConnector(HttpConnector):
     requests_per_query = 3  # one search per entity: ClientContact, Candidate, Lead
     additional_fields = {"job_orders": "a ClientContact's open job orders"}
     _state: RateLimitState | None = None  # the newest ratelimit-* headers seen
+    _state_lock = threading.Lock()  # shared by instances: held only for one comparison
+
+    # Bullhorn limits concurrent API sessions (25 or 50 by edition: kb.bullhorn.com,
+    # "Understanding API Usage Limits"), not concurrent requests in one session (we keep one
+    # session per connection): no request limit to follow, the base default.
+    default_max_concurrency = MAX_CONCURRENCY_CAP
 
     def search(self, query: str) -> SearchPage:
         records: list[dict[str, Any]] = []
         for entity in ENTITIES:
             records.extend(self._search_entity(entity, lucene_query(query, entity)))
         return SearchPage(records, self._state)
+
+    def searches(self, planned: list[str]) -> list[Search]:
+        """One search per entity ORing every planned term (3 requests whatever the formats),
+        sent concurrently by ``find``; each hit's matched value ranks it in the spec's order."""
+        if not planned:
+            return []
+        return [
+            Search(None, partial(self._entity_page, entity, tuple(planned))) for entity in ENTITIES
+        ]
+
+    def request_count(self, planned: list[str]) -> int:
+        return len(ENTITIES) if planned else 0
+
+    def _entity_page(self, entity: str, terms: tuple[str, ...]) -> SearchPage:
+        lucene = lucene_query(terms, entity)
+        found = self._search_entity(entity, lucene, max_pages=MAX_PAGES * len(terms))
+        return SearchPage(found, self._state)
 
     def retry_after(self, resp: requests.Response) -> float | None:
         wait = retry_after_seconds(resp.headers.get("Retry-After"))
@@ -177,11 +206,13 @@ class BullhornConnector(HttpConnector):
         ]
 
     # ----- search ----------------------------------------------------------------------------
-    def _search_entity(self, entity: str, lucene: str) -> list[dict[str, Any]]:
+    def _search_entity(
+        self, entity: str, lucene: str, max_pages: int = MAX_PAGES
+    ) -> list[dict[str, Any]]:
         size = self.int_option("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         found: list[dict[str, Any]] = []
         start = 0
-        for _ in range(MAX_PAGES):
+        for _ in range(max_pages):
             body = self._call(
                 "POST",
                 f"search/{entity}",
@@ -217,7 +248,9 @@ class BullhornConnector(HttpConnector):
                     "Bullhorn rejected a session it had just opened.", status_code=401
                 )
         self.check(resp)
-        self._state = self.rate_limit_state(resp) or self._state
+        # Responses of a lookup's concurrent searches arrive in any order: keep the newest.
+        with self._state_lock:
+            self._state = newest_state(self._state, self.rate_limit_state(resp))
         return self.json_body(resp)
 
     def _send(self, session: BhSession, method: str, path: str, **kwargs: Any) -> requests.Response:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector
+from contact_lookup.model.config import MAX_CONCURRENCY_CAP
 from contact_lookup.model.errors import CRMUnavailable, RateLimitState
 
 # Every field the spec's contact shape can use; Clio returns only what is asked for.
@@ -43,6 +44,10 @@ class ClioConnector(HttpConnector):
         ),
     }
     default_rate_limit = (50, 60.0)  # about 50 requests/minute per token
+    # Clio documents a per-token rate (50/min at peak, docs.developers.clio.com "Rate
+    # Limits") and no concurrency limit: the base default. A lookup sends one search per
+    # term (3 for E.164 and two formats), all at once.
+    default_max_concurrency = MAX_CONCURRENCY_CAP
     page_limit = 200  # Clio's maximum page size
     # Each page is one request against ~50/min: past 5 x 200 matches for one number the
     # number is a switchboard, not a person, and the pop would be useless anyway.

@@ -91,7 +91,9 @@ class HttpConnector(Connector):
         started = time.monotonic()
         status: int | None = None
         try:
-            resp = self.session.request(method, url, timeout=self.timeout_s, stream=True, **kwargs)
+            resp = self.http_session.request(
+                method, url, timeout=self.timeout_s, stream=True, **kwargs
+            )
             status = resp.status_code
             resp._content = self._read_body(resp, started)
             state = self.rate_limit_state(resp)

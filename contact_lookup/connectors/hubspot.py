@@ -4,9 +4,15 @@ Connection: ``base_url`` (``https://api.hubapi.com``); ``token_env`` names the v
 a private-app or OAuth access token. Option ``page_size`` (1-200, default 100) is the search
 ``limit``.
 
-Search: one ``POST /crm/v3/objects/contacts/search`` per query, two filter groups ORed:
-``phone EQ N`` and ``mobilephone EQ N``; ``paging.next.after`` is followed for at most
-``MAX_PAGES`` pages (a number shared by more contacts than that is not a person to pop).
+Search: one ``POST /crm/v3/objects/contacts/search`` per lookup. Filter groups are ORed
+(at most 5 groups, 10 filters in a group, 25 in all: developers.hubspot.com changelog
+"Expanded filtering capabilities", 2024-08-26), so one query is two groups, ``phone EQ N``
+and ``mobilephone EQ N``, and several queries are two groups with the ``IN`` operator,
+``phone IN [N, F1, F2]`` and ``mobilephone IN [...]`` (CRM search guide, "Filter search
+results": ``IN`` matches any value of a ``values`` list exactly; string values lowercase,
+which phone strings already are): the records the separate searches would find, in one
+request. ``paging.next.after`` is followed for at most ``MAX_PAGES`` pages per query (a
+number shared by more contacts than that is not a person to pop).
 
 Matching: ``EQ`` compares the stored string (case-insensitively) and HubSpot stores a phone
 number as it was typed, so ``+14155550100`` and ``(415) 555-0100`` find different contacts:
@@ -24,12 +30,13 @@ zone, which we cannot know, so every worker holds off an hour and probes again.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import PHONES, Option, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, Search, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
 from contact_lookup.model.errors import CRMUnavailable, RateLimited, RateLimitState
 
@@ -56,12 +63,17 @@ MAX_PAGES = 5
 POLICY_WAIT_S = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "DAILY": 3600.0}
 
 
-def search_body(number: str, limit: int, after: str | None) -> dict[str, Any]:
+def search_body(numbers: str | Sequence[str], limit: int, after: str | None) -> dict[str, Any]:
+    """The search for one number (``EQ``) or any of several (``IN``), in either phone property."""
+    terms = [numbers] if isinstance(numbers, str) else list(numbers)
+    filters: list[dict[str, Any]] = [
+        {"propertyName": p, "operator": "EQ", "value": terms[0]}
+        if len(terms) == 1
+        else {"propertyName": p, "operator": "IN", "values": terms}
+        for p in PHONE_PROPERTIES
+    ]
     body: dict[str, Any] = {
-        "filterGroups": [
-            {"filters": [{"propertyName": prop, "operator": "EQ", "value": number}]}
-            for prop in PHONE_PROPERTIES
-        ],
+        "filterGroups": [{"filters": [f]} for f in filters],
         "properties": PROPERTIES,
         "limit": limit,
     }
@@ -129,16 +141,33 @@ class HubSpotConnector(HttpConnector):
                 out.append({"const": str(deal["id"]), "title": title, "id": deal["id"]})
         return out
 
+    # HubSpot documents per-second and daily limits, not a concurrency limit: no more in
+    # flight than one second of the search budget (developers.hubspot.com "API usage
+    # guidelines": search endpoints are limited to about 5 requests per second per token).
+    default_max_concurrency = 4
+
     def search(self, query: str) -> SearchPage:
+        return self._search_terms((query,))
+
+    def searches(self, planned: list[str]) -> list[Search]:
+        """One search for every planned query (``IN``), or the base's one per query."""
+        if len(planned) <= 1:
+            return super().searches(planned)
+        return [Search(None, partial(self._search_terms, tuple(planned)))]
+
+    def request_count(self, planned: list[str]) -> int:
+        return 1 if planned else 0
+
+    def _search_terms(self, terms: tuple[str, ...]) -> SearchPage:
         size = self.int_option("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         records: list[dict[str, Any]] = []
         after: str | None = None
         state: RateLimitState | None = None
-        for _ in range(MAX_PAGES):
+        for _ in range(MAX_PAGES * len(terms)):
             body, resp = self.request_json(
                 SEARCH_PATH,
                 method="POST",
-                json=search_body(query, size, after),
+                json=search_body(terms, size, after),
                 headers={"Authorization": f"Bearer {self.secret}"},
             )
             state = self.rate_limit_state(resp) or state

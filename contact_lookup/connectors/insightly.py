@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
-from contact_lookup.connectors.base import PHONES, Option, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, Search, SearchPage
 from contact_lookup.connectors.http import HttpConnector
+from contact_lookup.model.config import MAX_CONCURRENCY_CAP
 from contact_lookup.model.errors import CRMUnavailable, RateLimitState
 
 # Every phone field of each entity (Insightly v3.1 Contact and Lead models), for verification.
@@ -83,6 +85,9 @@ class InsightlyConnector(HttpConnector):
         1.0,
     )  # only a per-plan daily limit is documented: a conservative guess
     requests_per_query = 4  # Contacts PHONE and PHONE_MOBILE, Leads PHONE and MOBILE
+    # Insightly documents a daily request limit per plan and no concurrency limit: the base
+    # default (a lookup's 12 searches for E.164 and two formats go at once).
+    default_max_concurrency = MAX_CONCURRENCY_CAP
     page_limit = 100  # Insightly's default ``top``; the maximum is 500
     # Four searches per query already; past 5 pages a number is a switchboard, not a person.
     max_pages = 5
@@ -132,30 +137,49 @@ class InsightlyConnector(HttpConnector):
     def search(self, query: str) -> SearchPage:
         records: list[Mapping[str, Any]] = []
         state: RateLimitState | None = None
-        for entity, field, id_field, email_field, kind in SEARCHES:
-            for page in range(self.max_pages):
-                # brief=true: only top-level fields, which hold all we read; the
-                # sub-collections (custom fields, tags, links) only make the answer heavier.
-                params = {
-                    "field_name": field,
-                    "field_value": query,
-                    "brief": "true",
-                    "top": self.page_limit,
-                    "skip": page * self.page_limit,
-                }
-                body, resp = self.request_json(
-                    f"{self._api}{entity}/Search", params=params, headers=self._headers
+        for spec in SEARCHES:
+            page = self._search_field(query, spec)
+            records.extend(page.records)
+            state = page.rate_limit or state
+        return SearchPage(records, state)
+
+    def searches(self, planned: list[str]) -> list[Search]:
+        """Four independent searches per query (sent concurrently by ``find``), in the order
+        ``search`` runs them: Insightly searches one field for one value at a time."""
+        return [
+            Search(query, partial(self._search_field, query, spec))
+            for query in planned
+            for spec in SEARCHES
+        ]
+
+    def _search_field(self, query: str, spec: tuple[str, str, str, str, str]) -> SearchPage:
+        """One field's search, its pages followed as each arrives."""
+        entity, field, id_field, email_field, kind = spec
+        records: list[Mapping[str, Any]] = []
+        state: RateLimitState | None = None
+        for page in range(self.max_pages):
+            # brief=true: only top-level fields, which hold all we read; the
+            # sub-collections (custom fields, tags, links) only make the answer heavier.
+            params = {
+                "field_name": field,
+                "field_value": query,
+                "brief": "true",
+                "top": self.page_limit,
+                "skip": page * self.page_limit,
+            }
+            body, resp = self.request_json(
+                f"{self._api}{entity}/Search", params=params, headers=self._headers
+            )
+            state = self.rate_limit_state(resp) or state
+            if not isinstance(body, list):
+                raise CRMUnavailable(
+                    "Insightly answered without a record list.", status_code=resp.status_code
                 )
-                state = self.rate_limit_state(resp) or state
-                if not isinstance(body, list):
-                    raise CRMUnavailable(
-                        "Insightly answered without a record list.", status_code=resp.status_code
-                    )
-                records.extend(_record(item, field, id_field, email_field, kind) for item in body)
-                if len(body) < self.page_limit:
-                    break
-            else:
-                self.complete = False  # more pages than max_pages: not an answer to cache
+            records.extend(_record(item, field, id_field, email_field, kind) for item in body)
+            if len(body) < self.page_limit:
+                break
+        else:
+            self.complete = False  # more pages than max_pages: not an answer to cache
         return SearchPage(records, state)
 
 

@@ -58,6 +58,9 @@ def _load(path: Path) -> dict[str, list[Mapping[str, Any]]]:
 
 class JsonFileConnector(Connector):
     crm = "json"
+    # An in-memory index, no I/O to wait on: searches run on the caller's thread, since
+    # fan-out threads would only add hand-offs (fanout.fan_out runs one at a time for 1).
+    default_max_concurrency = 1
     # The file stores an extension like any number ("phone": "102"): its phone strings are
     # its extension values too.
     supports_extension = True

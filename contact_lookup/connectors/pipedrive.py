@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, MutableMapping
+from concurrent.futures import Future
 from typing import Any
 
 import phonenumbers
@@ -25,6 +26,7 @@ import requests
 
 from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int
+from contact_lookup.model.config import MAX_CONCURRENCY_CAP
 from contact_lookup.model.errors import CRMUnavailable, RateLimited, RateLimitState
 from contact_lookup.model.phone import national_digits
 
@@ -36,6 +38,9 @@ DAILY_WAIT_S = 3600.0
 class PipedriveConnector(HttpConnector):
     crm = "pipedrive"
     default_rate_limit = (10, 2.0)  # search: about 10 per 2 s window
+    # Pipedrive documents token-based rate limits per 2-second window and a daily budget
+    # (pipedrive.readme.io "Rate limiting"), no concurrency limit: the base default.
+    default_max_concurrency = MAX_CONCURRENCY_CAP
     additional_fields = {
         "deals": "the person's open deals",
         "leads": "the person's leads that are not archived",
@@ -64,6 +69,9 @@ class PipedriveConnector(HttpConnector):
         super().__init__(*args, **kwargs)
         self.exact = self.connection.options.get("exact_match") is True
         self._contains: set[str] = set()  # planned terms searched as "contains"
+        # Person reads of this lookup (a per-lookup instance), by id (see person_dates).
+        self._reads: dict[int, Future[Mapping[str, Any]]] = {}
+        self._reads_lock = threading.Lock()
 
     # ----- which queries -------------------------------------------------------------------
     def plan(self, queries: list[str]) -> list[str]:
@@ -154,6 +162,41 @@ class PipedriveConnector(HttpConnector):
                     out[pid] = hit[1]
                 else:
                     wanted.append(pid)
+        # The lookup's searches run concurrently (fan-out): a person another search of this
+        # lookup is already reading is waited for, not read twice.
+        mine: dict[int, Future[Mapping[str, Any]]] = {}
+        theirs: dict[int, Future[Mapping[str, Any]]] = {}
+        with self._reads_lock:
+            for pid in wanted:
+                pending = self._reads.get(pid)
+                if pending is None:
+                    mine[pid] = self._reads[pid] = Future()
+                else:
+                    theirs[pid] = pending
+        try:
+            state = self._read_persons(list(mine), out, cache, lock, now)
+        except BaseException as exc:
+            for future in mine.values():
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        for pid, future in mine.items():
+            if not future.done():
+                future.set_result(out.get(pid, {}))
+        for pid, future in theirs.items():
+            if dates := future.result():
+                out[pid] = dates
+        return out, state
+
+    def _read_persons(
+        self,
+        wanted: list[int],
+        out: dict[int, Mapping[str, Any]],
+        cache: MutableMapping[int, Any],
+        lock: threading.Lock,
+        now: float,
+    ) -> RateLimitState | None:
+        """Batched reads of ``wanted`` into ``out`` and the cache; the newest rate-limit state."""
         state: RateLimitState | None = None
         for start in range(0, len(wanted), self.batch_size):
             batch = wanted[start : start + self.batch_size]
@@ -180,7 +223,7 @@ class PipedriveConnector(HttpConnector):
                         _evict(cache, now)
                     cache[person["id"]] = (now + self.person_ttl_s, dates)
                     out[person["id"]] = dates
-        return out, state
+        return state
 
     def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
         """``deals``: ``GET /api/v2/deals?person_id=ID&status=open`` (API v2 "Get all deals");

@@ -7,9 +7,9 @@ specification"). The built-in CRMs are registered there by this distribution's o
 of CRMs. A connection may also name a class directly, ``crm = "package.module:Class"`` (like
 Celery's ``-A module:app``), for a connector that is importable but not packaged.
 
-Sessions are kept per thread and per connection, so every worker thread reuses its
-keep-alive connections and no session is shared across threads (requests.Session is not
-thread-safe).
+Sessions are kept per thread and per connection, so every worker thread (and every thread
+of the fan-out pool, contact_lookup/connectors/fanout.py) reuses its keep-alive connections
+and no session is shared across threads (requests.Session is not thread-safe).
 """
 
 from __future__ import annotations
@@ -193,6 +193,8 @@ class ConnectorFactory:
             timeout_s=self.timeout_s,
             trace=trace,
             shared=shared,
+            # Fan-out sends from pool threads: each uses its own thread's pooled session.
+            sessions=lambda: self.session(connection),
         )
 
     def renew(

@@ -120,6 +120,9 @@ def to_contact(item: Any) -> dict[str, Any]:
 class SalesforceConnector(HttpConnector):
     crm = "salesforce"
     default_rate_limit = (25, 1.0)  # concurrent-request cap, about 25 long-running per org
+    # "Concurrent API requests lasting 20 seconds or longer: 25" per production org
+    # (developer.salesforce.com, "API Request Limits and Allocations"). One SOSL per lookup.
+    default_max_concurrency = 25
     options = {
         "api_version": Option(
             (str, float),

@@ -9,14 +9,17 @@ The order matters: followers of a coalesced lookup take no tokens, so N concurre
 one number cost the budget what one does. A deferred leader publishes a failure; its
 followers then try for themselves and are deferred by the limiter too, without a request.
 
-Tokens per lookup: ``len(connector.plan(terms))`` times the connector's
-``requests_per_query`` (default 1) are taken at once before the first request, so a lookup
-that cannot run is deferred before it starts. Every CRM request is paid before it is sent:
-the connector's ``budget`` (a ``SharedBudget``) spends those tokens first, then takes one more
-from the shared limiter for each request past them (further pages, per-entity searches,
-enrichment reads such as Pipedrive's person reads), and raises ``RateLimited`` - the request
-unsent - when the budget cannot cover it. What each response says of the vendor's own limit
-goes to ``RateLimiter.follow``. Issue #13 (fan-out) builds on ``SharedBudget.take``.
+Tokens per lookup: ``connector.request_count(connector.plan(terms))`` (by default the planned
+queries times the connector's ``requests_per_query``, 1 unless it says otherwise; a connector
+that ORs several queries into one request counts its own) are taken at once before the first
+request, so a lookup that cannot run is deferred before it starts. Every CRM request is paid
+before it is sent: the connector's ``budget`` (a ``SharedBudget``) spends those tokens first,
+then takes one more from the shared limiter for each request past them (further pages,
+per-entity searches, enrichment reads such as Pipedrive's person reads), and raises
+``RateLimited`` - the request unsent - when the budget cannot cover it. What each response
+says of the vendor's own limit goes to ``RateLimiter.follow``. Fan-out (connectors/fanout.py)
+sends a lookup's searches from several threads: each request is paid by ``SharedBudget.take``
+(under its lock) on the thread that sends it, before it is sent.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ class Guard:
     @staticmethod
     def tokens(prepared: Prepared, connector: Connector) -> int:
         """How many CRM requests the lookup will make (see the module docstring)."""
-        return len(connector.plan(list(prepared.terms))) * connector.requests_per_query
+        return connector.request_count(connector.plan(list(prepared.terms)))
 
     def _limited(
         self, prepared: Prepared, request: LookupRequest, connector: Connector, work: Work

@@ -142,6 +142,12 @@ class LookupService:
         contacts = self.cache.get(prepared.cache_key)
         if contacts is None:
             return None
+        return self.cached_result(prepared, request, contacts)
+
+    def cached_result(
+        self, prepared: Prepared, request: LookupRequest, contacts: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The full result for ``contacts`` read from the cache (the shape of ``cached``)."""
         result = contact.success(contacts, prepared.number, tracking={"isCached": True})
         return self._decorate(result, prepared, request)
 

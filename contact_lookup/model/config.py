@@ -35,6 +35,7 @@ COMMON_KEYS = frozenset(
         "contacts",
         "rate_limit",
         "rate_reserve",
+        "max_concurrency",
         # How the connection authenticates (README "CRM authorisation"): see AUTH_KINDS.
         "auth",
         "client_id_env",
@@ -50,6 +51,10 @@ COMMON_KEYS = frozenset(
 # (RFC 6749 section 6) with tokens kept in the token store; "jwt-bearer": a signed assertion
 # (RFC 7523) minted from a private key, Salesforce's server-to-server flow.
 AUTH_KINDS = ("token", "oauth2", "jwt-bearer")
+
+# The most requests of one connection a worker process may have in flight at once (the
+# fan-out pool, contact_lookup/connectors/fanout.py, has room for several at the cap).
+MAX_CONCURRENCY_CAP = 64
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class Connection:
     rate_limit: str | None = None
     # Share of each rate-limit window kept for call pops (contact_lookup/core/ratelimit.py).
     rate_reserve: float = 0.2
+    # CRM requests in flight at once per worker process; None: the connector's vendor default.
+    max_concurrency: int | None = None
     auth: str = "token"
     client_id_env: str | None = None
     client_secret_env: str | None = None
@@ -180,6 +187,16 @@ def _connection(name: str, table: Mapping[str, Any], base_dir: Path) -> Connecti
         raise ConfigError(
             f"connection {name!r}: rate_reserve must be a fraction from 0 to below 1 (e.g. 0.2)"
         )
+    max_concurrency = table.get("max_concurrency")
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or not 1 <= max_concurrency <= MAX_CONCURRENCY_CAP
+    ):
+        raise ConfigError(
+            f"connection {name!r}: max_concurrency must be a whole number from 1 to "
+            f"{MAX_CONCURRENCY_CAP} (got {max_concurrency!r})"
+        )
     rc_account = table.get("rc_account", "")
     auth = _auth_keys(name, table, base_dir)
     return Connection(
@@ -199,6 +216,7 @@ def _connection(name: str, table: Mapping[str, Any], base_dir: Path) -> Connecti
         contacts=(base_dir / contacts) if contacts else None,
         rate_limit=rate_limit,
         rate_reserve=float(reserve),
+        max_concurrency=max_concurrency,
         **auth,
         options={k: v for k, v in table.items() if k not in COMMON_KEYS},
     )

@@ -108,7 +108,23 @@ def test_plan_keeps_every_formatted_variant(sim: HubSpotSimulator) -> None:
     c = connector(sim)
     assert c.plan(queries) == queries
     assert ids(c.find(queries).contacts) == ["501"]
-    assert sim.queries == queries
+    assert sim.queries == queries  # both, in one search (IN), in the spec's order
+    assert sim.by_path[SEARCH_PATH] == 1
+
+
+def test_one_search_finds_what_separate_searches_find_in_the_spec_order(
+    sim: HubSpotSimulator,
+) -> None:
+    # Grace is stored as +14155550123 (phone) and 415-555-0123 (mobilephone), Alan as
+    # +14155550123: one search (IN) finds both, each once, as the two searches did.
+    c = connector(sim)
+    queries = ["+14155550123", "415-555-0123"]
+    separate = [cid for q in queries for cid in ids(c.find([q]).contacts)]
+    sim.reset_counters()
+    together = c.find(queries).contacts
+    assert sim.by_path[SEARCH_PATH] == 1
+    assert sorted(ids(together)) == sorted(set(separate)) == ["502", "503"]
+    assert ids(together) == list(dict.fromkeys(separate))  # the spec's order, de-duplicated
 
 
 def test_contact_fields_and_dates_normalised(sim: HubSpotSimulator) -> None:
@@ -220,5 +236,6 @@ def test_simulator_401_body_is_hubspots(sim: HubSpotSimulator) -> None:
 def test_token_never_reaches_the_debug_trace(sim: HubSpotSimulator) -> None:
     trace = DebugTrace()
     connector(sim, trace=trace).find(["(415) 555-0100", "+14155550100"])
-    assert len(trace.entries) == 2 and all(e["status"] == 200 for e in trace.entries)
+    # One search for both numbers (IN): one request
+    assert len(trace.entries) == 1 and all(e["status"] == 200 for e in trace.entries)
     assert TOKEN not in repr(trace.entries)

@@ -11,6 +11,8 @@ per-CRM tests then check that run's outcomes.
 from __future__ import annotations
 
 import json
+import random
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -108,6 +110,25 @@ class Run:
     cache_keys: dict[tuple[str, str], str]
 
 
+def unclaimed_port() -> int:
+    """A free port below the kernel's ephemeral range: no client socket can take it as its
+    local port before the simulator comes up there. (A port from ``free_port`` is in that
+    range, and with lookups' searches sent concurrently, the suite's own client connections,
+    or another process's, sometimes took it first: "Address already in use".)"""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return free_port()
+    for port in random.sample(range(20000, max(20001, low)), min(200, max(1, low - 20000))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return free_port()
+
+
 def start_sim(crm: str, port: int = 0) -> Simulator:
     sim = simulator_class(crm)(CONTACTS, token=TOKEN, hang_s=HANG_S, port=port)
     return quick_drip(sim).start()
@@ -118,7 +139,7 @@ def build_cases(tmp_path: Path) -> dict[tuple[str, str], Case]:
     for crm in CRMS:
         for name in CASES:
             sim = None if name in ("refused", "downrefused") else start_sim(crm)
-            port = sim.port if sim else free_port()  # nothing listens there (yet)
+            port = sim.port if sim else unclaimed_port()  # nothing listens there (yet)
             table = dict(sim.connection()) if sim else table_for_port(crm, port)
             table["rc_account"] = "faults"
             cases[crm, name] = Case(crm, name, f"{crm}_{name}", sim, port, table)

@@ -1,0 +1,300 @@
+"""Benchmarks 10-13 (issue 13): fan-out, plain-Celery baselines, worker layout.
+
+10. Cache-miss call pop against a simulator answering every request in 150 ms, for Clio,
+    Bullhorn and Insightly with E.164 and two formats: p50 over one CRM round trip, and the
+    CRM requests per lookup; beside the same lookups sent one request at a time
+    (``max_concurrency = 1``), which is what every lookup cost before fan-out (Bullhorn's
+    one-search-per-entity OR also applies there: before it, 9 requests).
+11. Plain-Celery baselines (``bench/plain_app.py``: Celery's defaults, threads ``-c 8``, no
+    events): the no-op round trip and throughput, against the product's cache-miss lookup
+    (zero-latency Clio, threads ``-c 8``) and, when benchmark 1 ran in the same run, its
+    cached call pop.
+12. One worker process ``-c 16`` against two ``-c 8`` on the same machine: cache-miss
+    throughput (the GIL lets one process use one core for Python).
+13. gevent against threads for I/O-bound fan-out: Clio with one format at 100 ms per
+    request (2 requests per lookup, sent together), ``--pool gevent -c 32`` vs ``--pool
+    threads -c 32``: 64 requests in flight, Clio's default ``max_concurrency``; ideal 320/s.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.harness import (
+    Context,
+    Figure,
+    Outcome,
+    SimProcess,
+    Worker,
+    connection_toml,
+    done_times,
+    ms,
+    numbers,
+    percentile,
+    round_trip,
+    running,
+    seed_for,
+    send_lookup,
+    send_noop,
+    steady_rate,
+    wait_all_done,
+)
+from bench.plain_app import PLAIN_NOOP, QUEUE, make_app
+from contact_lookup.core.request import LookupRequest
+from tasks.enqueue import task_kwargs
+
+CRM_RTT_S = 0.15
+FORMATS = "(***) ***-****, ***-***-****"
+FAN_CRMS = ("clio", "bullhorn", "insightly")
+FAN_SAMPLES, SEQ_SAMPLES, FAN_WARM_UP = 15, 5, 3
+PLAIN_CONCURRENCY = 8
+RTT_SAMPLES, RTT_WARM_UP = 200, 20
+THROUGHPUT_N = 2000
+LAYOUT_N = 2000
+GEVENT_LATENCY_S, GEVENT_C, GEVENT_N = 0.1, 32, 640
+
+
+# ----- 9 ------------------------------------------------------------------------------------
+def fan_out_call_pop(ctx: Context) -> Outcome:
+    out = Outcome(10, "Cache-miss call pop vs a 150 ms CRM: p50 / one round trip (fan-out)")
+    for k, crm in enumerate(FAN_CRMS):
+        total = FAN_WARM_UP * 2 + FAN_SAMPLES + SEQ_SAMPLES
+        nums = numbers(300_000 + 1000 * k, total)
+        ctx.flush()
+        with SimProcess(crm, seed_for(nums, every=2), latency_s=CRM_RTT_S) as sim:
+            config = ctx.write_config(
+                connection_toml("fan", sim, formats=FORMATS),
+                connection_toml("seq", sim, formats=FORMATS, extra={"max_concurrency": 1}),
+            )
+            env = ctx.env(config, sim.env())
+            app = ctx.app(env)
+            worker = Worker(ctx, env, queues=["call_pop"], concurrency=16, name=f"fan-{crm}")
+            it = iter(nums)
+            runs: dict[str, list[float]] = {"fan": [], "seq": []}
+            per_lookup: dict[str, float] = {}
+            peak: dict[str, int] = {}
+            bad = 0
+            with running(worker, app):
+                for conn in ("fan", "seq"):  # sessions, logins, scripts
+                    for _ in range(FAN_WARM_UP):
+                        round_trip(send_lookup, app, conn, LookupRequest(next(it)), 30)
+                for conn, n in (("fan", FAN_SAMPLES), ("seq", SEQ_SAMPLES)):
+                    sim.reset()
+                    for _ in range(n):
+                        seconds, result = round_trip(
+                            send_lookup, app, conn, LookupRequest(next(it)), 30
+                        )
+                        runs[conn].append(seconds)
+                        tracking = result.get("extraDataTracking") or {}
+                        bad += not result.get("successful") or bool(tracking.get("isCached"))
+                    counters = sim.counters()
+                    per_lookup[conn] = counters["requests"] / n
+                    peak[conn] = counters["max_in_flight"]
+            app.close()
+        rtt = ms(CRM_RTT_S)
+        fan50, seq50 = ms(percentile(runs["fan"], 50)), ms(percentile(runs["seq"], 50))
+        out.figures += [
+            Figure(
+                f"{crm}, 2 formats: call pop p50, fan-out",
+                fan50,
+                "ms",
+                rtt,
+                "one CRM round trip",
+                "<= 1.3x",
+                fan50 <= 1.3 * rtt,
+            ),
+            Figure(
+                f"{crm}, 2 formats: call pop p50, one request at a time",
+                seq50,
+                "ms",
+                rtt,
+                "one CRM round trip",
+            ),
+            Figure(f"{crm}: CRM requests per lookup", per_lookup["fan"], ""),
+        ]
+        out.notes.append(
+            f"{crm}: {FAN_SAMPLES} fan-out and {SEQ_SAMPLES} one-at-a-time cache-miss call "
+            f"pops, sequential, after warm-up; {per_lookup['fan']:.1f} requests per lookup "
+            f"(one at a time: {per_lookup['seq']:.1f}); the simulator saw at most "
+            f"{peak['fan']} requests in flight (one at a time: {peak['seq']}); {bad} lookups "
+            "failed or came from the cache."
+        )
+    out.notes.append(
+        "Before fan-out a lookup's time was the sum of its round trips: 3 on Clio, 9 on "
+        "Bullhorn (3 entities x 3 terms, before its OR query), 12 on Insightly."
+    )
+    return out
+
+
+# ----- 10 -----------------------------------------------------------------------------------
+def _send_plain(plain: Any, number: str, purpose: str = "call_pop") -> Any:
+    return plain.send_task(
+        PLAIN_NOOP, kwargs=task_kwargs("one", LookupRequest(number, purpose=purpose)), queue=QUEUE
+    )
+
+
+def _rate(app: Any, ids: list[str], concurrency: int, timeout_s: float) -> tuple[float, int]:
+    metas = wait_all_done(app, ids, timeout_s)
+    ok = sum(1 for m in metas if m.get("status") == "SUCCESS")
+    return steady_rate(done_times(metas), concurrency), ok
+
+
+def plain_celery(ctx: Context) -> Outcome:
+    out = Outcome(11, "Against plain Celery (defaults, threads -c 8, no events)")
+    nums = numbers(400_000, RTT_WARM_UP + RTT_SAMPLES + THROUGHPUT_N)
+    ctx.flush()
+    plain = make_app(ctx.redis_url)
+    with SimProcess("clio", seed_for(nums)) as sim:
+        config = ctx.write_config(connection_toml("one", sim))
+        env = ctx.env(config, sim.env())
+        app = ctx.app(env)
+        plain_worker = Worker(
+            ctx, env, queues=[QUEUE], concurrency=PLAIN_CONCURRENCY, name="plain",
+            app="bench.plain_app",
+        )  # fmt: skip
+        lookup_worker = Worker(
+            ctx, env, queues=["call_pop"], concurrency=PLAIN_CONCURRENCY, name="plain-lookup"
+        )
+        samples: dict[str, list[float]] = {"plain": [], "lookup": []}
+        it = iter(nums)
+        with running(plain_worker, app), running(lookup_worker, app):
+            for i in range(RTT_WARM_UP + RTT_SAMPLES):
+                order = ("plain", "lookup") if i % 2 else ("lookup", "plain")
+                for kind in order:
+                    number = next(it) if kind == "lookup" else "+14155550100"
+                    started = time.perf_counter()
+                    if kind == "plain":
+                        _send_plain(plain, number).get(timeout=15)
+                    else:
+                        send_lookup(app, "one", LookupRequest(number)).get(timeout=15)
+                    if i >= RTT_WARM_UP:
+                        samples[kind].append(time.perf_counter() - started)
+        # Throughput: the queue filled first, then drained by a fresh worker.
+        ctx.flush()
+        ids = [_send_plain(plain, "+14155550100", "relookup").id for _ in range(THROUGHPUT_N)]
+        plain_worker = Worker(
+            ctx, env, queues=[QUEUE], concurrency=PLAIN_CONCURRENCY, name="plain-tp",
+            app="bench.plain_app",
+        )  # fmt: skip
+        with running(plain_worker, app):
+            plain_rate, plain_ok = _rate(plain, ids, PLAIN_CONCURRENCY, 120)
+        # The product's own no-op (bench/noop_app.py: the product's Celery settings, no
+        # lookup): how much of the gap is the Celery settings and how much the lookup.
+        ctx.flush()
+        batch = [next(it) for _ in range(THROUGHPUT_N)]
+        ids = [send_noop(app, "one", LookupRequest(n, purpose="relookup")).id for n in batch]
+        noop_worker = Worker(
+            ctx, env, queues=["relookup"], concurrency=PLAIN_CONCURRENCY, name="noop-tp"
+        )
+        with running(noop_worker, app):
+            noop_rate, _ = _rate(app, ids, PLAIN_CONCURRENCY, 120)
+        ctx.flush()
+        ids = [send_lookup(app, "one", LookupRequest(n, purpose="relookup")).id for n in batch]
+        lookup_worker = Worker(
+            ctx, env, queues=["relookup"], concurrency=PLAIN_CONCURRENCY, name="lookup-tp"
+        )
+        with running(lookup_worker, app):
+            lookup_rate, lookup_ok = _rate(app, ids, PLAIN_CONCURRENCY, 180)
+        app.close()
+    plain.close()
+    plain50 = ms(percentile(samples["plain"], 50))
+    look50 = ms(percentile(samples["lookup"], 50))
+    out.figures += [
+        Figure("cache-miss lookup round trip p50, zero-latency CRM", look50, "ms", plain50,
+               "plain no-op round trip p50", "<= 2.0x", look50 <= 2.0 * plain50),
+        Figure("cache-miss lookup throughput", lookup_rate, "/s", plain_rate,
+               "plain no-op throughput", ">= 0.45x", lookup_rate >= 0.45 * plain_rate),
+        Figure("the product's no-op task throughput (its Celery settings)", noop_rate, "/s",
+               plain_rate, "plain no-op throughput"),
+    ]  # fmt: skip
+    callpop = ctx.memo.get("callpop_p50_ms")
+    if callpop is not None:
+        out.figures.append(
+            Figure("cached call pop through the webhook path, p50 (benchmark 1)", callpop,
+                   "ms", plain50, "plain no-op round trip p50", "<= 0.5x",
+                   callpop <= 0.5 * plain50)
+        )  # fmt: skip
+    else:
+        out.notes.append("Run benchmark 1 in the same run for the cached call pop's ratio.")
+    out.notes.append(
+        f"{RTT_SAMPLES} interleaved round trips each; throughput from {THROUGHPUT_N} queued "
+        f"tasks per kind ({plain_ok} and {lookup_ok} succeeded), both workers `--pool threads "
+        f"-c {PLAIN_CONCURRENCY}`; the plain worker runs without -E and with Celery's defaults."
+    )
+    return out
+
+
+# ----- 11 -----------------------------------------------------------------------------------
+def _drain_with(
+    ctx: Context,
+    env: dict[str, str],
+    app: Any,
+    ids: list[str],
+    layout: list[tuple[str, int]],
+    pool: str = "threads",
+) -> tuple[float, int]:
+    workers = [
+        Worker(ctx, env, queues=["relookup"], concurrency=c, name=name, pool=pool)
+        for name, c in layout
+    ]
+    for w in workers:
+        w.start(app)
+    try:
+        return _rate(app, ids, sum(c for _, c in layout), 300)
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def worker_layout(ctx: Context) -> Outcome:
+    out = Outcome(12, "One vs two worker processes on 2 cores (threads, 16 threads in all)")
+    nums = numbers(500_000, 2 * LAYOUT_N)
+    ctx.flush()
+    rates: dict[str, float] = {}
+    with SimProcess("clio", seed_for(nums)) as sim:
+        config = ctx.write_config(connection_toml("one", sim))
+        env = ctx.env(config, sim.env())
+        app = ctx.app(env)
+        for label, layout, chunk in (
+            ("1 x -c 16", [("layout-1", 16)], nums[:LAYOUT_N]),
+            ("2 x -c 8", [("layout-2a", 8), ("layout-2b", 8)], nums[LAYOUT_N:]),
+        ):
+            ctx.flush()
+            ids = [send_lookup(app, "one", LookupRequest(n, purpose="relookup")).id for n in chunk]
+            rates[label], _ = _drain_with(ctx, env, app, ids, layout)
+        app.close()
+    out.figures.append(
+        Figure("cache-miss throughput, 2 processes x -c 8", rates["2 x -c 8"], "/s",
+               rates["1 x -c 16"], "1 process x -c 16")
+    )  # fmt: skip
+    out.notes.append(f"{LAYOUT_N} queued zero-latency Clio lookups per layout.")
+    return out
+
+
+# ----- 12 -----------------------------------------------------------------------------------
+def gevent_vs_threads(ctx: Context) -> Outcome:
+    out = Outcome(13, "gevent vs threads, I/O-bound fan-out (Clio, 1 format, 100 ms)")
+    nums = numbers(600_000, 2 * GEVENT_N)
+    ctx.flush()
+    rates: dict[str, float] = {}
+    with SimProcess("clio", seed_for(nums), latency_s=GEVENT_LATENCY_S) as sim:
+        config = ctx.write_config(connection_toml("one", sim, formats="(***) ***-****"))
+        env = ctx.env(config, sim.env())
+        app = ctx.app(env)
+        for pool, chunk in (("threads", nums[:GEVENT_N]), ("gevent", nums[GEVENT_N:])):
+            ctx.flush()
+            ids = [send_lookup(app, "one", LookupRequest(n, purpose="relookup")).id for n in chunk]
+            rates[pool], _ = _drain_with(ctx, env, app, ids, [(f"io-{pool}", GEVENT_C)], pool)
+        app.close()
+    ideal = GEVENT_C / GEVENT_LATENCY_S
+    out.figures += [
+        Figure(f"lookups/s, --pool gevent -c {GEVENT_C}", rates["gevent"], "/s",
+               rates["threads"], f"--pool threads -c {GEVENT_C}"),
+        Figure(f"lookups/s, --pool threads -c {GEVENT_C}", rates["threads"], "/s", ideal,
+               "ideal C / 100 ms"),
+    ]  # fmt: skip
+    out.notes.append(
+        f"{GEVENT_N} queued lookups per pool, 2 requests each sent together (fan-out)."
+    )
+    return out
