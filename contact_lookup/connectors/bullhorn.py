@@ -39,7 +39,7 @@ from typing import Any
 import requests
 
 from contact_lookup.connectors.base import PHONES, Option, Search, SearchPage, newest_state
-from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
+from contact_lookup.connectors.http import HttpConnector, retry_after_seconds
 from contact_lookup.model.config import MAX_CONCURRENCY_CAP
 from contact_lookup.model.errors import AuthRejected, CRMUnavailable, RateLimitState
 
@@ -168,18 +168,11 @@ class BullhornConnector(HttpConnector):
                 wait = max(0.0, state.reset - time.time())
         return RATE_LIMIT_WAIT_S if wait is None else wait
 
-    def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
-        """Bullhorn's ``ratelimit-limit`` / ``-remaining`` / ``-reset`` headers (the IETF
-        RateLimit header fields draft, whose reset is seconds left: made epoch seconds here),
-        which RingCentral's App Connect Bullhorn connector reads; absent on older pods."""
-        h = resp.headers
-        reset_in = header_int(h, "ratelimit-reset")
-        state = RateLimitState(
-            remaining=header_int(h, "ratelimit-remaining"),
-            amount=header_int(h, "ratelimit-limit"),
-            reset=None if reset_in is None else time.time() + reset_in,
-        )
-        return state if state != RateLimitState() else None
+    # Bullhorn's ``ratelimit-limit`` / ``-remaining`` / ``-reset`` headers (the IETF RateLimit
+    # header fields draft, whose reset is seconds left), which RingCentral's App Connect
+    # Bullhorn connector reads; absent on older pods.
+    rate_limit_headers = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
+    rate_limit_reset_is_delta = True
 
     def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
         """``job_orders``: one ``search/JobOrder`` with ``clientContact.id:ID AND

@@ -54,6 +54,28 @@ def header_int(headers: Any, name: str) -> int | None:
         return None
 
 
+def read_rate_limit(
+    headers: Any,
+    limit: str | None,
+    remaining: str | None,
+    reset: str | None,
+    reset_is_delta: bool = False,
+    now: float | None = None,
+) -> RateLimitState | None:
+    """A ``RateLimitState`` from the named headers (any may be None: not sent), or None when
+    none is present. ``reset_is_delta``: the reset header is seconds left (IETF RateLimit
+    draft, Pipedrive, Bullhorn), made epoch seconds; otherwise it is epoch seconds."""
+    reset_at: float | None = header_int(headers, reset) if reset else None
+    if reset_at is not None and reset_is_delta:
+        reset_at = (time.time() if now is None else now) + reset_at
+    state = RateLimitState(
+        remaining=header_int(headers, remaining) if remaining else None,
+        amount=header_int(headers, limit) if limit else None,
+        reset=reset_at,
+    )
+    return state if state != RateLimitState() else None
+
+
 class HttpConnector(Connector):
     """A connector over a REST API at ``connection.base_url``, authenticated by its secret."""
 
@@ -150,20 +172,28 @@ class HttpConnector(Connector):
             resp.close()
         return b"".join(chunks)
 
+    # The vendor's rate-limit headers (limit, remaining, reset; None: not sent) and whether
+    # its reset is epoch seconds or seconds left in the window. A vendor overrides these.
+    rate_limit_headers: tuple[str | None, str | None, str | None] = (
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+    )
+    rate_limit_reset_is_delta: bool = False
+
     def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
-        """The vendor's rate-limit headers; the default reads X-RateLimit-Limit/Remaining/Reset
-        with Reset in epoch seconds."""
-        h = resp.headers
-        state = RateLimitState(
-            remaining=header_int(h, "X-RateLimit-Remaining"),
-            amount=header_int(h, "X-RateLimit-Limit"),
-            reset=header_int(h, "X-RateLimit-Reset"),
+        """The vendor's rate-limit headers, as ``rate_limit_headers`` names them; a reset
+        given as seconds left (``rate_limit_reset_is_delta``) is made epoch seconds."""
+        return read_rate_limit(
+            resp.headers, *self.rate_limit_headers, self.rate_limit_reset_is_delta
         )
-        return state if state != RateLimitState() else None
+
+    retry_after_header = "Retry-After"  # RFC 9110 section 10.2.3
 
     def retry_after(self, resp: requests.Response) -> float | None:
-        """How long the vendor asks us to wait after a rate-limit answer."""
-        wait = retry_after_seconds(resp.headers.get("Retry-After"))
+        """How long the vendor asks us to wait after a rate-limit answer: its Retry-After
+        header, else until the reset its rate-limit headers announce."""
+        wait = retry_after_seconds(resp.headers.get(self.retry_after_header))
         if wait is None:
             state = self.rate_limit_state(resp)
             if state and state.reset:

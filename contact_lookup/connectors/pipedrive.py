@@ -256,16 +256,9 @@ class PipedriveConnector(HttpConnector):
         ]
 
     # ----- vendor signals ------------------------------------------------------------------
-    def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
-        """``x-ratelimit-reset`` is seconds left in the window: made epoch seconds here."""
-        h = resp.headers
-        reset_in = header_int(h, "x-ratelimit-reset")
-        state = RateLimitState(
-            remaining=header_int(h, "x-ratelimit-remaining"),
-            amount=header_int(h, "x-ratelimit-limit"),
-            reset=None if reset_in is None else time.time() + reset_in,
-        )
-        return state if state != RateLimitState() else None
+    # ``x-ratelimit-reset`` is seconds left in the window (pipedrive.readme.io, rate limiting).
+    rate_limit_headers = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+    rate_limit_reset_is_delta = True
 
     def retry_after(self, resp: requests.Response) -> float | None:
         """The 2-second burst window's wait, or an hourly probe when the daily token budget

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,10 @@ import phonenumbers
 import requests
 
 from contact_lookup.connectors.base import EXTENSIONS, PHONES, Option, SearchPage
-from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
+from contact_lookup.connectors.http import (
+    HttpConnector,
+    read_rate_limit,
+)
 from contact_lookup.connectors.rest_template import SECTIONS, RestTemplate, parse_template
 from contact_lookup.model import phone
 from contact_lookup.model.config import Connection
@@ -87,6 +89,7 @@ class RestConnector(HttpConnector):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.template: RestTemplate = parse_template(self.connection.name, self.connection.options)
+        self.retry_after_header = self.template.retry_after_header
         self.number = ""  # the looked-up number (E.164, or an extension): set by plan()
         self.queries: list[str] = []
         self.dropped = 0  # records the CRM returned that were not the number
@@ -270,24 +273,8 @@ class RestConnector(HttpConnector):
     # ----- vendor signals, as the template names them ----------------------------------------
     def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
         t = self.template
-        h = resp.headers
-        reset = header_int(h, t.reset_header) if t.reset_header else None
-        if reset is not None and t.reset_kind == "seconds":
-            reset = int(time.time() + reset)
-        state = RateLimitState(
-            remaining=header_int(h, t.remaining_header) if t.remaining_header else None,
-            amount=header_int(h, t.limit_header) if t.limit_header else None,
-            reset=reset,
-        )
-        return state if state != RateLimitState() else None
-
-    def retry_after(self, resp: requests.Response) -> float | None:
-        wait = retry_after_seconds(resp.headers.get(self.template.retry_after_header))
-        if wait is None:
-            state = self.rate_limit_state(resp)
-            if state and state.reset:
-                wait = max(0.0, state.reset - time.time())
-        return wait
+        headers = (t.limit_header, t.remaining_header, t.reset_header)
+        return read_rate_limit(resp.headers, *headers, t.reset_kind == "seconds")
 
     def check(self, resp: requests.Response) -> None:
         if resp.status_code in self.template.limited_statuses:
