@@ -74,6 +74,8 @@ class Settings:
     cache_ttl_s: float = 86400.0
     result_expires_s: float = 86400.0
     http_timeout_s: float = 10.0
+    # Telephony events older than this by their eventTime are stale (README "Event rules").
+    event_max_age_s: float = 21600.0
     rc_verification_token: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -92,5 +94,6 @@ class Settings:
             cache_ttl_s=_number(env, "CACHE_TTL", 86400.0, minimum=1),
             result_expires_s=_number(env, "RESULT_EXPIRES", 86400.0, minimum=60),
             http_timeout_s=_number(env, "CRM_HTTP_TIMEOUT", 10.0, minimum=0.1),
+            event_max_age_s=_number(env, "EVENT_MAX_AGE", 21600.0, minimum=1),
             rc_verification_token=env.get("RC_VERIFICATION_TOKEN") or None,
         )

@@ -69,6 +69,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.events != "-" and not Path(args.events).is_file():
         raise UsageError(f"no such file: {args.events}")
     producer = build_pipeline(Settings.from_env())
+    producer.recorded = bool(args.recorded)
     try:
         if args.fresh:
             deleted = producer.forget_events()

@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="first forget every delivery/session/once marker (demos; never on a live system)",
     )
+    p.add_argument(
+        "--recorded",
+        action="store_true",
+        help="a recorded stream: judge event age (EVENT_MAX_AGE) by the newest eventTime read "
+        "so far, not by the clock (demos, fixtures); without it a replay of yesterday is stale",
+    )
     p.set_defaults(handler=h.cmd_replay)
 
     p = sub.add_parser(

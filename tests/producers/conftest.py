@@ -68,6 +68,18 @@ def variant(name: str, uuid: str | None = None, **changes: Any) -> dict[str, Any
     return data
 
 
+def live(event: dict[str, Any], age_s: float = 0.0) -> dict[str, Any]:
+    """A copy of a recorded notification whose eventTime and timestamp are ``age_s`` ago."""
+    from datetime import UTC, datetime, timedelta
+
+    when = (datetime.now(UTC) - timedelta(seconds=age_s)).isoformat(timespec="milliseconds")
+    data = copy.deepcopy(event)
+    data["timestamp"] = when.replace("+00:00", "Z")
+    if isinstance(data.get("body"), dict):
+        data["body"]["eventTime"] = data["timestamp"]
+    return data
+
+
 @pytest.fixture
 def pr_url() -> Iterator[str]:
     with flushed_db(PRODUCERS_DB) as url:
@@ -146,6 +158,7 @@ def replay(
     path = tmp_path / "events.jsonl"
     path.write_text("".join((e if isinstance(e, str) else json.dumps(e)) + "\n" for e in events))
     capsys.readouterr()
-    code = main(["replay", str(path), *flags])
+    # The fixtures are recordings (2020, 2024): their age is judged by their own eventTimes.
+    code = main(["replay", str(path), "--recorded", *flags])
     out = capsys.readouterr().out
     return code, [json.loads(line) for line in out.splitlines() if line.strip()]
