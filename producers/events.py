@@ -240,9 +240,7 @@ def _telephony(uuid: str | None, body: Mapping[str, Any], event: _Event, config:
         if party_id and session:
             mine = is_own(party)
             extension_id = _text(party.get("extensionId"))
-            routing = party.get("queueCall") is True or (
-                mine and extension_id in config.routing_extensions
-            )
+            routing = mine and extension_id in config.routing_extensions
             log = _call_log(party, event, config) if mine else None
             records.append(
                 PartyRecord(party_id, mine, code, reason, sequence, routing, _log_field(log))
@@ -381,6 +379,13 @@ def _call_pop(
         return conn
     side = _other_side(party)
     shown = _number_text(side)
+    if _text(party.get("extensionId")) in config.routing_extensions:
+        return Skip(
+            "IVR or queue extension ([telephony] routing_extensions): nobody answers there, "
+            "no call pop",
+            purpose,
+            shown,
+        )
     if _text(party.get("direction")) == "Outbound" and not conn.outbound_pop:
         return Skip(
             f"outbound call: call pops for outbound calls are off for connection "

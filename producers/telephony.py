@@ -26,7 +26,6 @@ id. A routing leg is a party that passes the call on rather than talking:
 
 - its extension is listed in ``[telephony] routing_extensions`` (IVR menus and call queues:
   RingCentral extension types IvrMenu and Department), or
-- it carries ``queueCall: true`` (a call queue's leg), or
 - it ended with a pass-on reason (``REASONS``) or the status Gone, or
 - it ended with no reason without ever answering, and another own party joined the session
   after it (a later ``sequence``): the call went on from it, as an IVR menu's party does in
