@@ -298,7 +298,8 @@ class EventPipeline:
         delivery = keys.delivery(p.uuid) if p.uuid else ""
         args: list[Any] = [self.dedupe_ttl_s, "" if p.sequence is None else p.sequence]
         for record in p.parties:
-            args += [record.party_id, record.encode(), "1" if record.party_id in p.answered else "0"]
+            talking = "1" if record.party_id in p.answered else "0"
+            args += [record.party_id, record.encode(), talking]
         session_key = keys.telephony_session(p.session) if p.session else ""
         raw = self._check(keys=[delivery, session_key], args=args)
         return [v.decode() if isinstance(v, bytes) else str(v) for v in raw]

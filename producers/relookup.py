@@ -1,7 +1,8 @@
 """``contact-lookup relookup NUMBERS --connection NAME``: a batch re-lookup on the relookup queue.
 
-Input: one number per line (blank lines and ``#`` comments ignored), or a CSV whose header
-has a ``phoneNumber`` column (recognised when the first line has a comma or is that header).
+Input: one number per line, or a spreadsheet export with a phone number column, in any of
+the encodings, delimiters and header spellings ``producers.batchfile`` reads (``--column``
+names the column).
 Numbers are normalised in the connection's region and deduplicated (``(415) 555-0100`` and
 ``+14155550100`` are looked up once, reported on the first line that had them).
 
@@ -15,12 +16,9 @@ jobs are outstanding; a summary goes to stderr at the end. Progress bar on stder
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,6 +31,7 @@ from contact_lookup.core.request import LookupRequest
 from contact_lookup.core.service import LookupService
 from contact_lookup.model import contact
 from contact_lookup.model.errors import InvalidInput
+from producers import batchfile
 from tasks.enqueue import enqueue
 
 POLL_INTERVAL_S = 0.1
@@ -76,36 +75,6 @@ class Summary:
         if self.already_done:
             parts.append(f"{self.already_done} already in the results (skipped)")
         return "; ".join(parts)
-
-
-def read_numbers(text: str) -> Iterator[tuple[int, str]]:
-    """(line number, raw number) for each number in a plain list or a phoneNumber CSV."""
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip()), "")
-    is_csv = "," in first or first.strip().strip('"').lower() == "phonenumber"
-    if not is_csv:
-        for number, line in enumerate(lines, start=1):
-            if line.strip() and not line.lstrip().startswith("#"):
-                yield number, line.strip()
-        return
-    reader = csv.reader(io.StringIO(text))
-    header: list[str] | None = None
-    column = -1
-    for row in reader:
-        if header is None:
-            if not any(cell.strip() for cell in row):
-                continue
-            header = [cell.strip().lower() for cell in row]
-            if "phonenumber" not in header:
-                raise InvalidInput(
-                    "The CSV has no phoneNumber column.",
-                    hint="Name the column of numbers phoneNumber.",
-                )
-            column = header.index("phonenumber")
-            continue
-        raw = row[column].strip() if column < len(row) else ""
-        if raw:
-            yield reader.line_num, raw
 
 
 def done_numbers(path: Path) -> set[str]:
@@ -242,11 +211,12 @@ def run(
     refresh: bool,
     window: int,
     idle_timeout_s: float,
+    column: str | None = None,
 ) -> int:
     """The relookup command: 0 when every number has a line, 1 when the batch stopped."""
     service.config.connection(connection)  # ConfigError (exit 2) for an unknown connection
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    numbers = list(read_numbers(text))
+    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    numbers = batchfile.read_numbers(data, name=source, column=column)
     done = done_numbers(Path(out_path)) if out_path else set()
     out: TextIO
     if out_path:

@@ -67,7 +67,7 @@ CODES: Mapping[str, CodeRule] = {
 
 
 class ReasonRule(StrEnum):
-    PASS_ON = "pass on"  # the call goes on with another party: no call log for this one
+    HAND_OVER = "hand over"  # the call goes on with another party: no call log for this one
     LOG = "log"  # the call ended here (talked, missed, refused or failed): log it
 
 
@@ -105,7 +105,7 @@ _LOG = (
     "CallDropped",
 )
 REASONS: Mapping[str, ReasonRule] = {
-    **{r: ReasonRule.PASS_ON for r in _PASS_ON},
+    **{r: ReasonRule.HAND_OVER for r in _PASS_ON},
     **{r: ReasonRule.LOG for r in _LOG},
 }
 
@@ -121,7 +121,7 @@ def passes_on(code: str | None, reason: str | None) -> bool:
     """True when this status means the call goes on with another party (no call log here)."""
     rule = code_rule(code)
     return rule is CodeRule.GONE or (
-        rule is CodeRule.ENDED and REASONS.get(reason or "") is ReasonRule.PASS_ON
+        rule is CodeRule.ENDED and REASONS.get(reason or "") is ReasonRule.HAND_OVER
     )
 
 

@@ -113,6 +113,7 @@ def cmd_relookup(args: argparse.Namespace) -> int:
             refresh=args.refresh,
             window=args.window,
             idle_timeout_s=args.timeout,
+            column=args.column,
         )
     except InvalidInput as exc:  # e.g. a CSV without a phoneNumber column
         raise UsageError(exc.user_message()) from None

@@ -90,9 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "relookup",
         help="look up a batch of numbers on the relookup queue",
-        description="One number per line, or a CSV with a phoneNumber column.",
+        description="One number per line, or a CSV/TSV export (UTF-8 with or without BOM, "
+        "UTF-16, comma/semicolon/tab) with a phone number column.",
     )
     p.add_argument("numbers", metavar="NUMBERS", help="numbers file (.txt or .csv), or -")
+    p.add_argument(
+        "--column",
+        metavar="NAME",
+        default=None,
+        help="header of the column holding the numbers (default: phoneNumber, Phone, "
+        "phone number, Telephone, Number, Mobile...; case and spaces ignored)",
+    )
     p.add_argument("--connection", required=True, help="connection name from the config file")
     p.add_argument("--refresh", action="store_true", help="bypass the cache")
     p.add_argument(
