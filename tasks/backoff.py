@@ -10,22 +10,28 @@ from __future__ import annotations
 import random
 
 from contact_lookup.model.errors import RateLimited, TransientCRMError
+from contact_lookup.model.retry import DEFAULT_MAX_DELAY_S, MAX_DEFERRALS, MAX_RETRIES
+
+__all__ = ["MAX_DEFERRALS", "MAX_RETRIES", "deferral_delay_s", "delay_s", "is_deferral"]
 
 BASE_DELAY_S = 1.0
-# Every countdown stays well under the broker's visibility timeout (default 600 s), or the
-# Redis transport would deliver the delayed message again before it is due.
-MAX_DELAY_S = 120.0
-MAX_RETRIES = {"call_pop": 5, "call_log": 10, "message_log": 10, "relookup": 8}
-# Deferrals by our own shared limiter do not count as retries, but a job is not deferred for
-# ever either: at the limiter's longest wait (one window) this is hours of patience.
-MAX_DEFERRALS = 500
+# Every countdown is capped (RETRY_MAX_DELAY, this by default) and start-up refuses a broker
+# visibility timeout not above the cap, or the Redis transport would deliver the delayed
+# message again before it is due (contact_lookup.settings).
+MAX_DELAY_S = DEFAULT_MAX_DELAY_S
 
 
-def delay_s(exc: TransientCRMError, attempt: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait before retry number ``attempt + 1`` (attempt counts from 0)."""
+def delay_s(
+    exc: TransientCRMError,
+    attempt: int,
+    rng: random.Random | None = None,
+    cap_s: float = MAX_DELAY_S,
+) -> float:
+    """Seconds to wait before retry number ``attempt + 1`` (attempt counts from 0), at most
+    ``cap_s``."""
     if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
-        return round(min(max(exc.retry_after_s, 0.0), MAX_DELAY_S), 3)
-    ceiling = min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt)
+        return round(min(max(exc.retry_after_s, 0.0), cap_s), 3)
+    ceiling = min(cap_s, BASE_DELAY_S * 2**attempt)
     rng = rng or random.Random()
     return round(ceiling / 2 + rng.uniform(0, ceiling / 2), 3)
 
@@ -35,9 +41,11 @@ def is_deferral(exc: TransientCRMError) -> bool:
     return isinstance(exc, RateLimited) and exc.status_code is None
 
 
-def deferral_delay_s(exc: TransientCRMError, rng: random.Random | None = None) -> float:
+def deferral_delay_s(
+    exc: TransientCRMError, rng: random.Random | None = None, cap_s: float = MAX_DELAY_S
+) -> float:
     """The limiter's exact wait plus a little jitter, so deferred jobs do not all come back
-    in the same instant and race for the same freed tokens."""
+    in the same instant and race for the same freed tokens; at most ``cap_s``."""
     wait = exc.retry_after_s if isinstance(exc, RateLimited) and exc.retry_after_s else 0.0
     rng = rng or random.Random()
-    return round(min(wait + rng.uniform(0, 0.1 + 0.1 * wait), MAX_DELAY_S), 3)
+    return round(min(wait + rng.uniform(0, 0.1 + 0.1 * wait), cap_s), 3)

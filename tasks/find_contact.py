@@ -158,7 +158,12 @@ def _retry_or_fail(
     # (no CRM request was made) do not, or a long batch would give up while merely queued.
     crm_retries = int(state.get("crmRetries", 0))
     deferral = backoff.is_deferral(exc)
-    wait = backoff.deferral_delay_s(exc) if deferral else backoff.delay_s(exc, crm_retries)
+    cap = task.app.settings.retry_max_delay_s
+    wait = (
+        backoff.deferral_delay_s(exc, cap_s=cap)
+        if deferral
+        else backoff.delay_s(exc, crm_retries, cap_s=cap)
+    )
     rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
     deadline = _deadline(task)
     too_late = deadline is not None and time.time() + wait >= deadline

@@ -35,8 +35,19 @@ def worker_argv(extra: list[str]) -> list[str]:
 
 
 def run(celery_args: list[str]) -> int:
-    """Start a worker; every option is Celery's own (``contact-lookup worker --help``)."""
+    """Start a worker; every option is Celery's own (``contact-lookup worker --help``).
+
+    The environment and the connections file are checked first (every connector's options
+    included), so a bad value stops start-up with one line, not the first lookup.
+    """
+    from contact_lookup.compose import load_checked_config
+    from contact_lookup.model.errors import ConfigError
     from worker import app
+
+    try:
+        load_checked_config(app.settings.config_path)
+    except ConfigError as exc:
+        raise SystemExit(f"contact-lookup: {exc}") from None
 
     app.worker_main(worker_argv(celery_args))
     return 0

@@ -172,9 +172,10 @@ def parse_rate_limit(text: str, name: str = "?") -> tuple[int, float]:
         requests, seconds = int(count), float(window or 1)
     except ValueError:
         requests, seconds = 0, 0.0
-    if requests < 1 or seconds <= 0:
+    if requests < 1 or seconds <= 0 or seconds != seconds or seconds == float("inf"):
         raise ConfigError(
-            f"connection {name!r}: rate_limit must look like '50/60' (requests/seconds)"
+            f"connection {name!r}: rate_limit {text!r} is impossible: it must be at least 1 "
+            "request per window of more than 0 seconds, written like '50/60' (requests/seconds)"
         )
     return requests, seconds
 
