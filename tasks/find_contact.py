@@ -7,7 +7,10 @@ forward in the ``retryState`` kwarg, visible in Flower, and reported in the fina
 land after it ends the job at once with a failed "rate limited" result.
 
 Idempotent under redelivery (acks_late): a job whose result is already stored returns that
-result and publishes nothing again; the cache write it repeats is an overwrite.
+result and publishes nothing again; the cache write it repeats is an overwrite. An execution
+about to schedule a retry first checks the same: a retry of a job that already has a
+successful result (a copy finished meanwhile) is dropped, so a misconfigured broker cannot
+make a finished job run again.
 """
 
 from __future__ import annotations
@@ -99,8 +102,10 @@ def _deadline(task: Task) -> float | None:
 
 
 def _stored_result(task: Task) -> dict[str, Any] | None:
-    """The result of an earlier run of this very job, when the broker delivered it again."""
-    if not task.request.id or task.request.retries:
+    """The successful result of another execution of this very job (a redelivered copy that
+    finished first), read at every execution, retries included, and before scheduling a retry:
+    a job whose result is stored is not executed or retried again."""
+    if not task.request.id:
         return None
     meta = task.backend.get_task_meta(task.request.id)
     if meta.get("status") == "SUCCESS" and isinstance(meta.get("result"), dict):
@@ -180,6 +185,10 @@ def _retry_or_fail(
         if too_late and isinstance(exc, RateLimited):
             result["extraDataTracking"]["wouldWaitSeconds"] = wait
         return result
+    twin = _stored_result(task)
+    if twin is not None:  # another copy of this job already succeeded: drop this retry
+        log.info("find_contact %s: retry dropped, the job already has a result", task.request.id)
+        return twin
     log.warning(
         "find_contact %s: %s; retry %d in %.3f s",
         task.request.id,
