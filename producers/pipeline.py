@@ -58,10 +58,11 @@ _TASK_NAMESPACE = uuidlib.UUID("5d1c8f0e-2b7a-4c1e-9a53-0c6f3e1b7d42")
 
 # KEYS: delivery ('' when none), session hash ('' when none).
 # ARGV: ttl seconds, the event's sequence ('' when none), then per party: id, record, '1' when
-# this event shows it talking.
+# this event shows it talking, '1' when it is an own party.
 # Returns {'dup'} or {'ok', newest flag per party ('1'/'0'), then the session hash's fields
 # and values}. A record is replaced only by an event at least as new; 'P|first' keeps the
-# lowest sequence seen for P, 'P|answered' is set once P is seen talking, in any order.
+# lowest sequence seen for P, 'P|answered' is set once P is seen talking and 'P|own' once P
+# is seen as an own party (through any subscription), in any order.
 _CHECK = """
 local ttl = tonumber(ARGV[1])
 if KEYS[1] ~= '' and not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) then
@@ -71,8 +72,8 @@ local out = {'ok'}
 if KEYS[2] == '' then return out end
 local h = KEYS[2]
 local seq = tonumber(ARGV[2])
-for i = 3, #ARGV, 3 do
-  local pid, rec, talking = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+for i = 3, #ARGV, 4 do
+  local pid, rec, talking, own = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local cur = tonumber(redis.call('HGET', h, pid .. '|seq'))
   local newest = (cur == nil) or (seq == nil) or (seq >= cur)
   if newest then
@@ -84,6 +85,7 @@ for i = 3, #ARGV, 3 do
     if first == nil or seq < first then redis.call('HSET', h, pid .. '|first', seq) end
   end
   if talking == '1' then redis.call('HSET', h, pid .. '|answered', '1') end
+  if own == '1' then redis.call('HSET', h, pid .. '|own', '1') end
   table.insert(out, newest and '1' or '0')
 end
 redis.call('EXPIRE', h, ttl)
@@ -299,7 +301,7 @@ class EventPipeline:
         args: list[Any] = [self.dedupe_ttl_s, "" if p.sequence is None else p.sequence]
         for record in p.parties:
             talking = "1" if record.party_id in p.answered else "0"
-            args += [record.party_id, record.encode(), talking]
+            args += [record.party_id, record.encode(), talking, "1" if record.own else "0"]
         session_key = keys.telephony_session(p.session) if p.session else ""
         raw = self._check(keys=[delivery, session_key], args=args)
         return [v.decode() if isinstance(v, bytes) else str(v) for v in raw]

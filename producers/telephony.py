@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -179,8 +179,9 @@ class SessionView:
 
     @classmethod
     def from_hash(cls, fields: Mapping[str, str]) -> SessionView:
-        """From the Redis hash: ``P`` -> record, ``P|first`` -> sequence, ``P|answered``."""
-        parties, first, answered = {}, {}, set()
+        """From the Redis hash: ``P`` -> record, ``P|first`` -> sequence, ``P|answered``,
+        ``P|own``."""
+        parties, first, answered, own = {}, {}, set(), set()
         for name, value in fields.items():
             party, _, tag = name.partition("|")
             if not tag:
@@ -189,6 +190,10 @@ class SessionView:
                 first[party] = int(value)
             elif tag == "answered":
                 answered.add(party)
+            elif tag == "own":
+                own.add(party)
+        for party in own & parties.keys():  # own through any subscription, in any order
+            parties[party] = replace(parties[party], own=True)
         return cls(parties, first, frozenset(answered))
 
 

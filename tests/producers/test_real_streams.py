@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from producers.pipeline import EventPipeline, build_pipeline
+from producers.telephony import REASONS, ReasonRule
 from tests.producers.conftest import (
     FIXTURES,
     SALES_EXT,
@@ -135,3 +136,27 @@ def test_a_call_pop_is_only_sent_while_the_party_rings(
     lines, queues = run(producer, client, [by_seq[6], by_seq[7], by_seq[8]])
     assert len(queues["call_pop"]) == 1
     assert lines[1]["reason"].startswith("already done: a call pop")
+
+
+HAND_OVER = sorted(r for r, rule in REASONS.items() if rule is ReasonRule.HAND_OVER)
+
+
+@pytest.mark.parametrize("reason", HAND_OVER)
+def test_a_leg_that_hands_the_call_on_is_never_logged_in_any_order(
+    pipeline_for: Any, client: redis.Redis, reason: str
+) -> None:
+    """The capture's first own leg ends with a hand-over reason (a transfer, pickup, park,
+    queue leg...) instead of none: with no routing_extensions, every order tried gives one
+    call log, for the user."""
+    events = stream(IVR_STREAM)
+    for event in events:
+        for party in event["body"]["parties"]:
+            if party["id"].endswith("-2") and party["status"]["code"] == "Disconnected":
+                party["status"]["reason"] = reason
+    producer = pipeline_for()
+    for label, ordered in list(orders(events))[:13]:
+        lines, queues = run(producer, client, ordered)
+        assert [j["kwargs"]["connection"] for j in queues["call_log"]] == ["demo"], label
+        leg = [x for x in lines if (x["reason"] or "").startswith(f"disconnected by {reason}")]
+        if any(e["body"]["sequence"] == 5 for e in ordered):  # the leg's Disconnected
+            assert len(leg) == 1 and leg[0]["purpose"] == "call_log", label
