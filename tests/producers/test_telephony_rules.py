@@ -22,17 +22,50 @@ from tests.conftest import ROOT
 
 # RingCentral API reference, schema CallStatusInfo (as generated into RingCentral's SDKs,
 # e.g. https://ringcentral.github.io/RingCentral.Net/html/classRingCentral_1_1CallStatusInfo.html)
-PUBLISHED_CODES = (
-    "Setup, Proceeding, Answered, Disconnected, Gone, Parked, Hold, VoiceMail, FaxReceive, "
-    "Tds, VoiceMailScreening"
-).split(", ")
-PUBLISHED_REASONS = (
-    "Pickup, Supervising, TakeOver, Timeout, BlindTransfer, RccTransfer, AttendedTransfer, "
-    "CallerInputRedirect, CallFlip, ParkLocation, DtmfTransfer, AgentAnswered, AgentDropped, "
-    "Rejected, Cancelled, InternalError, NoAnswer, TargetBusy, InvalidNumber, "
-    "InternationalDisabled, DestinationBlocked, NotEnoughFunds, NoSuchUser, CallPark, "
-    "CallRedirected, CallReplied, CallSwitch, CallFinished, CallDropped"
-).split(", ")
+PUBLISHED_CODES = [
+    "Setup",
+    "Proceeding",
+    "Answered",
+    "Disconnected",
+    "Gone",
+    "Parked",
+    "Hold",
+    "VoiceMail",
+    "FaxReceive",
+    "Tds",
+    "VoiceMailScreening",
+]
+PUBLISHED_REASONS = [
+    "Pickup",
+    "Supervising",
+    "TakeOver",
+    "Timeout",
+    "BlindTransfer",
+    "RccTransfer",
+    "AttendedTransfer",
+    "CallerInputRedirect",
+    "CallFlip",
+    "ParkLocation",
+    "DtmfTransfer",
+    "AgentAnswered",
+    "AgentDropped",
+    "Rejected",
+    "Cancelled",
+    "InternalError",
+    "NoAnswer",
+    "TargetBusy",
+    "InvalidNumber",
+    "InternationalDisabled",
+    "DestinationBlocked",
+    "NotEnoughFunds",
+    "NoSuchUser",
+    "CallPark",
+    "CallRedirected",
+    "CallReplied",
+    "CallSwitch",
+    "CallFinished",
+    "CallDropped",
+]
 
 
 def test_every_published_code_and_reason_has_a_rule() -> None:
