@@ -19,6 +19,7 @@ from contact_lookup.core.coalesce import Coalescer
 from contact_lookup.core.ratelimit import RateLimiter
 from contact_lookup.core.service import LookupService
 from contact_lookup.model.config import Config, load_config
+from contact_lookup.model.errors import ConfigError
 from contact_lookup.settings import Settings
 
 
@@ -29,7 +30,10 @@ def load_checked_config(path: str) -> Config:
     with ``ConfigError`` naming the table and key, never at the first lookup.
     """
     config = load_config(path)
-    validate_config(config)
+    try:
+        validate_config(config)
+    except ConfigError as exc:  # name the file too, like load_config's own errors
+        raise ConfigError(f"connections file {path!r}: {exc.message}", hint=exc.hint) from None
     return config
 
 

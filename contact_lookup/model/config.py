@@ -203,7 +203,10 @@ def parse_config(data: Mapping[str, Any], base_dir: Path, path: Path | None = No
     tables = data.get("connections", {})
     if not isinstance(tables, Mapping):
         raise ConfigError("[connections] must be a table of connections")
-    connections = {name: _connection(name, t, base_dir) for name, t in tables.items()}
+    try:
+        connections = {name: _connection(name, t, base_dir) for name, t in tables.items()}
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
     extensions = data.get("extensions", {})
     if not isinstance(extensions, Mapping):
         raise ConfigError("[extensions] must map extension ids to connection names")
