@@ -30,6 +30,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.dev
 	$(PY) -m localredis --opt-in BENCH_REDIS_URL -- $(PY) -m bench

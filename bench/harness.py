@@ -30,7 +30,8 @@ import redis
 from celery.result import AsyncResult
 
 from contact_lookup.core.request import LookupRequest
-from contact_lookup.settings import DEFAULT_REDIS_URL, Settings, redact_url
+from contact_lookup.model.redaction import redact_url
+from contact_lookup.settings import DEFAULT_REDIS_URL, Settings
 from tasks.celery_app import ContactLookupCelery, create_app
 from tasks.enqueue import PUBLISH_RETRY, enqueue, task_kwargs
 

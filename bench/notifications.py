@@ -1,4 +1,4 @@
-"""Realistic RingCentral webhook bodies (CONTRACTS.md, "RingCentral notifications"), built
+"""Realistic RingCentral webhook bodies (docs/contracts.md, "RingCentral notifications"), built
 the way RingCentral sends them: the envelope and a telephony-session or instant-SMS body."""
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ def webhook(ctx: Context) -> Outcome:
         + _lag(hook["lags"])
     )
     out.notes.append(
-        "Targets: INTERFACE.md asks for an acknowledgement 'within milliseconds' "
+        "Targets: docs/interface.md asks for an acknowledgement 'within milliseconds' "
         "(p50 under 10 ms, p99 under 100 ms here); RingCentral allows 3 s."
     )
     return out

@@ -20,6 +20,7 @@ from contact_lookup.core.ratelimit import RateLimiter
 from contact_lookup.core.service import LookupService
 from contact_lookup.model.config import Config, load_config
 from contact_lookup.model.errors import ConfigError
+from contact_lookup.model.redaction import PROCESS, Redactor, secret_names
 from contact_lookup.settings import Settings
 
 
@@ -34,7 +35,15 @@ def load_checked_config(path: str) -> Config:
         validate_config(config)
     except ConfigError as exc:  # name the file too, like load_config's own errors
         raise ConfigError(f"connections file {path!r}: {exc.message}", hint=exc.hint) from None
+    # Every secret the file names is redacted from logs, traces and stored exception text.
+    PROCESS.add(*Redactor.from_env(secret_names(config.connections.values())).secrets)
     return config
+
+
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+    )
 
 
 @dataclass
@@ -49,12 +58,15 @@ class Runtime:
 
     @cached_property
     def cache_redis(self) -> redis.Redis:
-        return redis.Redis.from_url(
-            self.settings.cache_url,
-            socket_timeout=5,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-        )
+        """The contact cache (may evict: LRU)."""
+        return _redis(self.settings.cache_url)
+
+    @cached_property
+    def state_redis(self) -> redis.Redis:
+        """Shared state that must never be evicted (STATE_URL; limiter, coalescing, dedupe)."""
+        if self.settings.state_url == self.settings.cache_url:
+            return self.cache_redis
+        return _redis(self.settings.state_url)
 
     @cached_property
     def connectors(self) -> ConnectorFactory:
@@ -66,6 +78,6 @@ class Runtime:
             self.config,
             ContactCache(self.cache_redis, self.settings.cache_ttl_s),
             self.connectors,
-            limiter=RateLimiter(self.cache_redis),
-            coalescer=Coalescer(self.cache_redis),
+            limiter=RateLimiter(self.state_redis),
+            coalescer=Coalescer(self.state_redis),
         )

@@ -1,37 +1,41 @@
 """Log output: ``LOG_FORMAT=text`` (the default) or ``json`` lines for log shippers.
 
 Every record goes through a redacting filter too: a secret is never meant to reach a log
-call, but the filter is the backstop (CRM tokens from the worker's environment, passwords in
-Redis URLs).
+call, but the filter is the backstop. It uses the process's redactor
+(contact_lookup.model.redaction.PROCESS: every configured secret value, whatever its
+variable's name, and credential-shaped text) on the message *and* on the traceback of
+``exc_info`` and ``stack_info``, which repeat exception messages verbatim.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import time
+from collections.abc import Iterable
 
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
+from contact_lookup.model.redaction import PROCESS, Redactor
 
 
 class RedactingFilter(logging.Filter):
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+    """Redacts a record's message, traceback and stack in place (see the module docstring)."""
 
-    def scrub(self, text: str) -> str:
-        text = _URL_PASSWORD.sub(r"\1***@", text)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+    def __init__(self, redactor: Redactor = PROCESS) -> None:
+        super().__init__()
+        self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        clean = self.scrub(message)
+        clean = self.redactor(message)
         if clean != message:
             record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            # Formatters reuse exc_text when it is set: format the traceback once, redacted.
+            record.exc_text = self.redactor(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = self.redactor(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor(record.stack_info)
         return True
 
 
@@ -43,25 +47,28 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            data["exc"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
         return json.dumps(data)
 
 
-def secrets_from_env() -> list[str]:
-    """Values of variables that hold secrets by this project's naming conventions."""
-    names = [n for n in os.environ if n.endswith(("_TOKEN", "_SECRET", "_PASSWORD", "_KEY"))]
-    return [os.environ[n] for n in names]
+def configure_logging(
+    log_format: str, level: int = logging.INFO, secret_names: Iterable[str] = ()
+) -> None:
+    """One handler on the root logger, text or JSON, behind the redacting filter.
 
-
-def configure_logging(log_format: str, level: int = logging.INFO) -> None:
+    ``secret_names``: environment variables whose values must never be logged (the
+    connections file's, when known); the service's own secret settings and variables with a
+    secret-like suffix are always included (redaction.Redactor.from_env).
+    """
+    PROCESS.add(*Redactor.from_env(secret_names).secrets)
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter()
         if log_format == "json"
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
-    handler.addFilter(RedactingFilter(secrets_from_env()))
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,6 +1,6 @@
 """One typed settings object, read from the environment once at start-up.
 
-Every variable of INTERFACE.md section 2 lives here. A bad value raises ``ConfigError`` with
+Every variable of docs/interface.md section 2 lives here. A bad value raises ``ConfigError`` with
 one line naming the variable, so start-up fails loudly instead of a worker misbehaving later.
 
 ``Settings.from_env`` also refuses combinations that would break at-least-once delivery
@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from contact_lookup.model import retry
 from contact_lookup.model.errors import ConfigError
+from contact_lookup.model.redaction import redact_url
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -60,15 +61,6 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, fit for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -78,6 +70,9 @@ class Settings:
     broker_url: str = DEFAULT_REDIS_URL
     result_backend: str = DEFAULT_REDIS_URL
     cache_url: str = DEFAULT_REDIS_URL
+    # Shared state that must never be evicted: limiter buckets, coalescing, webhook dedupe,
+    # OAuth tokens. A Redis with maxmemory-policy noeviction (README "Deployment").
+    state_url: str = DEFAULT_REDIS_URL
     config_path: str = "./contact-lookup.toml"
     # Longer than any retry countdown the tasks use (they cap at MAX_RETRY_DELAY_S), so a
     # delayed retry is never redelivered early; short enough that a job held by a dead worker
@@ -103,6 +98,7 @@ class Settings:
             broker_url=_url(env, "BROKER_URL", redis_url, (*REDIS_SCHEMES, "amqp", "amqps")),
             result_backend=_url(env, "RESULT_BACKEND", redis_url, REDIS_SCHEMES),
             cache_url=_url(env, "CACHE_URL", redis_url, REDIS_SCHEMES),
+            state_url=_url(env, "STATE_URL", redis_url, REDIS_SCHEMES),
             config_path=env.get("CONTACT_LOOKUP_CONFIG", "").strip() or "./contact-lookup.toml",
             visibility_timeout_s=_number(env, "VISIBILITY_TIMEOUT", 600.0, minimum=1),
             call_pop_deadline_s=_number(env, "CALL_POP_DEADLINE", 20.0, minimum=1),

@@ -310,7 +310,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Without this, keep-alive responses stall ~40 ms (Nagle + delayed ACK): see CONTRACTS.md.
+    # Without this, keep-alive responses stall ~40 ms (Nagle + delayed ACK): see docs/contracts.md.
     disable_nagle_algorithm = True
     server: _Server
 

@@ -1,6 +1,6 @@
 """Clio Manage API v4 simulator: ``GET /api/v4/contacts.json?query=N&fields=...``.
 
-Contract reproduced (CONTRACTS.md "CRMs", checked against Clio's public docs):
+Contract reproduced (docs/contracts.md "CRMs", checked against Clio's public docs):
 
 - Auth: ``Authorization: Bearer TOKEN``. A wrong or missing token gets 401 with
   ``{"error": "invalid_token", "error_description": ...}`` (developers.support.clio.com,

@@ -1,6 +1,6 @@
 """Insightly API v3.1 simulator: ``GET /v3.1/{Contacts,Leads}/Search``.
 
-Contract reproduced (CONTRACTS.md "CRMs", checked against Insightly's public material):
+Contract reproduced (docs/contracts.md "CRMs", checked against Insightly's public material):
 
 - ``GET /v3.1/Contacts/Search?field_name=PHONE&field_value=N&brief=false&skip=&top=``; the
   same on ``Leads/Search``. The answer is a JSON array of at most ``top`` records (default
@@ -13,7 +13,7 @@ Contract reproduced (CONTRACTS.md "CRMs", checked against Insightly's public mat
   TITLE, EMAIL_ADDRESS, PHONE, PHONE_MOBILE, ORGANISATION_ID, DATE_CREATED_UTC,
   DATE_UPDATED_UTC``; Lead ``LEAD_ID, FIRST_NAME, LAST_NAME, TITLE, EMAIL, PHONE, MOBILE,
   ORGANISATION_NAME, DATE_CREATED_UTC, DATE_UPDATED_UTC``. Dates are UTC as
-  ``YYYY-MM-DD HH:mm:ss`` (CONTRACTS.md: seen as ``2016-03-28 13:11:50``). ``brief=true``
+  ``YYYY-MM-DD HH:mm:ss`` (docs/contracts.md: seen as ``2016-03-28 13:11:50``). ``brief=true``
   leaves out the sub-collections (``CUSTOMFIELDS``, ``TAGS``, ``LINKS``).
 - Auth: HTTP Basic with the API key as user name and an empty password (Insightly KB
   "Working with the Insightly Web API"; nango.dev Insightly notes). Failure: 401 with the

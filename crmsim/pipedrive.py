@@ -1,6 +1,6 @@
 """Pipedrive API v2 simulator: person search and person detail.
 
-Contract reproduced (CONTRACTS.md "CRMs", checked against Pipedrive's public docs):
+Contract reproduced (docs/contracts.md "CRMs", checked against Pipedrive's public docs):
 
 - ``GET /api/v2/persons/search?term=N&fields=phone[&exact_match=true]&limit=&cursor=``
   (developers.pipedrive.com, "Search persons", v2). ``term`` may appear anywhere in a field

@@ -100,7 +100,7 @@ class PipelineUnavailable(Exception):
 
 @dataclass
 class Outcome:
-    """What became of one step: one output line of INTERFACE.md section 4."""
+    """What became of one step: one output line of docs/interface.md section 4."""
 
     uuid: str | None
     action: str  # enqueued | answered-from-cache | duplicate | skipped

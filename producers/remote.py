@@ -11,7 +11,8 @@ from kombu.exceptions import OperationalError
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.model import contact
 from contact_lookup.model.errors import CRMUnavailable
-from contact_lookup.settings import Settings, redact_url
+from contact_lookup.model.redaction import redact_url
+from contact_lookup.settings import Settings
 from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
 

@@ -1,6 +1,6 @@
 """``contact-lookup replay EVENTS.jsonl [--wait]``: recorded webhook bodies through the producer.
 
-One notification body per line; one JSON line out per step (INTERFACE.md section 4):
+One notification body per line; one JSON line out per step (docs/interface.md section 4):
 ``{"uuid", "action", "purpose", "phoneNumber", "reason", "taskId"}`` (plus ``messageType`` on
 SMS and fax). With ``--wait`` each enqueued job's ``result`` is added, waiting for it before
 the next event is read, as a live stream would space them; answered-from-cache lines carry

@@ -1,4 +1,4 @@
-"""The RingCentral webhook receiver (INTERFACE.md section 7): Flask, served by gunicorn.
+"""The RingCentral webhook receiver (docs/interface.md section 7): Flask, served by gunicorn.
 
 ``POST /webhook/ringcentral``
   - ``Validation-Token`` header (the subscription handshake): 200, the header echoed,

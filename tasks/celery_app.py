@@ -1,6 +1,6 @@
 """The Celery app: settings, queues and routing, and the at-least-once options.
 
-Reliability choices (CONTRACTS.md, "Celery on Redis"):
+Reliability choices (docs/contracts.md, "Celery on Redis"):
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a job held by a worker that dies is
   delivered again, so the task is idempotent (see tasks/find_contact.py).
 - ``visibility_timeout`` is the same on broker and result backend and longer than the longest

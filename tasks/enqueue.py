@@ -16,7 +16,7 @@ PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25, "
 def task_kwargs(
     connection: str, query: LookupRequest, call_pop: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The JSON kwargs of INTERFACE.md section 8; defaults left out to keep Flower readable."""
+    """The JSON kwargs of docs/interface.md section 8; defaults left out to keep Flower readable."""
     kwargs: dict[str, Any] = {
         "connection": connection,
         "phoneNumber": query.phone_number,

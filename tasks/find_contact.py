@@ -1,4 +1,4 @@
-"""The ``find_contact`` Celery task (INTERFACE.md section 8): thin over the lookup core.
+"""The ``find_contact`` Celery task (docs/interface.md section 8): thin over the lookup core.
 
 It validates its JSON kwargs, calls ``LookupService.lookup``, and turns transient CRM errors
 into retries with a countdown (never a sleep in the worker thread). Each wait is carried

@@ -39,20 +39,26 @@ def _private_redis_url() -> str:
     return server.url
 
 
-# Set before any test module is imported, so every fixture, subprocess and worker started by
-# the suite inherits it; a REDIS_URL from the user's environment is deliberately ignored.
-BASE_URL = os.environ["REDIS_URL"] = _private_redis_url()
-for _role in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
-    os.environ.pop(_role, None)
+def pytest_configure(config: pytest.Config) -> None:
+    """Point REDIS_URL at the suite's Redis before any test module is imported, so every
+    fixture, subprocess and worker the suite starts inherits it. A REDIS_URL from the user's
+    environment is deliberately ignored. (A hook, not import-time code: a subprocess that
+    imports a test module must keep the REDIS_URL its test gave it.)"""
+    os.environ["REDIS_URL"] = _private_redis_url()
+    for role in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+        os.environ.pop(role, None)
+
+
 # Each test area has its own database so areas never see each other's keys:
 # 10 faults, 11 limiter, 12 producers, 13 worker/cli integration, 14 contract.
 CORE_DB = 13
 
 
 def db_url(db: int) -> str:
-    """BASE_URL with its database replaced."""
-    head, _, tail = BASE_URL.rpartition("/")
-    return f"{head}/{db}" if tail.isdigit() else f"{BASE_URL.rstrip('/')}/{db}"
+    """The suite's Redis URL (REDIS_URL) with its database replaced."""
+    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    head, _, tail = base.rpartition("/")
+    return f"{head}/{db}" if tail.isdigit() else f"{base.rstrip('/')}/{db}"
 
 
 def require_redis(url: str) -> None:

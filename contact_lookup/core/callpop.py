@@ -1,4 +1,4 @@
-"""Publishing call pops on ``callpop:{rcAccountId}:{rcExtensionId}`` (INTERFACE.md section 7).
+"""Publishing call pops on ``callpop:{rcAccountId}:{rcExtensionId}`` (docs/interface.md section 7).
 
 Both the producers' cache fast path and the worker publish through this one function, so a
 watcher sees the same message shape whichever path answered.

@@ -70,5 +70,5 @@ def coalesce_wake(name: str, token: str) -> str:
 
 
 def callpop_channel(rc_account: str, rc_extension: str) -> str:
-    """Pub/sub channel of INTERFACE.md section 7 (unversioned: it is a public contract)."""
+    """Pub/sub channel of docs/interface.md section 7 (unversioned: it is a public contract)."""
     return f"callpop:{rc_account}:{rc_extension}"

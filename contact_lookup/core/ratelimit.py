@@ -1,6 +1,6 @@
 """The shared rate limiter: one budget per CRM connection, kept in Redis for every worker.
 
-Celery's own ``rate_limit`` is per worker process (CONTRACTS.md, "Celery on Redis"), so a
+Celery's own ``rate_limit`` is per worker process (docs/contracts.md, "Celery on Redis"), so a
 CRM-wide limit lives in Redis. Each connection has a budget of ``requests`` per ``window_s``:
 its ``rate_limit = "50/60"`` in the connections file, or by default the vendor's published
 limit (each connector class's ``default_rate_limit``). A connection with neither (``json``, or

@@ -1,4 +1,4 @@
-"""Resolvers for several matches (INTERFACE.md section 6), used by auto logging.
+"""Resolvers for several matches (docs/interface.md section 6), used by auto logging.
 
 Each returns ``{"strategy", "contactId", "reason"}``; ``contactId`` is None where none is
 chosen. The placeholder is never a candidate. Ties go to the earlier contact in the CRM's

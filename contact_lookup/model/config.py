@@ -1,4 +1,4 @@
-"""The connections file (INTERFACE.md section 3): which CRM accounts lookups run against.
+"""The connections file (docs/interface.md section 3): which CRM accounts lookups run against.
 
 Secrets are never in this file: a connection names the environment variable that holds its
 token (``token_env``), and the secret is read from the worker's own environment when the

@@ -1,4 +1,4 @@
-"""The result model of findContact (INTERFACE.md section 5) and the builders of each outcome.
+"""The result model of findContact (docs/interface.md section 5) and the builders of each outcome.
 
 Every result is a plain JSON-able dict, because it travels through Celery's JSON serialiser
 and the Redis result backend unchanged.

@@ -36,7 +36,7 @@ class RateLimitState:
     reset: float | None = None
 
     def tracking(self) -> dict[str, Any]:
-        """The ``extraDataTracking`` fields of INTERFACE.md section 5."""
+        """The ``extraDataTracking`` fields of docs/interface.md section 5."""
         out: dict[str, Any] = {}
         if self.remaining is not None:
             out["ratelimitRemaining"] = self.remaining

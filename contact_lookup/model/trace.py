@@ -1,36 +1,31 @@
-"""The debug trace (INTERFACE.md section 5): one entry per CRM request, secrets redacted."""
+"""The debug trace (docs/interface.md, "debugTrace"): one entry per CRM request, redacted."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
-# LookupRequest parameters that carry credentials in some vendors' URLs.
-_SECRET_PARAMS = re.compile(
-    r"(?i)([?&](?:access_token|api_token|apikey|api_key|token|bhresttoken|key|password|"
-    r"client_secret|refresh_token)=)[^&#]*"
-)
-REDACTED = "***"
+from contact_lookup.model.redaction import PROCESS, Redactor
 
 
 class DebugTrace:
-    """Collects request records; knows the secrets it must never write out."""
+    """Collects request records; knows the secrets it must never write out.
+
+    Each entry: ``{"method": str, "url": str (redacted), "status": int | None,
+    "durationMs": float}``. Redaction: this lookup's own secrets (``add_secret``), the
+    process's configured secrets, and every credential-shaped value
+    (contact_lookup.model.redaction).
+    """
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self.entries: list[dict[str, Any]] = []
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._redactor = Redactor(secrets)
 
     def add_secret(self, secret: str | None) -> None:
-        if secret and secret not in self._secrets:
-            self._secrets.append(secret)
-            self._secrets.sort(key=len, reverse=True)
+        self._redactor.add(secret)
 
     def redact(self, text: str) -> str:
-        text = _SECRET_PARAMS.sub(rf"\1{REDACTED}", text)
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return PROCESS(self._redactor(text))
 
     def record(self, method: str, url: str, status: int | None, duration_ms: float) -> None:
         self.entries.append(

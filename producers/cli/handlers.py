@@ -18,7 +18,8 @@ from pathlib import Path
 import redis
 
 from contact_lookup.core.request import LookupRequest
-from contact_lookup.settings import Settings, redact_url
+from contact_lookup.model.redaction import redact_url
+from contact_lookup.settings import Settings
 from producers.cli.errors import UsageError
 
 

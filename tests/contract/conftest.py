@@ -9,18 +9,17 @@ counters never leak between tests.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
 
 from crmsim.base import Simulator
+from tests.conftest import flushed_db
 from tests.contract.harness import (
     ALL_CRMS,
     CONTACTS,
@@ -66,23 +65,13 @@ def harness(request: pytest.FixtureRequest, make_harness: Callable[..., Harness]
     return make_harness(request.param)
 
 
+CONTRACT_DB = 14
+
+
 @pytest.fixture
 def redis_db() -> Iterator[redis.Redis]:
-    """A real Redis, database 14, flushed before and after. Skips locally, fails under CI."""
-    url = os.environ["REDIS_URL"]  # the suite's private Redis (tests/conftest.py)
-    parts = urlsplit(url)
-    if parts.scheme in ("redis", "rediss"):
-        # A database in the URL path would win over db=14 in redis-py: strip it.
-        url = urlunsplit(parts._replace(path=""))
-    client = redis.Redis.from_url(url, db=14)
-    where = f"{parts.hostname}:{parts.port or 6379}"  # never the URL: it may hold a password
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis at {where} is required under CI: {exc}")
-        pytest.skip(f"no Redis at {where}: {exc}")
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    """A real Redis, database 14, flushed before and after (tests/conftest.py flushed_db)."""
+    with flushed_db(CONTRACT_DB) as url:
+        client = redis.Redis.from_url(url)
+        yield client
+        client.close()

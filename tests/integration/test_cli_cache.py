@@ -1,6 +1,6 @@
-"""Every cache rule of the spec through the public command (`contact-lookup lookup --local`)
-against a real Redis. The JSON connector re-reads its file when it changes, so editing the
-file is how these tests tell a CRM answer from a cached one."""
+"""The public command (`contact-lookup lookup --local`) end to end against a real Redis: one
+cache round trip, extension lookups, invalid numbers, resolvers and exit codes. The cache and
+refresh rules themselves are tested on the service, in tests/core/test_cache_rules.py."""
 
 from __future__ import annotations
 
@@ -75,77 +75,6 @@ def test_match_through_format_then_cache_hit_makes_no_crm_request(
     assert second["debugTrace"] == []
     ttl = redis_client.ttl(contact_keys(redis_client)[0])
     assert 0 < ttl <= 300
-
-
-def test_refresh_bypasses_and_overwrites_the_cache(
-    env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    run(capsys, "+14155550123", "--connection", "demo")
-    edit(env, lambda rs: [{**r, "name": "Renamed"} if r["id"] == "c-1003" else r for r in rs])
-    _, cached = run(capsys, "+14155550123", "--connection", "demo")
-    assert "Alan Turing" in [c["name"] for c in cached["matchedContactInfo"]]
-    code, fresh = run(capsys, "+14155550123", "--connection", "demo", "--refresh", "--debug")
-    assert code == 0 and "isCached" not in fresh["extraDataTracking"]
-    assert "Renamed" in [c["name"] for c in fresh["matchedContactInfo"]]
-    assert len(fresh["debugTrace"]) == 3  # E.164 + two formats: one request each
-    _, after = run(capsys, "+14155550123", "--connection", "demo")
-    assert after["extraDataTracking"] == {"isCached": True}
-    assert "Renamed" in [c["name"] for c in after["matchedContactInfo"]]
-
-
-def test_refresh_that_finds_nothing_deletes_the_stale_entry(
-    env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis
-) -> None:
-    run(capsys, "+442079460958", "--connection", "demo")
-    assert len(contact_keys(redis_client)) == 1
-    edit(env, lambda rs: [r for r in rs if r["id"] != "c-1007"])
-    code, fresh = run(capsys, "+442079460958", "--connection", "demo", "--refresh")
-    assert code == 0 and ids(fresh) == ["createNewContact"]
-    assert fresh["returnMessage"]["messageType"] == "warning"
-    assert "+442079460958" in fresh["returnMessage"]["message"]
-    assert contact_keys(redis_client) == []
-    _, again = run(capsys, "+442079460958", "--connection", "demo")
-    assert "isCached" not in again["extraDataTracking"] and ids(again) == ["createNewContact"]
-
-
-def test_crm_error_never_changes_the_cache(
-    env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis
-) -> None:
-    run(capsys, "+14155550177", "--connection", "demo")
-    before = {k: redis_client.get(k) for k in contact_keys(redis_client)}
-    env.write_text("{ this is not json")
-    code, failed = run(capsys, "+14155550177", "--connection", "demo", "--refresh")
-    assert code == 1 and failed["successful"] is False
-    assert failed["returnMessage"]["messageType"] == "danger"
-    assert failed["matchedContactInfo"] == []
-    assert {k: redis_client.get(k) for k in contact_keys(redis_client)} == before
-    _, cached = run(capsys, "+14155550177", "--connection", "demo")
-    assert cached["extraDataTracking"] == {"isCached": True}
-
-
-def test_placeholder_only_results_are_not_cached(
-    env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis
-) -> None:
-    code, result = run(capsys, "+14155550999", "--connection", "demo")
-    assert code == 0 and result["successful"] and ids(result) == ["createNewContact"]
-    assert "Contact not found" in result["returnMessage"]["message"]
-    assert "createdDate" not in result["matchedContactInfo"][0]
-    assert contact_keys(redis_client) == []
-    run(capsys, "+14155550123", "--connection", "demo")
-    stored = json.loads(redis_client.get(contact_keys(redis_client)[0]))
-    assert stored and not any(c.get("isNewContact") for c in stored)
-
-
-def test_cache_is_keyed_by_account_connection_and_formats(
-    env: Path, capsys: pytest.CaptureFixture[str], redis_client: redis.Redis
-) -> None:
-    run(capsys, "+14155550100", "--connection", "demo")
-    _, other = run(capsys, "+14155550100", "--connection", "other_account")
-    assert "isCached" not in other["extraDataTracking"] and ids(other) == ["c-1001"]
-    _, no_formats = run(capsys, "+14155550100", "--connection", "demo", "--formats", "")
-    assert "isCached" not in no_formats["extraDataTracking"]
-    assert ids(no_formats) == ["createNewContact"]  # strict CRM: E.164 alone finds nothing
-    assert len(contact_keys(redis_client)) == 2
 
 
 def test_extension_lookup_and_its_switch(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -60,13 +60,25 @@ def together(n: int, call: Callable[[int], Any]) -> list[Any]:
     return out
 
 
+def followers_waiting(client: redis.Redis, n: int, timeout_s: float = 10.0) -> bool:
+    """True once ``n`` connections are blocked in BLMOVE on a wake-up list: the followers of
+    a coalesced lookup, waiting for their leader (polled with a deadline, never slept)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        blocked = [c for c in client.client_list() if c.get("cmd") == "blmove"]
+        if len(blocked) >= n:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 # ----- the Coalescer itself ----------------------------------------------------------------
 def test_concurrent_callers_share_one_run(client: redis.Redis) -> None:
     calls: list[int] = []
 
     def work() -> dict[str, Any]:
         calls.append(1)
-        time.sleep(0.3)
+        assert followers_waiting(client, 7)  # the leader answers once everyone has joined
         return {"successful": True, "extraDataTracking": {"ratelimitRemaining": 7}}
 
     coalescer = Coalescer(client, result_ttl_s=5)
@@ -89,7 +101,7 @@ def test_a_failed_leader_is_not_served_as_success(client: redis.Redis) -> None:
     def work() -> dict[str, Any]:
         calls.append(1)
         if len(calls) == 1:
-            time.sleep(0.3)
+            assert followers_waiting(client, 4)
             raise CRMUnavailable("leader failed")
         return {"successful": True, "extraDataTracking": {}, "own": True}
 

@@ -3,8 +3,6 @@ behind basic auth, and the CRM token (a canary in the worker's environment) nowh
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
 from tests.conftest import settings_for
 from tests.fakecrm import SEED, FakeCRM, fake_toml, wait_for
+from tests.processes import Proc, base_env
 
 CANARY = "canary-TOKEN-9d1e77a2"
 AUTH = ("ops", "flower-test-pw")
@@ -29,24 +28,11 @@ AUTH = ("ops", "flower-test-pw")
 @pytest.fixture
 def flower(tmp_path: Path, redis_url: str) -> Iterator[str]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN")}
+    env = {k: v for k, v in base_env().items() if not k.endswith("_TOKEN")}
     env.update(REDIS_URL=redis_url, CONTACT_LOOKUP_CONFIG=str(tmp_path / "cl.toml"))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "flower",
-            f"--port={port}",
-            "--address=127.0.0.1",
-            f"--basic-auth={AUTH[0]}:{AUTH[1]}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    args = [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}"]
+    args += ["--address=127.0.0.1", f"--basic-auth={AUTH[0]}:{AUTH[1]}"]
+    proc = Proc(args, env, tmp_path, "flower").launch()
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -55,12 +41,9 @@ def flower(tmp_path: Path, redis_url: str) -> Iterator[str]:
         except requests.RequestException:
             return False
 
-    try:
-        assert wait_for(up, 30), "Flower did not start"
+    with proc:
+        proc.wait_until(up, 30)
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_flower_lists_tasks_with_readable_secret_free_kwargs(

@@ -14,10 +14,6 @@ connector in the worker processes.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,8 +34,9 @@ from contact_lookup.model.errors import RateLimited
 from contact_lookup.model.purpose import PURPOSES
 from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
-from tests.conftest import ROOT, flushed_db, settings_for
+from tests.conftest import flushed_db, settings_for
 from tests.fakecrm import FakeCRM, fake_toml
+from tests.processes import WorkerProcess, base_env
 
 LIMITER_DB = 11
 RATE = 30  # requests per second, at the CRM and in the connection's rate_limit
@@ -60,63 +57,19 @@ def write_config(tmp_path: Path, sim: FakeCRM, **extra: Any) -> Path:
 
 
 # ----- two worker processes ----------------------------------------------------------------
-def start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker",
-        "worker",
-        "--pool",
-        "threads",
-        "-c",
-        "4",
-        "-n",
-        f"{name}@%h",
-        "-Q",
-        ",".join(PURPOSES),
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "-l",
-        "warning",
-    ]
-    with log.open("wb") as out:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # warm shutdown
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def test_two_worker_processes_share_one_budget(url: str, tmp_path: Path) -> None:
     with FakeCRM(CONTACTS, rate_limit=(RATE, 1.0)) as sim:
         # Two formats: each lookup makes two requests and takes two tokens at once.
         toml = write_config(tmp_path, sim, formats="(***) ***-****", rate_limit=f"{RATE}/1")
-        env = {
-            **os.environ,
-            **sim.env(),
-            "REDIS_URL": url,
-            "CONTACT_LOOKUP_CONFIG": str(toml),
-            "PYTHONPATH": str(ROOT),
-        }
-        for var in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
-            env.pop(var, None)
+        env = base_env(**sim.env(), REDIS_URL=url, CONTACT_LOOKUP_CONFIG=str(toml))
         app = create_app(settings_for(url, toml))
-        workers = [start_worker(f"lim{i}", env, tmp_path / f"worker{i}.log") for i in (1, 2)]
+        workers = [
+            WorkerProcess(env, tmp_path, f"lim{i}", queues=",".join(PURPOSES), concurrency=4)
+            for i in (1, 2)
+        ]
         try:
-            deadline = time.monotonic() + 30
-            while len(app.control.ping(timeout=0.5)) < 2:
-                died = [w.args for w in workers if w.poll() is not None]
-                assert not died, f"a worker exited; see {tmp_path}/worker*.log"
-                assert time.monotonic() < deadline, "the workers did not start in 30 s"
+            for w in workers:
+                w.start()
             started = time.monotonic()
             pending = [enqueue(app, "fake", LookupRequest(n, purpose="call_log")) for n in NUMBERS]
             results = [p.get(timeout=60) for p in pending]
@@ -124,7 +77,7 @@ def test_two_worker_processes_share_one_budget(url: str, tmp_path: Path) -> None
             served_by = {app.backend.get_task_meta(p.id)["worker"] for p in pending}
         finally:
             for w in workers:
-                stop(w)
+                w.stop()
         assert all(r["successful"] for r in results), [r for r in results if not r["successful"]]
         assert [r["matchedContactInfo"][0]["id"] for r in results] == [c["id"] for c in CONTACTS]
         assert sim.rate_limited == 0  # the CRM never had to say no

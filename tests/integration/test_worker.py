@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,12 @@ def test_expired_call_pop_message_is_dropped(
 ) -> None:
     app = make_app(tmp_path, redis_url, crm, monkeypatch, call_pop_deadline_s=1)
     pending = enqueue(app, "fake", LookupRequest("+14155550101", purpose="call_pop"))
-    time.sleep(1.5)  # the phone stopped ringing before any worker was free
+    # The phone stops ringing before any worker is free: wait (polling, with a deadline) until
+    # the expiry the product stamped on the queued message has passed.
+    (raw,) = redis.Redis.from_url(redis_url).lrange("call_pop", 0, -1)
+    expires = datetime.fromisoformat(json.loads(raw)["headers"]["expires"])
+    assert expires <= datetime.now(UTC) + timedelta(seconds=1.5)  # the 1 s call-pop deadline
+    assert wait_for(lambda: datetime.now(UTC) > expires, 5)
     with (
         start_worker(
             app,

@@ -4,6 +4,7 @@ file offline too where Debian's docker-compose is installed."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -93,10 +94,13 @@ def test_dockerfile_runs_as_non_root() -> None:
     assert user and user[-1].split()[1] not in ("root", "0")
 
 
-@pytest.mark.skipif(
-    shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed"
-)
 def test_docker_compose_config_validates(tmp_path: Path) -> None:
+    """Compose's own validation (Debian's docker-compose 1.29: schema, interpolation, merge).
+    `.ci/run` installs it, so under CI this runs; on a laptop without it, it skips."""
+    if shutil.which("docker-compose") is None:
+        if os.environ.get("CI"):
+            pytest.fail("docker-compose is missing under CI (.ci/run installs it)")
+        pytest.skip("Debian's docker-compose is not installed (apt-get install docker-compose)")
     env_file = ROOT / ".env"
     created = not env_file.exists()
     if created:
