@@ -141,8 +141,13 @@ class EventPipeline:
         dedupe_ttl_s: int = DEDUPE_TTL_S,
         max_event_age_s: float = MAX_EVENT_AGE_S,
         clock: Callable[[], float] = time.time,
+        state: redis.Redis | None = None,
     ) -> None:
+        """``client``: the cache Redis (cached answers, call-pop PUBLISH); ``state``: the
+        non-evicting Redis for delivery marks, session hashes and once-keys (STATE_URL;
+        default ``client``): an evicted session would send a second call log."""
         self.redis = client
+        self.state = state if state is not None else client
         self.app = app
         self.config = config
         self.service = service
@@ -152,7 +157,7 @@ class EventPipeline:
         # A recorded stream (replay --recorded): "now" is the newest eventTime read so far.
         self.recorded = False
         self._newest_event_time: float | None = None
-        self._check = client.register_script(_CHECK)
+        self._check = self.state.register_script(_CHECK)
 
     def handle(self, notification: Any) -> list[Outcome]:
         """The outcome of each step of one notification (one per own party or message), plus
@@ -220,7 +225,7 @@ class EventPipeline:
         """Take a job's once-key (SET NX, TTL); True when this delivery is the one to send it."""
         if not once_key:
             return True
-        return bool(self.redis.set(once_key, "1", nx=True, ex=self.dedupe_ttl_s))
+        return bool(self.state.set(once_key, "1", nx=True, ex=self.dedupe_ttl_s))
 
     def _decide_steps(
         self, p: Plan, newest: dict[str, bool], view: SessionView, decision: Decision
@@ -344,7 +349,7 @@ class EventPipeline:
         if not names:
             return
         try:
-            self.redis.delete(*names)
+            self.state.delete(*names)
         except redis.RedisError:
             log.error(
                 "delivery %s: could not release its dedupe keys; a redelivery will be "
@@ -357,6 +362,7 @@ class EventPipeline:
         status = {}
         try:
             self.redis.ping()
+            self.state.ping()
             status["redis"] = "ok"
         except redis.RedisError as exc:
             status["redis"] = f"unreachable ({type(exc).__name__})"
@@ -377,14 +383,15 @@ class EventPipeline:
         ]
         deleted = 0
         for pattern in patterns:
-            batch = list(self.redis.scan_iter(pattern, count=500))
+            batch = list(self.state.scan_iter(pattern, count=500))
             for start in range(0, len(batch), 500):
-                deleted += int(self.redis.delete(*batch[start : start + 500]))
+                deleted += int(self.state.delete(*batch[start : start + 500]))
         return deleted
 
 
 def build_pipeline(settings: Any) -> EventPipeline:
-    """An EventPipeline wired from settings: cache Redis, Celery app, config and service."""
+    """An EventPipeline wired from settings: cache and state Redis, Celery app, config and
+    service."""
     from contact_lookup.compose import Runtime
     from tasks.celery_app import create_app
 
@@ -395,4 +402,5 @@ def build_pipeline(settings: Any) -> EventPipeline:
         runtime.config,
         runtime.service,
         max_event_age_s=settings.event_max_age_s,
+        state=runtime.state_redis,
     )

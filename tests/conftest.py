@@ -75,6 +75,7 @@ def settings_for(url: str, config_path: Path | str, **overrides: Any) -> Setting
         broker_url=url,
         result_backend=url,
         cache_url=url,
+        state_url=url,
         config_path=str(config_path),
     )
     return Settings(**{**values, **overrides})

@@ -58,6 +58,7 @@ def setup(
         broker_url=broker.url,
         result_backend=broker.url,
         cache_url=faults_url,
+        state_url=faults_url,
         config_path=str(toml),
         visibility_timeout_s=30,
     )
@@ -171,6 +172,7 @@ def test_the_webhook_answers_503_while_the_broker_is_down_and_recovers_by_itself
         broker_url=broker.url,
         result_backend=broker.url,
         cache_url=faults_url,
+        state_url=faults_url,
         config_path=str(tmp_path / "cl.toml"),
     )
     producer = build_pipeline(settings)

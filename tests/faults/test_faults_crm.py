@@ -258,6 +258,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         broker_url=url,
         result_backend=url,
         cache_url=url,
+        state_url=url,
         config_path=str(tmp_path / "cl.toml"),
         http_timeout_s=HTTP_TIMEOUT_S,
         call_pop_deadline_s=DEADLINE_S,

@@ -120,6 +120,7 @@ def fuzz_settings(faults_url: str, config_path: Path) -> Settings:
         broker_url=faults_url,
         result_backend=faults_url,
         cache_url=faults_url,
+        state_url=faults_url,
         config_path=str(config_path),
         rc_verification_token=TOKEN,
     )

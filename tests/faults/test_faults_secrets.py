@@ -157,6 +157,7 @@ def test_the_canary_is_nowhere(
             Settings(
                 redis_url=faults_url,
                 cache_url=faults_url,
+                state_url=faults_url,
                 broker_url=broker.url,
                 result_backend=broker.url,
                 config_path=str(toml),

@@ -81,6 +81,7 @@ def test_a_worker_killed_mid_batch_loses_no_job(
             broker_url=faults_url,
             result_backend=faults_url,
             cache_url=faults_url,
+            state_url=faults_url,
             config_path=str(toml),
             visibility_timeout_s=VISIBILITY_TIMEOUT_S,
         )

@@ -16,6 +16,7 @@ import redis
 
 from producers.pipeline import EventPipeline, build_pipeline
 from producers.telephony import REASONS, ReasonRule
+from tests.conftest import flushed_db
 from tests.producers.conftest import (
     FIXTURES,
     SALES_EXT,
@@ -160,3 +161,24 @@ def test_a_leg_that_hands_the_call_on_is_never_logged_in_any_order(
         leg = [x for x in lines if (x["reason"] or "").startswith(f"disconnected by {reason}")]
         if any(e["body"]["sequence"] == 5 for e in ordered):  # the leg's Disconnected
             assert len(leg) == 1 and leg[0]["purpose"] == "call_log", label
+
+
+def test_delivery_marks_and_call_state_live_on_the_non_evicting_state_redis(
+    pr_url: str, tmp_path: Path, client: redis.Redis
+) -> None:
+    """STATE_URL holds the dedupe marks, session hashes and once-keys (an evicting cache
+    could forget a session and send its call log twice); the jobs still go to the broker."""
+    config = write_config(tmp_path, 'default = "demo"\n')
+    with flushed_db(15) as state_url, redis.Redis.from_url(state_url) as state:
+        producer = build_pipeline(settings_for(pr_url, config, state_url=state_url))
+        producer.recorded = True
+        try:
+            for event in stream(OUTBOUND_STREAM):
+                producer.handle(event)
+        finally:
+            producer.app.close()
+        assert len(all_queued(client)["call_log"]) == 1
+        names = {k.decode() for k in state.keys("*")}
+        assert any(":delivery:" in n for n in names) and any(":call:" in n for n in names)
+        assert any(":once:call_log:" in n for n in names)
+        assert not [k for k in client.keys("*") if b":delivery:" in k or b":call:" in k]
