@@ -10,9 +10,11 @@ A Redis that cannot be had skips locally but fails under CI (CI=true)."""
 from __future__ import annotations
 
 import atexit
+import copy
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,17 @@ def settings_for(url: str, config_path: Path | str, **overrides: Any) -> Setting
         config_path=str(config_path),
     )
     return Settings(**{**values, **overrides})
+
+
+def live(event: dict[str, Any], age_s: float = 0.0) -> dict[str, Any]:
+    """A copy of a recorded RingCentral notification whose ``eventTime`` and ``timestamp`` are
+    ``age_s`` seconds ago: the producers judge staleness by them (EVENT_MAX_AGE)."""
+    when = (datetime.now(UTC) - timedelta(seconds=age_s)).isoformat(timespec="milliseconds")
+    data = copy.deepcopy(event)
+    data["timestamp"] = when.replace("+00:00", "Z")
+    if isinstance(data.get("body"), dict):
+        data["body"]["eventTime"] = data["timestamp"]
+    return data
 
 
 @contextmanager

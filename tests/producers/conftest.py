@@ -68,18 +68,6 @@ def variant(name: str, uuid: str | None = None, **changes: Any) -> dict[str, Any
     return data
 
 
-def live(event: dict[str, Any], age_s: float = 0.0) -> dict[str, Any]:
-    """A copy of a recorded notification whose eventTime and timestamp are ``age_s`` ago."""
-    from datetime import UTC, datetime, timedelta
-
-    when = (datetime.now(UTC) - timedelta(seconds=age_s)).isoformat(timespec="milliseconds")
-    data = copy.deepcopy(event)
-    data["timestamp"] = when.replace("+00:00", "Z")
-    if isinstance(data.get("body"), dict):
-        data["body"]["eventTime"] = data["timestamp"]
-    return data
-
-
 @pytest.fixture
 def pr_url() -> Iterator[str]:
     with flushed_db(PRODUCERS_DB) as url:

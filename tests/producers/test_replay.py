@@ -12,12 +12,12 @@ import pytest
 import redis
 
 from producers.cli import main
+from tests.conftest import live
 from tests.producers.conftest import (
     DEMO_EXT,
     SALES_EXT,
     all_queued,
     fixture,
-    live,
     queued,
     replay,
     variant,

@@ -24,8 +24,8 @@ from contact_lookup.core import keys
 from localredis import EmbeddedRedis, free_port
 from producers.pipeline import build_pipeline
 from producers.webhook import MAX_BODY_BYTES, create_webhook_app
-from tests.conftest import ROOT
-from tests.producers.conftest import fixture, live, queued, settings_for
+from tests.conftest import ROOT, live
+from tests.producers.conftest import fixture, queued, settings_for
 
 TOKEN = "vt-CANARY-8e1f0d2c"
 PATH = "/webhook/ringcentral"
