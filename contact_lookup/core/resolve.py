@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from contact_lookup.model.contact import is_placeholder
+from contact_lookup.model.contact import is_placeholder, return_message
 from contact_lookup.model.dates import parse_date
 
 STRATEGIES = ("earliest-created", "most-recent-activity", "first-alphabetical")
@@ -51,11 +51,7 @@ def resolve(
     if strategy == "earliest-created":
         dated = _dated(real, "createdDate")
         if len(dated) < len(real):  # all or nothing: one undated contact spoils the rule
-            warning = {
-                "messageType": "warning",
-                "message": MISSING_CREATED_DATE_MESSAGE,
-                "ttl": 5000,
-            }
+            warning = return_message("warning", MISSING_CREATED_DATE_MESSAGE)
             return chosen(None, "missing-created-date"), warning
         return chosen(min(dated)[1], "earliest-created"), None
     if strategy == "most-recent-activity":

@@ -83,8 +83,29 @@ def dedupe(contacts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+MESSAGE_TTL_MS = 5000  # how long App Connect shows a returnMessage (spec: "ttl", ms)
+
+
+def return_message(message_type: str, message: str) -> dict[str, Any]:
+    """The spec's ``returnMessage``: ``{messageType: success|warning|danger, message, ttl}``."""
+    return {"messageType": message_type, "message": message, "ttl": MESSAGE_TTL_MS}
+
+
+def failed_result(
+    message: str, error_type: str, *, message_type: str = "danger", **tracking: Any
+) -> dict[str, Any]:
+    """A failed result in the spec's shape, for failures that are not a ContactLookupError
+    (a job nobody answered, a job that ended in a Celery state other than SUCCESS)."""
+    return {
+        "successful": False,
+        "matchedContactInfo": [],
+        "returnMessage": return_message(message_type, message),
+        "extraDataTracking": {**tracking, "errorType": error_type},
+    }
+
+
 def not_found_message(number: str) -> dict[str, Any]:
-    return {"messageType": "warning", "message": f"Contact not found for {number}.", "ttl": 5000}
+    return return_message("warning", f"Contact not found for {number}.")
 
 
 def success(
@@ -116,24 +137,10 @@ def failure(
             data["statusCode"] = exc.status_code
         if exc.rate_limit is not None:
             data.update(exc.rate_limit.tracking())
-    data["errorType"] = type(exc).__name__
-    return {
-        "successful": False,
-        "matchedContactInfo": [],
-        "returnMessage": {
-            "messageType": exc.message_type,
-            "message": (prefix + exc.user_message()).strip(),
-            "ttl": 5000,
-        },
-        "extraDataTracking": data,
-    }
+    message = (prefix + exc.user_message()).strip()
+    return failed_result(message, type(exc).__name__, message_type=exc.message_type, **data)
 
 
 def no_worker_answer(message: str) -> dict[str, Any]:
     """A failed result for a job nobody answered in time (no worker, expired, timed out)."""
-    return {
-        "successful": False,
-        "matchedContactInfo": [],
-        "returnMessage": {"messageType": "warning", "message": message, "ttl": 5000},
-        "extraDataTracking": {"errorType": "WorkerTimeout"},
-    }
+    return failed_result(message, "WorkerTimeout", message_type="warning")
