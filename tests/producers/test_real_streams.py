@@ -30,6 +30,7 @@ OUTBOUND_STREAM = "outbound-user-to-pstn.jsonl"
 USER_EXT = "809646016"  # the user's extension in both captures ([extensions] default: demo)
 CALLER = "+14155550171"  # the PSTN party in both captures
 assert SALES_EXT == "62242421016"  # the capture's IVR menu extension maps to "sales"
+STATE_DB = 15  # the producers' state Redis, apart from the cache (tests/README.md)
 
 
 def stream(name: str) -> list[dict[str, Any]]:
@@ -169,7 +170,7 @@ def test_delivery_marks_and_call_state_live_on_the_non_evicting_state_redis(
     """STATE_URL holds the dedupe marks, session hashes and once-keys (an evicting cache
     could forget a session and send its call log twice); the jobs still go to the broker."""
     config = write_config(tmp_path, 'default = "demo"\n')
-    with flushed_db(15) as state_url, redis.Redis.from_url(state_url) as state:
+    with flushed_db(STATE_DB) as state_url, redis.Redis.from_url(state_url) as state:
         producer = build_pipeline(settings_for(pr_url, config, state_url=state_url))
         producer.recorded = True
         try:
