@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-from crmsim import VENDORS
+from crmsim import NOT_BUILT_IN, VENDORS
 
 
 def simulator_class(crm: str) -> type:
@@ -19,7 +19,7 @@ def simulator_class(crm: str) -> type:
 
 
 def main(argv: list[str] | None = None) -> int:
-    vendors = list(VENDORS)
+    vendors = [*VENDORS, *NOT_BUILT_IN]
     p = argparse.ArgumentParser(prog="python -m crmsim", description=__doc__)
     p.add_argument("crm", choices=vendors)
     p.add_argument("--port", type=int, default=0)

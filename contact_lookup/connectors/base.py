@@ -95,6 +95,11 @@ class Connector(ABC):
     # Connector-specific keys of a connection table (see ``Option``).
     options: ClassVar[Mapping[str, Option]] = {}
 
+    @classmethod
+    def check_connection(cls, connection: Connection) -> None:
+        """Load-time checks beyond each option's own (ConfigError); e.g. a template's rules."""
+        return None
+
     def __init__(
         self,
         connection: Connection,

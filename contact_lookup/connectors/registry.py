@@ -106,6 +106,7 @@ def validate_connection(connection: Connection) -> None:
                 f"{connection.crm!r}{hint}"
             )
         option.check(connection.name, key, value)
+    cls.check_connection(connection)
 
 
 def validate_config(config: Config) -> None:

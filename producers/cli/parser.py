@@ -9,6 +9,7 @@ import argparse
 
 from contact_lookup.core.resolve import STRATEGIES
 from contact_lookup.model.purpose import PURPOSES, Purpose
+from producers.cli import connectors as c
 from producers.cli import handlers as h
 from producers.demo import EXAMPLES
 from worker.command import __doc__ as WORKER_DOC
@@ -124,6 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--count", type=int, default=None, help="stop after this many call pops")
     p.set_defaults(handler=h.cmd_watch)
+    p = sub.add_parser(
+        "connectors",
+        help="list the registered connectors, or try a connection against its CRM",
+        description=c.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    csub = p.add_subparsers(dest="connectors_command", required=True)
+    q = csub.add_parser("list", help="every connector: crm name, source, rate limit, options")
+    q.add_argument("--json", action="store_true", help="one JSON object per line")
+    q.set_defaults(handler=c.cmd_list)
+    q = csub.add_parser(
+        "try",
+        help="one lookup straight against the CRM: requests (secrets masked), answers, contacts",
+    )
+    q.add_argument("connection", help="connection name from the config file")
+    q.add_argument("number", help="phone number (E.164 or national)")
+    q.add_argument("--formats", default=None, help="overridingFormat, comma separated")
+    q.set_defaults(handler=c.cmd_try)
+
     p = sub.add_parser("demo", help="run the main job end to end on the examples")
     p.add_argument(
         "--events",

@@ -142,7 +142,7 @@ def write_connections(
 
 
 # ----- simulators ------------------------------------------------------------------------------
-CONTACTS = ROOT / "tests" / "contract" / "contacts.json"  # every simulator's seed
+CONTACTS = ROOT / "contact_lookup" / "testing" / "contacts.json"  # every simulator's seed
 
 
 def available_crms() -> list[str]:

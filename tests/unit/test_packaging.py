@@ -27,6 +27,10 @@ def test_the_wheel_installs_four_top_level_names_and_no_dev_tools(tmp_path: Path
     listed = set(zipfile.ZipFile(wheel).read(top_level).decode().split())
     assert listed == INSTALLED
     assert not [n for n in names if n.startswith(("crmsim/", "localredis/", "tests/", "bench/"))]
+    # The contract suite plugin packages import ships with its seed contacts.
+    assert {"contact_lookup/testing/contract.py", "contact_lookup/testing/contacts.json"} <= set(
+        names
+    )
 
 
 def test_every_declared_connector_entry_point_loads_a_connector() -> None:

@@ -1,0 +1,1 @@
+"""Test support shipped with the product, for connector packages: see ``contract``."""
