@@ -42,6 +42,7 @@ BENCHMARKS: dict[int, tuple[str, str, tuple[str, ...]]] = {
         ("contact_lookup.core.coalesce", "contact_lookup.core.guard")),
     7: ("Worker memory", "bench.worker_bench:memory", ()),
     8: ("Webhook acknowledgement", "bench.webhook_bench:webhook", ("producers.webhook",)),
+    9: ("OAuth token refresh", "bench.auth_bench:token_refresh", ("contact_lookup.auth.manager",)),
 }  # fmt: skip
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

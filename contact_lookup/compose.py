@@ -13,6 +13,10 @@ from functools import cached_property
 
 import redis
 
+from contact_lookup.auth import vendors
+from contact_lookup.auth.crypto import TokenCipher
+from contact_lookup.auth.manager import TokenManager
+from contact_lookup.auth.store import TokenStore
 from contact_lookup.connectors.registry import ConnectorFactory, validate_config
 from contact_lookup.core.cache import ContactCache
 from contact_lookup.core.coalesce import Coalescer
@@ -33,6 +37,8 @@ def load_checked_config(path: str) -> Config:
     config = load_config(path)
     try:
         validate_config(config)
+        for connection in config.connections.values():
+            vendors.check(connection)  # auth = oauth2 / jwt-bearer only where the CRM has it
     except ConfigError as exc:  # name the file too, like load_config's own errors
         raise ConfigError(f"connections file {path!r}: {exc.message}", hint=exc.hint) from None
     # Every secret the file names is redacted from logs, traces and stored exception text.
@@ -69,8 +75,22 @@ class Runtime:
         return _redis(self.settings.state_url)
 
     @cached_property
+    def token_store(self) -> TokenStore:
+        """OAuth tokens, encrypted, on the state Redis (never evicted). ConfigError without
+        TOKEN_ENCRYPTION_KEY."""
+        return TokenStore(self.state_redis, TokenCipher(self.settings.token_encryption_key or ""))
+
+    @cached_property
+    def tokens(self) -> TokenManager:
+        return TokenManager(self.token_store, timeout_s=self.settings.http_timeout_s)
+
+    @cached_property
     def connectors(self) -> ConnectorFactory:
-        return ConnectorFactory(timeout_s=self.settings.http_timeout_s)
+        uses_store = any(c.uses_token_store for c in self.config.connections.values())
+        return ConnectorFactory(
+            timeout_s=self.settings.http_timeout_s,
+            credentials=self.tokens if uses_store else None,
+        )
 
     @cached_property
     def service(self) -> LookupService:

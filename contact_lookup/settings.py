@@ -88,6 +88,8 @@ class Settings:
     # The longest countdown a job may schedule (retries and limiter deferrals are capped at it).
     retry_max_delay_s: float = retry.DEFAULT_MAX_DELAY_S
     rc_verification_token: str | None = field(default=None, repr=False)
+    # Fernet keys (comma-separated, first encrypts) for the OAuth token store.
+    token_encryption_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -109,6 +111,7 @@ class Settings:
             event_max_age_s=_number(env, "EVENT_MAX_AGE", 21600.0, minimum=1),
             retry_max_delay_s=_number(env, "RETRY_MAX_DELAY", retry.DEFAULT_MAX_DELAY_S, minimum=1),
             rc_verification_token=env.get("RC_VERIFICATION_TOKEN") or None,
+            token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY", "").strip() or None,
         ).check_limits()
 
     @property

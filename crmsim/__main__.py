@@ -27,6 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", default="sim-token", help="the credential the simulator accepts")
     p.add_argument("--rate-limit", default=None, help="REQUESTS/SECONDS, e.g. 50/60")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to each response")
+    p.add_argument(
+        "--oauth-lifetime",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="serve the vendor's OAuth token endpoint and authorize page; access tokens live "
+        "this long (crmsim/oauth.py)",
+    )
+    p.add_argument("--oauth-rotate", action="store_true", help="new refresh token per refresh")
     args = p.parse_args(argv)
     rate = None
     if args.rate_limit:
@@ -35,12 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     sim = simulator_class(args.crm)(
         args.contacts, token=args.token, rate_limit=rate, latency_s=args.latency, port=args.port
     ).start()
-    table = sim.connection()
+    if args.oauth_lifetime is not None:
+        from crmsim.oauth import enable
+
+        oauth = enable(sim, lifetime_s=args.oauth_lifetime, rotate=args.oauth_rotate)
+        table, env = oauth.connection(), oauth.env()
+    else:
+        table, env = sim.connection(), {key: "<the --token value>" for key in sim.env()}
     print(f"{args.crm} simulator on {sim.url}; connection table:", flush=True)
     for key, value in table.items():
         print(f"  {key} = {value!r}")
-    for key in sim.env():
-        print(f"  export {key}=<the --token value>")
+    for key, value in env.items():
+        print(f"  export {key}={value}")
+    if args.oauth_lifetime is not None:
+        print("  then: contact-lookup auth connect NAME --listen 127.0.0.1:PORT", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):

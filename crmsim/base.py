@@ -162,6 +162,7 @@ class Simulator:
 
     name: ClassVar[str] = "base"
     default_rate_limit: ClassVar[tuple[int, float] | None] = None
+    oauth: Any = None  # crmsim.oauth.OAuthServer once crmsim.oauth.enable(sim) is called
 
     def __init__(
         self,
@@ -281,6 +282,8 @@ class Simulator:
 
     # ----- dispatch --------------------------------------------------------------------------
     def _dispatch(self, req: SimRequest) -> tuple[SimResponse | None, str | None]:
+        if self.oauth is not None and (answer := self.oauth.handle(req)) is not None:
+            return answer, None  # the vendor's token endpoint / authorize page (crmsim/oauth.py)
         with self.lock:
             self.requests += 1
             self.by_path[req.path] += 1

@@ -33,6 +33,7 @@ a seed ``isDeleted: true`` marks a soft-deleted record, which Bullhorn keeps in 
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -57,13 +58,15 @@ _COMMON_FIELDS = (
     "dateAdded",
     "dateLastModified",
     "isDeleted",
+    "status",
 )
 FIELDS = {
     "ClientContact": (*_COMMON_FIELDS, "clientCorporation"),
-    "Candidate": (*_COMMON_FIELDS, "companyName"),
+    "Candidate": (*_COMMON_FIELDS, "companyName", "workPhone"),
     "Lead": (*_COMMON_FIELDS, "companyName"),
 }
-TO_ONE = {"clientCorporation"}
+FIELDS["JobOrder"] = ("id", "title", "isOpen", "clientContact")
+TO_ONE = {"clientCorporation", "clientContact"}
 
 
 def _epoch_ms(value: object) -> int | None:
@@ -94,10 +97,15 @@ def to_record(seed: Mapping[str, Any], index: int) -> tuple[str, dict[str, Any]]
         "dateAdded": _epoch_ms(seed.get("createdDate")),
         "dateLastModified": _epoch_ms(seed.get("mostRecentActivityDate")),
         "isDeleted": bool(seed.get("isDeleted", False)),
+        # Bullhorn's status picklists: "Active" by default; a seed may set "Archive"
+        # (ClientContact), "Archived" (Candidate) or "Converted" (Lead).
+        "status": seed.get("status") or ("New" if entity == "Lead" else "Active"),
     }
     phones = phones_of(seed)
     for field_name, phone in zip(PHONE_FIELDS, [*phones, None, None, None, None], strict=False):
         record[field_name] = phone
+    if entity == "Candidate":
+        record["workPhone"] = seed.get("workPhone")
     company = seed.get("company")
     if entity == "ClientContact":
         record["clientCorporation"] = {"id": 1000 + index, "name": company} if company else None
@@ -233,7 +241,7 @@ def parse_lucene(text: str) -> Term | Op:
 
 def _phone_values(node: Term | Op) -> list[str]:
     if isinstance(node, Term):
-        return [node.value] if node.field in PHONE_FIELDS else []
+        return [node.value] if node.field in (*PHONE_FIELDS, "workPhone") else []
     return [v for arg in node.args for v in _phone_values(arg)]
 
 
@@ -267,10 +275,21 @@ class BullhornSimulator(Simulator):
         self, contacts: str | Path | Iterable[Mapping[str, Any]] = (), **kwargs: Any
     ) -> None:
         super().__init__(contacts, **kwargs)
-        self.records: dict[str, list[dict[str, Any]]] = {e: [] for e in ENTITIES}
+        self.records: dict[str, list[dict[str, Any]]] = {e: [] for e in (*ENTITIES, "JobOrder")}
         for index, seed in enumerate(self.contacts):
             entity, record = to_record(seed, index)
             self.records[entity].append(record)
+            # Seed "job_orders": [{id, title, isOpen}] of a ClientContact (its JobOrders).
+            for job in seed.get("job_orders") or []:
+                self.records["JobOrder"].append(
+                    {
+                        "id": job["id"],
+                        "title": job.get("title"),
+                        "isOpen": bool(job.get("isOpen", True)),
+                        "clientContact": {"id": record["id"]},
+                        "clientContact.id": record["id"],  # what Lucene's dotted field reads
+                    }
+                )
         self.sessions: set[str] = set()
         self.logins = 0
         self.reject_sessions = False
@@ -303,8 +322,17 @@ class BullhornSimulator(Simulator):
             return self._search(req, rest.removeprefix("search/"))
         return _bh_error(404, f"No such resource: {req.path}")
 
+    def rate_limit_headers(self, state: WindowState) -> dict[str, str]:
+        """``ratelimit-*`` (IETF draft fields, reset in seconds left), sent while a limit is
+        set, as the pods App Connect's Bullhorn connector reads them on do."""
+        return {
+            "ratelimit-limit": str(state.limit),
+            "ratelimit-remaining": str(state.remaining),
+            "ratelimit-reset": str(max(1, math.ceil(state.retry_after_s))),
+        }
+
     def rate_limit_response(self, state: WindowState) -> SimResponse:
-        # No Retry-After and no rate-limit headers: the message is all Bullhorn says.
+        # No Retry-After: the message and the ratelimit-* headers are all Bullhorn says.
         return _bh_error(429, "API request rate exceeded: please wait 1 second then retry.")
 
     # ----- endpoints -----------------------------------------------------------------------
@@ -322,7 +350,7 @@ class BullhornSimulator(Simulator):
         return SimResponse(200, {"BhRestToken": session, "restUrl": self.url + self.rest_path})
 
     def _search(self, req: SimRequest, entity: str) -> SimResponse:
-        if entity not in ENTITIES:
+        if entity not in self.records:
             return _bh_error(400, f"Entity '{entity}' is not searchable.")
         fields_arg = req.arg("fields")
         if not fields_arg:

@@ -5,8 +5,13 @@ Contract reproduced (docs/contracts.md "CRMs", checked against Clio's public doc
 - Auth: ``Authorization: Bearer TOKEN``. A wrong or missing token gets 401 with
   ``{"error": "invalid_token", "error_description": ...}`` (developers.support.clio.com,
   article 360004657734 "Expired API access token").
-- Match: ``query`` finds a contact only when it equals one of its phone numbers exactly (the
-  real ``query`` also searches names and emails; lookups only ever send numbers).
+- Match: ``query`` is Clio's wildcard search: a contact matches when the query occurs
+  (case-insensitively) anywhere in its name, title, e-mail, any phone number, any address
+  field, its company's name or any custom field value (Clio API v4 docs, Contacts
+  ``query``; /work/shared/vendor/README.md). So ``102`` finds a contact at "102 Harbour St",
+  and a number finds a contact whose custom field holds someone else's number: a hit is not
+  a phone match. Seeds may carry ``address`` (a street line) and ``custom_fields``
+  (``{name: value}``).
 - ``fields``: only the fields asked for come back, nested ones as ``company{name}``; without
   ``fields`` Clio returns ``id`` and ``etag`` only, so a connector that forgets
   ``created_at`` gets no creation date, as it would from Clio.
@@ -32,6 +37,7 @@ from urllib.parse import urlencode
 from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of, seed_date
 
 CONTACTS_PATH = "/api/v4/contacts.json"
+MATTERS_PATH = "/api/v4/matters.json"
 MAX_LIMIT = 200
 # Clio writes times in the account's zone; a fixed Pacific offset keeps the sim deterministic.
 ACCOUNT_ZONE = timezone(timedelta(hours=-8))
@@ -79,6 +85,19 @@ def clio_time(value: object) -> object:
     if parsed is None:
         return value
     return parsed.astimezone(ACCOUNT_ZONE).isoformat(timespec="seconds")
+
+
+def _wildcard(record: Mapping[str, Any], query: str) -> bool:
+    """Clio's ``query``: the text anywhere in the fields it searches, case-insensitively."""
+    texts = [record.get(k) for k in ("name", "title", "primary_email_address")]
+    texts += [p.get("number") for p in record["phone_numbers"]]
+    texts += [a.get(k) for a in record["addresses"] for k in ("street", "city", "postal_code")]
+    texts += [c.get("value") for c in record["custom_field_values"]]
+    company = record.get("company")
+    if isinstance(company, Mapping):
+        texts.append(company.get("name"))
+    needle = query.lower()
+    return any(isinstance(t, str) and needle in t.lower() for t in texts)
 
 
 def _token(last_id: int) -> str:
@@ -130,8 +149,18 @@ class ClioSimulator(Simulator):
                 }
                 for n, p in enumerate(phones)
             ],
+            "addresses": (
+                [{"id": record_id * 10, "name": "Work", "street": seed["address"]}]
+                if isinstance(seed.get("address"), str)
+                else []
+            ),
+            "custom_field_values": [
+                {"id": f"text_line-{record_id}{n}", "field_name": k, "value": v}
+                for n, (k, v) in enumerate(dict(seed.get("custom_fields") or {}).items())
+            ],
             "created_at": clio_time(created),
             "updated_at": clio_time(seed.get("mostRecentActivityDate") or created),
+            "matters": [dict(m) for m in seed.get("matters") or []],
         }
 
     # ----- vendor hooks ----------------------------------------------------------------------
@@ -146,6 +175,8 @@ class ClioSimulator(Simulator):
                     "malformed or invalid for other reasons.",
                 },
             )
+        if req.method == "GET" and req.path == MATTERS_PATH:
+            return self.matters_index(req)
         if req.method != "GET" or req.path != CONTACTS_PATH:
             return SimResponse(404, {"error": {"type": "NotFound", "message": "Not found"}})
         return self.contacts_index(req, headers.get("host", f"127.0.0.1:{self.port}"))
@@ -160,11 +191,7 @@ class ClioSimulator(Simulator):
             return SimResponse(
                 400, {"error": {"type": "BadRequest", "message": "limit must be an integer"}}
             )
-        matches = [
-            r
-            for r in self.records
-            if query is None or any(p["number"] == query for p in r["phone_numbers"])
-        ]
+        matches = [r for r in self.records if query is None or _wildcard(r, query)]
         after = _after(req.arg("page_token"))
         if after is not None:
             matches = [r for r in matches if r["id"] > after]
@@ -177,6 +204,20 @@ class ClioSimulator(Simulator):
         if more:
             body["meta"]["paging"]["next"] = self.next_link(req, host, _token(page[-1]["id"]))
         return SimResponse(200, body)
+
+    def matters_index(self, req: SimRequest) -> SimResponse:
+        """``client_id`` and ``status`` (comma-separated) filters; seeds give ``matters``."""
+        client = req.arg("client_id")
+        statuses = set((req.arg("status") or "open,pending,closed").split(","))
+        fields = parse_fields(req.arg("fields") or "id,etag")
+        found = [
+            project(m, fields)
+            for r in self.records
+            if client is None or str(r["id"]) == client
+            for m in r["matters"]
+            if m.get("status", "open") in statuses
+        ]
+        return SimResponse(200, {"data": found, "meta": {"paging": {}, "records": len(found)}})
 
     def next_link(self, req: SimRequest, host: str, token: str) -> str:
         """The absolute URL of the next page, as Clio writes it."""

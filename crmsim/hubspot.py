@@ -43,6 +43,7 @@ from typing import Any
 from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of, seed_date
 
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
+DEALS_SEARCH_PATH = "/crm/v3/objects/deals/search"
 MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 10, 25
 DEFAULT_LIMIT, MAX_LIMIT, MAX_RESULTS = 10, 200, 10_000
 ALWAYS = ("createdate", "hs_object_id", "lastmodifieddate")
@@ -143,6 +144,12 @@ class HubSpotSimulator(Simulator):
     ) -> None:
         super().__init__(contacts, **kwargs)
         self.records = [to_record(seed, i) for i, seed in enumerate(self.contacts)]
+        # Deals associated with each contact (seed "deals": [{id, title, status}]).
+        self.deals = [
+            (record["id"], deal)
+            for seed, record in zip(self.contacts, self.records, strict=True)
+            for deal in seed.get("deals") or []
+        ]
 
     def route(self, req: SimRequest) -> SimResponse:
         if req.header("Authorization") != f"Bearer {self.token}":
@@ -153,6 +160,8 @@ class HubSpotSimulator(Simulator):
                 "authentication and you can find more details at "
                 "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
             )
+        if req.path == DEALS_SEARCH_PATH and req.method == "POST":
+            return self._deals(req)
         if req.path != SEARCH_PATH:
             return _error(404, "OBJECT_NOT_FOUND", f"Unable to route {req.method} {req.path}")
         if req.method != "POST":
@@ -189,6 +198,34 @@ class HubSpotSimulator(Simulator):
                 "groupName": "publicapi:crm-search",
             },
         )
+
+    def _deals(self, req: SimRequest) -> SimResponse:
+        """Deal search with the documented ``associations.contact`` and ``hs_is_closed``
+        filters (developers.hubspot.com CRM search: "search by associations")."""
+        body = req.json() if isinstance(req.json(), Mapping) else {}
+        filters = {
+            f.get("propertyName"): str(f.get("value"))
+            for g in body.get("filterGroups") or []
+            for f in g.get("filters") or []
+            if isinstance(f, Mapping)
+        }
+        contact = filters.get("associations.contact")
+        closed = filters.get("hs_is_closed")
+        found = [
+            {
+                "id": str(deal["id"]),
+                "properties": {
+                    "dealname": deal.get("title"),
+                    "hs_is_closed": str(deal.get("status", "open") != "open").lower(),
+                    "hs_object_id": str(deal["id"]),
+                },
+                "archived": False,
+            }
+            for owner, deal in self.deals
+            if (contact is None or str(owner) == contact)
+            and (closed is None or str(deal.get("status", "open") != "open").lower() == closed)
+        ]
+        return SimResponse(200, {"total": len(found), "results": found})
 
     def _search(self, req: SimRequest) -> SimResponse:
         body = req.json()

@@ -67,6 +67,40 @@ class InsightlySimulator(Simulator):
             self.entities[entity].append(self.to_vendor(seed, index, entity))
         # (entity, field_name, field_value) of every search, for tests to assert on.
         self.searches: list[tuple[str, str, str]] = []
+        # Linked records by (path entity, id); a Contact's LINKS point at them (seed
+        # "opportunities": [{id, title, state}], "projects": [{id, title, status}]).
+        self.linked: dict[tuple[str, int], dict[str, Any]] = {}
+        for seed, record in zip(
+            [s for s in self.contacts if str(s.get("type", "")).lower() != "lead"],
+            self.entities["contacts"],
+            strict=True,
+        ):
+            for kind, name_key, id_key, state_key, link_name in (
+                (
+                    "opportunities",
+                    "OPPORTUNITY_NAME",
+                    "OPPORTUNITY_ID",
+                    "OPPORTUNITY_STATE",
+                    "Opportunity",
+                ),
+                ("projects", "PROJECT_NAME", "PROJECT_ID", "STATUS", "Project"),
+            ):
+                for item in seed.get(kind) or []:
+                    default = "OPEN" if kind == "opportunities" else "IN PROGRESS"
+                    self.linked[kind, item["id"]] = {
+                        id_key: item["id"],
+                        name_key: item.get("title"),
+                        state_key: item.get("state", item.get("status", default)),
+                    }
+                    record["LINKS"].append(
+                        {
+                            "LINK_ID": len(self.linked),
+                            "OBJECT_NAME": "Contact",
+                            "OBJECT_ID": record["CONTACT_ID"],
+                            "LINK_OBJECT_NAME": link_name,
+                            "LINK_OBJECT_ID": item["id"],
+                        }
+                    )
 
     @staticmethod
     def to_vendor(seed: Mapping[str, Any], index: int, entity: str) -> dict[str, Any]:
@@ -117,6 +151,21 @@ class InsightlySimulator(Simulator):
         if not self.authorised(req):
             return _message(401, "Authorization has been denied for this request.")
         parts = req.path.lower().strip("/").split("/")
+        if (
+            req.method == "GET"
+            and len(parts) == 4
+            and parts[1] == "contacts"
+            and parts[3] == "links"
+        ):
+            found = [c for c in self.entities["contacts"] if str(c["CONTACT_ID"]) == parts[2]]
+            if not found:
+                return _message(404, "Contact not found.")
+            return SimResponse(200, found[0]["LINKS"])
+        if req.method == "GET" and len(parts) == 3 and parts[1] in ("opportunities", "projects"):
+            item = self.linked.get((parts[1], int(parts[2]) if parts[2].isdigit() else -1))
+            if item is None:
+                return _message(404, "Record not found.")
+            return SimResponse(200, item)
         if (
             req.method != "GET"
             or len(parts) != 3

@@ -11,8 +11,13 @@ Contract reproduced (docs/contracts.md "CRMs", checked against Pipedrive's publi
   "name"} | null, "owner", "visible_to", "custom_fields", "notes"}}]},
   "additional_data": {"next_cursor": str | null}}``. The item has no creation time.
 - ``GET /api/v2/persons/{id}``: the person with ``add_time`` / ``update_time`` in RFC 3339.
-- Auth: ``x-api-token: TOKEN`` or ``Authorization: Bearer TOKEN``. An ``api_token`` in the
-  URL is not accepted: v2 clients send it in a header, and a URL token ends up in logs.
+- ``GET /api/v2/persons?ids=1,2,...`` ("Get all persons": ``ids`` takes up to 100 ids):
+  ``{"success": true, "data": [person, ...], "additional_data": {"next_cursor": null}}``;
+  ids of deleted or unknown persons are left out.
+- Auth: ``x-api-token: TOKEN`` for an API token, ``Authorization: Bearer TOKEN`` for an
+  OAuth access token (``oauth = True``: the token is then only accepted as Bearer). An
+  ``api_token`` in the URL is not accepted: v2 clients send it in a header, and a URL
+  token ends up in logs.
   Failure: 401 ``{"success": false, "error": "unauthorized access", "errorCode": 401, ...}``
   (the ``{success, error, errorCode}`` error shape: pipedrive/client-php issue #14).
 - Rate limit (pipedrive.readme.io "Rate limiting"; devcommunity.pipedrive.com thread 7462):
@@ -31,6 +36,9 @@ from typing import Any
 from crmsim.base import SimRequest, SimResponse, Simulator, WindowState, phones_of, seed_date
 
 SEARCH_PATH = "/api/v2/persons/search"
+LIST_PATH = "/api/v2/persons"
+DEALS_PATH, LEADS_PATH = "/api/v2/deals", "/api/v1/leads"
+MAX_IDS = 100
 PERSON_PATH = re.compile(r"/api/v2/persons/(\d+)")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
 SEARCH_FIELDS = ("name", "email", "phone", "notes", "custom_fields")
@@ -64,8 +72,9 @@ def _offset(cursor: str | None) -> int:
 class PipedriveSimulator(Simulator):
     name = "pipedrive"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, oauth: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.oauth = oauth
         self.persons = [self.to_vendor(seed, i) for i, seed in enumerate(self.contacts)]
         self.by_id = {p["id"]: p for p in self.persons}
 
@@ -96,13 +105,16 @@ class PipedriveSimulator(Simulator):
             "update_time": rfc3339(seed.get("mostRecentActivityDate") or created),
             "visible_to": 3,
             "notes": seed.get("notes"),
+            "deals": [dict(d) for d in seed.get("deals") or []],
+            "leads": [dict(d) for d in seed.get("leads") or []],
         }
 
     # ----- vendor hooks ----------------------------------------------------------------------
     def route(self, req: SimRequest) -> SimResponse:
         headers = {k.lower(): v for k, v in req.headers.items()}
-        token = headers.get("x-api-token") or headers.get("authorization", "")
-        if token not in (self.token, f"Bearer {self.token}"):
+        bearer = headers.get("authorization", "") == f"Bearer {self.token}"
+        api_token = headers.get("x-api-token") == self.token
+        if not (bearer if self.oauth else bearer or api_token):
             return SimResponse(
                 401,
                 {
@@ -115,6 +127,10 @@ class PipedriveSimulator(Simulator):
             )
         if req.method == "GET" and req.path == SEARCH_PATH:
             return self.search(req)
+        if req.method == "GET" and req.path in (DEALS_PATH, LEADS_PATH):
+            return self.related(req)
+        if req.method == "GET" and req.path == LIST_PATH:
+            return self.list_persons(req)
         match = PERSON_PATH.fullmatch(req.path)
         if req.method == "GET" and match:
             person = self.by_id.get(int(match[1]))
@@ -151,6 +167,43 @@ class PipedriveSimulator(Simulator):
                     ]
                 },
                 "additional_data": {"next_cursor": _cursor(start + limit) if more else None},
+            },
+        )
+
+    def related(self, req: SimRequest) -> SimResponse:
+        """Deals (``status`` filter) or leads (``archived_status``) of ``person_id``; seeds
+        give ``deals`` / ``leads`` as ``[{id, title, status | is_archived}]``."""
+        person = self.by_id.get(int(req.arg("person_id") or 0))
+        if req.path == DEALS_PATH:
+            wanted = req.arg("status") or "all_not_deleted"
+            items = [
+                d
+                for d in (person or {}).get("deals") or []
+                if wanted == "all_not_deleted" or d.get("status", "open") == wanted
+            ]
+        else:
+            archived = req.arg("archived_status") == "archived"
+            items = [
+                d
+                for d in (person or {}).get("leads") or []
+                if bool(d.get("is_archived")) == archived
+            ]
+        return SimResponse(
+            200, {"success": True, "data": items, "additional_data": {"next_cursor": None}}
+        )
+
+    def list_persons(self, req: SimRequest) -> SimResponse:
+        raw = [i for i in (req.arg("ids") or "").split(",") if i.strip()]
+        if len(raw) > MAX_IDS or not all(i.strip().isdigit() for i in raw):
+            return _error(400, f"ids must be up to {MAX_IDS} comma-separated integers")
+        wanted = [int(i) for i in raw]
+        people = [self.by_id[i] for i in wanted if i in self.by_id] if raw else self.persons
+        return SimResponse(
+            200,
+            {
+                "success": True,
+                "data": [_detail(p) for p in people[:MAX_IDS]],
+                "additional_data": {"next_cursor": None},
             },
         )
 
@@ -211,7 +264,7 @@ def _item(person: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _detail(person: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in person.items() if k not in ("org_name", "notes")}
+    return {k: v for k, v in person.items() if k not in ("org_name", "notes", "deals", "leads")}
 
 
 SIMULATOR = PipedriveSimulator

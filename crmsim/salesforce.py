@@ -16,7 +16,9 @@ The vendor contract reproduced here (Salesforce REST API Developer Guide: "Searc
   ``INVALID_FIELD``.
 * Phone matching, the simulator's rule (Salesforce does not document its phone index): the
   term and each phone field are reduced to their digits, and an 11-digit string starting with
-  the NANP country code 1 drops it; they match when the results are equal. So
+  the NANP country code 1 drops it; they match when the results are equal, or when one (of
+  at least 7 digits) is the tail of the other: a number is found with or without its country
+  or trunk code, so ``2079460958`` also finds ``+44 20 7946 0958`` (a different subscriber). So
   ``+14155550100``, ``14155550100``, ``4155550100`` and ``(415) 555-0100`` all find
   ``(415) 555-0100`` (how Salesforce formats a 10-digit US number typed without punctuation),
   while ``020 7946 0958`` and ``+44 20 7946 0958`` stay different (trunk prefix vs country
@@ -48,10 +50,12 @@ DAILY_ALLOCATION = 100_000
 MAX_RECORDS = 2_000
 RESERVED = set("?&|!{}[]()^~*:\\\"'+-")
 WILDCARDS = set("*?")
-PHONE_FIELDS = {
-    "Contact": ("Phone", "MobilePhone", "HomePhone", "OtherPhone"),
-    "Lead": ("Phone", "MobilePhone"),
+PHONE_FIELDS = {  # Object Reference for Salesforce: the standard phone fields
+    "Contact": ("Phone", "MobilePhone", "HomePhone", "OtherPhone", "AssistantPhone", "Fax"),
+    "Lead": ("Phone", "MobilePhone", "Fax"),
 }
+# The shortest digit string matched as the tail of a stored number (a local number).
+MIN_TAIL = 7
 FIELDS = {
     "Contact": {
         "Id",
@@ -80,6 +84,14 @@ FIELDS = {
     },
 }
 _PATH = re.compile(r"/services/data/v(?P<version>\d+\.\d)/search/?")
+_QUERY_PATH = re.compile(r"/services/data/v(?P<version>\d+\.\d)/query/?")
+# The one SOQL query the connector sends (SOQL reference, "Semi-Join"): a contact's open
+# opportunities through OpportunityContactRole.
+_OPEN_OPPORTUNITIES = re.compile(
+    r"SELECT Id, Name FROM Opportunity WHERE IsClosed = false AND Id IN "
+    r"\(SELECT OpportunityId FROM OpportunityContactRole WHERE ContactId = '(?P<id>[^'\\]+)'\)"
+    r"(?: LIMIT (?P<limit>\d+))?"
+)
 _SOSL = re.compile(
     r"\s*FIND\s+\{(?P<term>(?:\\.|[^\\{}])*)\}"
     r"(?:\s+IN\s+(?P<group>ALL|PHONE|NAME|EMAIL)\s+FIELDS)?"
@@ -102,6 +114,20 @@ def phone_key(text: str) -> str:
     """The simulator's phone-index key: the digits, less a leading NANP 1 on 11 digits."""
     digits = "".join(ch for ch in text if ch.isdigit())
     return digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
+
+
+def _phone_hit(stored: str, key: str) -> bool:
+    """The simulator's phone-index match: equal keys, or one key the tail of the other.
+
+    Salesforce's search index matches a number with or without its country or trunk code,
+    so ``2079460958`` finds ``+44 20 7946 0958`` too: a hit is a candidate, never proof
+    that the record holds the caller's number (the connector must verify it).
+    """
+    other = phone_key(stored)
+    if other == key:
+        return True
+    short, long_ = sorted((other, key), key=len)
+    return len(short) >= MIN_TAIL and long_.endswith(short)
 
 
 def to_record(seed: Mapping[str, Any], index: int) -> dict[str, Any]:
@@ -192,10 +218,18 @@ class SalesforceSimulator(Simulator):
     ) -> None:
         super().__init__(contacts, **kwargs)
         self.records = [to_record(seed, i) for i, seed in enumerate(self.contacts)]
+        # Contact id -> its opportunities (seed "opportunities": [{id, title, status}]).
+        self.opportunities = {
+            record["Id"]: list(seed.get("opportunities") or [])
+            for seed, record in zip(self.contacts, self.records, strict=True)
+        }
 
     def route(self, req: SimRequest) -> SimResponse:
         if req.header("Authorization") != f"Bearer {self.token}":
             return _sf_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        q = _QUERY_PATH.fullmatch(req.path)
+        if q and req.method == "GET":
+            return self._query(req, q["version"])
         m = _PATH.fullmatch(req.path)
         if not m or req.method != "GET":
             return _sf_error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -204,12 +238,40 @@ class SalesforceSimulator(Simulator):
         except SoslError as exc:
             return _sf_error(400, exc.code, str(exc))
 
+    def _query(self, req: SimRequest, version: str) -> SimResponse:
+        m = _OPEN_OPPORTUNITIES.fullmatch((req.arg("q") or "").strip())
+        if not m:
+            return _sf_error(
+                400, "MALFORMED_QUERY", "only the open-opportunities query is simulated"
+            )
+        found = [
+            {
+                "attributes": {
+                    "type": "Opportunity",
+                    "url": f"/services/data/v{version}/sobjects/Opportunity/{o['id']}",
+                },
+                "Id": o["id"],
+                "Name": o.get("title"),
+            }
+            for o in self.opportunities.get(m["id"], [])
+            if o.get("status", "open") == "open"
+        ][: int(m["limit"] or 2000)]
+        return SimResponse(200, {"totalSize": len(found), "done": True, "records": found})
+
     def rate_limit_headers(self, state: WindowState) -> dict[str, str]:
         used = state.limit - state.remaining
         return {"Sforce-Limit-Info": f"api-usage={used}/{state.limit}"}
 
     def rate_limit_response(self, state: WindowState) -> SimResponse:
-        return _sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        # A window of a day or more is the org's total allocation; a short one stands for
+        # the concurrent-request cap (the two published REQUEST_LIMIT_EXCEEDED messages).
+        if state.window_s >= 86_400:
+            return _sf_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        return _sf_error(
+            403,
+            "REQUEST_LIMIT_EXCEEDED",
+            "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+        )
 
     def _search(self, req: SimRequest, version: str) -> SimResponse:
         m = _SOSL.fullmatch(req.arg("q") or "")
@@ -235,7 +297,7 @@ class SalesforceSimulator(Simulator):
     def _matches(record: Mapping[str, Any], term: str, group: str) -> bool:
         key = phone_key(term)
         phones = [record.get(f) for f in PHONE_FIELDS[record["sobject"]]]
-        if group in ("ALL", "PHONE") and key and any(p and phone_key(p) == key for p in phones):
+        if group in ("ALL", "PHONE") and key and any(p and _phone_hit(p, key) for p in phones):
             return True
         texts = {
             "NAME": [record.get("Name")],

@@ -312,7 +312,12 @@ class EventPipeline:
         return [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
 
     def _run(self, uuid: str | None, job: Job) -> Outcome:
-        query = LookupRequest(job.phone_number, purpose=job.purpose, is_extension=job.is_extension)
+        query = LookupRequest(
+            job.phone_number,
+            purpose=job.purpose,
+            is_extension=job.is_extension,
+            user=job.rc_extension,  # that extension's own CRM grant, if it connected one
+        )
         fields: dict[str, Any] = {
             "purpose": job.purpose,
             "phone_number": job.phone_number,

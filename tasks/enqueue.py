@@ -32,6 +32,8 @@ def task_kwargs(
         kwargs["debug"] = True
     if query.resolve:
         kwargs["resolve"] = query.resolve
+    if query.user and query.user != (call_pop or {}).get("rcExtensionId"):
+        kwargs["rcExtensionId"] = query.user  # a call pop's worker reads it from callPop
     if call_pop:
         kwargs["callPop"] = call_pop
     return kwargs

@@ -15,6 +15,7 @@ make a finished job run again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from datetime import datetime
@@ -38,7 +39,7 @@ from tasks.runtime import runtime_for
 log = logging.getLogger(__name__)
 
 _BOOLS = ("isExtension", "isForceRefreshAccountData", "debug")
-_STRINGS = ("overridingFormat", "resolve")
+_STRINGS = ("overridingFormat", "resolve", "rcExtensionId")
 KWARGS = {"connection", "phoneNumber", "purpose", *_BOOLS, *_STRINGS, "callPop", "retryState"}
 
 
@@ -74,6 +75,7 @@ def parse_kwargs(kwargs: dict[str, Any]) -> tuple[str, LookupRequest, dict[str, 
         force_refresh=kwargs.get("isForceRefreshAccountData", False),
         debug=kwargs.get("debug", False),
         resolve=kwargs.get("resolve"),
+        user=kwargs.get("rcExtensionId"),
     )
     return conn, query, pop
 
@@ -126,6 +128,8 @@ def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
     except InvalidInput as exc:
         return contact.failure(exc)
     waits: list[float] = list(state["waits"])
+    if query.user is None and pop is not None:  # a call pop's extension is its CRM user
+        query = dataclasses.replace(query, user=str(pop["rcExtensionId"]))
     runtime = runtime_for(self.app)
     try:
         result = runtime.service.lookup(conn, query)

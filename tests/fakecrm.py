@@ -28,7 +28,12 @@ class FakeCRM(Simulator):
         query = req.arg("query") or ""
         self.record_query(query)
         data = [
-            {"id": c["id"], "name": c.get("name"), "created_at": c.get("createdDate")}
+            {
+                "id": c["id"],
+                "name": c.get("name"),
+                "phones": phones_of(c),
+                "created_at": c.get("createdDate"),
+            }
             for c in self.contacts
             if query in phones_of(c)
         ]
@@ -55,7 +60,13 @@ class FakeConnector(HttpConnector):
             "/contacts", params={"query": query}, headers={"Authorization": f"Bearer {self.secret}"}
         )
         records: list[dict[str, Any]] = [
-            {"id": r["id"], "name": r["name"], "createdDate": r["created_at"]} for r in body["data"]
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "phones": r["phones"],
+                "createdDate": r["created_at"],
+            }
+            for r in body["data"]
         ]
         return SearchPage(records, self.rate_limit_state(resp))
 

@@ -17,8 +17,9 @@ from typing import Any, ClassVar, Protocol
 
 import requests
 
-from contact_lookup.model import contact
+from contact_lookup.model import contact, phone
 from contact_lookup.model.config import Connection
+from contact_lookup.model.credential import Credential
 from contact_lookup.model.errors import RateLimitState
 from contact_lookup.model.trace import DebugTrace
 
@@ -63,15 +64,27 @@ class Option:
                 raise ConfigError(f"{where} must be at least {self.minimum:g} (got {value!r})")
             if self.maximum is not None and value > self.maximum:
                 raise ConfigError(f"{where} must be at most {self.maximum:g} (got {value!r})")
-        if self.choices and value not in self.choices:
+        items = value if isinstance(value, list) else [value]
+        if self.choices and any(not isinstance(v, str) or v not in self.choices for v in items):
             raise ConfigError(f"{where} must be one of {', '.join(self.choices)} (got {value!r})")
         if self.pattern is not None and not re.fullmatch(self.pattern, str(value)):
             raise ConfigError(f"{where} must match {self.pattern!r} (got {value!r})")
 
 
+# Keys a connector adds to each record of a SearchPage besides the spec's fields: the record's
+# phone values as stored (every phone field the vendor has), and its extension values.
+PHONES = "phones"
+EXTENSIONS = "extensions"
+
+
 @dataclass
 class SearchPage:
-    """What one query returned: records in spec field names, and the CRM's rate-limit state."""
+    """What one query returned: records in spec field names, and the CRM's rate-limit state.
+
+    Each record also carries ``phones`` (list of str: every phone value the CRM holds for it,
+    as stored) and, for connectors with ``supports_extension``, ``extensions``. ``find``
+    verifies a record against them; a record without them is never a match.
+    """
 
     records: Sequence[Mapping[str, Any]] = field(default_factory=list)
     rate_limit: RateLimitState | None = None
@@ -79,21 +92,61 @@ class SearchPage:
 
 @dataclass
 class FindOutcome:
+    """A lookup's contacts; ``dropped`` counts records the CRM returned that were no match;
+    ``complete`` is False when the connector knows some contact lacks a field the CRM holds
+    (the answer must then not be cached)."""
+
     contacts: list[dict[str, Any]]
     rate_limit: RateLimitState | None = None
     queries: list[str] = field(default_factory=list)
+    dropped: int = 0
+    complete: bool = True
+
+
+class RequestBudget(Protocol):
+    """What pays for a lookup's CRM requests (the guard hands one in; see core/guard.py).
+
+    ``take(n)`` is called before ``n`` requests are sent and raises ``RateLimited`` when the
+    shared budget cannot cover them, so no request goes out unpaid; ``observe(state)`` is
+    called with what each response said of the vendor's own limit.
+    """
+
+    def take(self, requests: int = 1) -> None: ...
+
+    def observe(self, state: RateLimitState | None) -> None: ...
+
+
+class Unmetered:
+    """The budget of a connection that is not rate limited: every request is free."""
+
+    def take(self, requests: int = 1) -> None:
+        return None
+
+    def observe(self, state: RateLimitState | None) -> None:
+        return None
+
+
+UNMETERED = Unmetered()
 
 
 class Connector(ABC):
     """Base of every CRM connector. Built per lookup; cheap (sessions are pooled elsewhere)."""
 
     crm: ClassVar[str]
-    # CRM requests one planned query costs (the shared limiter takes this many tokens each).
+    # CRM requests one planned query costs at least: the guard takes this many tokens per
+    # planned query up front; any further request (pages, reads) is paid when it is sent.
     requests_per_query: ClassVar[int] = 1
     # The vendor's published limit of the search call: (requests, window in seconds).
     default_rate_limit: ClassVar[tuple[int, float] | None] = None
     # Connector-specific keys of a connection table (see ``Option``).
     options: ClassVar[Mapping[str, Option]] = {}
+    # The spec's additionalInfo (findContact: "object keyed by manifest additionalFields[].const
+    # values ... contact-dependent options such as matters, deals, or opportunities"): the
+    # names a connection may list in ``additional_fields``, each with what it holds.
+    additional_fields: ClassVar[Mapping[str, str]] = {}
+    # Whether the CRM stores extension numbers in a field of its own (records then carry
+    # ``extensions``). Without one an extension lookup is refused: nothing could verify it.
+    supports_extension: ClassVar[bool] = False
 
     @classmethod
     def check_connection(cls, connection: Connection) -> None:
@@ -118,6 +171,8 @@ class Connector(ABC):
         self.trace.add_secret(secret)
         # Per-connection state that outlives one lookup (e.g. a vendor login session).
         self.shared: MutableMapping[str, Any] = shared if shared is not None else {}
+        # Pays for each CRM request before it is sent (the guard replaces it per lookup).
+        self.budget: RequestBudget = UNMETERED
 
     def plan(self, queries: list[str]) -> list[str]:
         """The queries to send. Override where the vendor's matching makes some redundant."""
@@ -127,19 +182,100 @@ class Connector(ABC):
     def search(self, query: str) -> SearchPage:
         """Run one query. Raise RateLimited, CRMUnavailable, AuthRejected or BadQuery."""
 
-    def find(self, queries: list[str]) -> FindOutcome:
-        """Every planned query in order; contacts normalised and de-duplicated by id."""
+    def find(self, queries: list[str], *, extension: bool = False) -> FindOutcome:
+        """Every planned query in order; only verified matches, normalised, de-duplicated.
+
+        ``queries`` are the spec's terms: the E.164 number first, then each formatted variant
+        (or the extension alone when ``extension``). A record the CRM returned is a match only
+        when ``verify`` finds the number among its phone values; the others are dropped and
+        counted in the debug trace. Vendor searches are wider than equality (Pipedrive's
+        contains, Clio's wildcard over names and addresses, Salesforce's SOSL tokens), and a
+        wrong contact is worse than none: it is cached and popped while the phone rings.
+        """
         found: list[dict[str, Any]] = []
         rate_limit: RateLimitState | None = None
+        dropped = 0
+        self.lookup_terms, self.lookup_extension = list(queries), extension
         planned = self.plan(queries)
         for query in planned:
             page = self.search(query)
-            found.extend(contact.from_record(record, query) for record in page.records)
+            for record in page.records:
+                matched = self.verify(record, queries, extension=extension)
+                if matched is None:
+                    dropped += 1
+                    continue
+                found.append(contact.from_record({**record, "phone": matched}, query))
             rate_limit = page.rate_limit or rate_limit
-        return FindOutcome(contact.dedupe(found), rate_limit, planned)
+        if dropped:
+            self.trace.note(
+                "unverified",
+                count=dropped,
+                reason="the CRM returned records whose phone values are not the number",
+            )
+        contacts = contact.dedupe(found)
+        wanted = self.connection.options.get("additional_fields") or []
+        for match in contacts if wanted else []:
+            match["additionalInfo"] = {name: self.additional_info(name, match) for name in wanted}
+        return FindOutcome(contacts, rate_limit, planned, dropped, complete=self.complete)
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The options of one ``additional_fields`` name for a verified match: a list of
+        ``{"const": str, "title": str, "id": vendor id}``. Each request it sends is paid for
+        through ``budget`` and recorded in the debug trace like any other."""
+        raise NotImplementedError(f"{self.crm} has no additional field {name!r}")
+
+    # True unless the connector knows its answer lacks something the CRM holds (it stopped
+    # paging at its page cap, say); the service then does not cache the answer.
+    complete: bool = True
+
+    # The lookup ``find`` is running (for ``holds_number`` during ``search``).
+    lookup_terms: list[str] = []
+    lookup_extension: bool = False
+
+    def holds_number(self, phones: Sequence[object]) -> bool:
+        """Whether a record with these phone values will pass ``verify`` in this lookup: lets
+        a connector skip enrichment requests (dates, additional info) for records that will be
+        dropped. True outside ``find`` (nothing to check against)."""
+        if not self.lookup_terms:
+            return True
+        record = {EXTENSIONS if self.lookup_extension else PHONES: list(phones)}
+        return self.verify(record, self.lookup_terms, extension=self.lookup_extension) is not None
+
+    def verify(
+        self, record: Mapping[str, Any], queries: Sequence[str], *, extension: bool = False
+    ) -> str | None:
+        """The stored value that makes ``record`` a match, or None (see ``phone.matching_value``).
+
+        Phone lookups: one of the record's ``phones``, read in the connection's region, is the
+        E.164 number ``queries[0]``, or equals one of ``queries`` exactly. Extension lookups:
+        one of its ``extensions`` equals the extension.
+        """
+        if extension:
+            return phone.matching_extension(record.get(EXTENSIONS) or (), queries[0])
+        values = record.get(PHONES) or ()
+        return phone.matching_value(values, queries[0], self.connection.region, queries)
 
 
 class ConnectorSource(Protocol):
-    """What the core needs to get a connector: build one for a connection (per lookup)."""
+    """What the core needs to get a connector: build one for a connection (per lookup).
 
-    def build(self, connection: Connection, trace: DebugTrace | None = None) -> Connector: ...
+    ``user`` (a RingCentral extension id) is passed only for per-user lookups: a source without
+    per-user credentials may define ``build(connection, trace)`` alone. A source may also offer
+    ``renew(connection, connector, trace=None, user=None)``: a
+    connector with a fresh credential after the CRM rejected ``connector``'s (None when there
+    is nothing fresher to try); the core calls it once per lookup on ``AuthRejected``."""
+
+    def build(
+        self, connection: Connection, trace: DebugTrace | None = None, *, user: str | None = None
+    ) -> Connector: ...
+
+
+class CredentialSource(Protocol):
+    """Where a connection's prepared credential comes from when it is not a static
+    ``token_env`` (the OAuth token store, ``contact_lookup.auth.manager.TokenManager``)."""
+
+    def get(self, connection: Connection, user: str | None = None) -> Credential: ...
+
+    def renew(
+        self, connection: Connection, rejected: str | None, user: str | None = None
+    ) -> Credential: ...

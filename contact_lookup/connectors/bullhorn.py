@@ -21,31 +21,45 @@ shared by more records than that is a switchboard, not a person to pop.
 Matching: Lucene term match on the stored string, so every formatted variant is a different
 term and ``plan`` keeps them all (the base behaviour).
 
-Errors: 429 -> ``RateLimited(retry_after_s=1.0)`` (Bullhorn sends no headers; its message and
-its SDK say wait one second and retry: supportforums.bullhorn.com viewtopic t=34864); login
+Errors: 429 -> ``RateLimited``: the wait from ``Retry-After`` or the ``ratelimit-reset``
+header where sent, else 1 s (Bullhorn's message and its SDK say wait one second and retry:
+supportforums.bullhorn.com viewtopic t=34864); login
 refused -> ``AuthRejected``; the rest as ``HttpConnector.check``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import Option, SearchPage
-from contact_lookup.connectors.http import HttpConnector, retry_after_seconds
-from contact_lookup.model.errors import AuthRejected, CRMUnavailable
+from contact_lookup.connectors.base import PHONES, Option, SearchPage
+from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
+from contact_lookup.model.errors import AuthRejected, CRMUnavailable, RateLimitState
 
 PHONE_FIELDS = ("phone", "mobile", "phone2", "phone3")
-_COMMON = "id,name,firstName,lastName,email,occupation,dateAdded,dateLastModified"
+# Per entity: the phone fields searched and verified (Candidate also has ``workPhone``, which
+# RingCentral's App Connect Bullhorn connector searches), and the status that marks a record
+# App Connect excludes (ClientContact ``Archive``, Candidate ``Archived``, Lead ``Converted``).
+ENTITY_PHONES = {
+    "ClientContact": PHONE_FIELDS,
+    "Candidate": (*PHONE_FIELDS, "workPhone"),
+    "Lead": PHONE_FIELDS,
+}
+EXCLUDED_STATUS = {"ClientContact": "Archive", "Candidate": "Archived", "Lead": "Converted"}
+_COMMON = "id,name,firstName,lastName,email,occupation,dateAdded,dateLastModified,status"
 # Per entity: the fields to ask for, and the spec ``type`` the contact is reported as.
 ENTITIES = {
-    "ClientContact": (f"{_COMMON},clientCorporation(name)", "Contact"),
-    "Candidate": (f"{_COMMON},companyName", "Candidate"),
-    "Lead": (f"{_COMMON},companyName", "Lead"),
+    "ClientContact": (
+        f"{_COMMON},{','.join(ENTITY_PHONES['ClientContact'])},clientCorporation(name)",
+        "Contact",
+    ),
+    "Candidate": (f"{_COMMON},{','.join(ENTITY_PHONES['Candidate'])},companyName", "Candidate"),
+    "Lead": (f"{_COMMON},{','.join(ENTITY_PHONES['Lead'])},companyName", "Lead"),
 }
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 500  # Bullhorn caps a search page at 500 records
 MAX_PAGES = 5
@@ -59,11 +73,12 @@ class BhSession:
     rest_url: str  # ends with "/"
 
 
-def lucene_query(number: str) -> str:
-    """The search for one phone string: quoted, so ``+ ( ) -`` are not Lucene syntax."""
+def lucene_query(number: str, entity: str = "ClientContact") -> str:
+    """The search for one phone string on ``entity``: quoted, so ``+ ( ) -`` are not Lucene
+    syntax; deleted records and the entity's excluded status left out."""
     value = '"' + number.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    either = " OR ".join(f"{field}:{value}" for field in PHONE_FIELDS)
-    return f"({either}) AND isDeleted:false"
+    either = " OR ".join(f"{field}:{value}" for field in ENTITY_PHONES[entity])
+    return f'({either}) AND isDeleted:false AND NOT status:"{EXCLUDED_STATUS[entity]}"'
 
 
 def to_contact(entity: str, item: Any) -> dict[str, Any]:
@@ -77,9 +92,15 @@ def to_contact(entity: str, item: Any) -> dict[str, Any]:
         or " ".join(str(p) for p in (item.get("firstName"), item.get("lastName")) if p)
         or None
     )
+    status = item.get("status")
+    if isinstance(status, str) and status.lower() == EXCLUDED_STATUS[entity].lower():
+        phones: list[Any] = []  # archived or converted: never a match, whatever the index said
+    else:
+        phones = [item.get(f) for f in ENTITY_PHONES[entity]]
     return {
         "id": item.get("id"),
         "name": name,
+        PHONES: phones,
         "type": ENTITIES[entity][1],
         "title": item.get("occupation"),
         "company": company,
@@ -96,19 +117,64 @@ class BullhornConnector(HttpConnector):
     default_rate_limit = (10, 1.0)  # none documented: a conservative guess
     options = {
         "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
+        "additional_fields": Option(
+            list, "additionalInfo to fetch for each match: job_orders", [], choices=("job_orders",)
+        ),
     }
     requests_per_query = 3  # one search per entity: ClientContact, Candidate, Lead
+    additional_fields = {"job_orders": "a ClientContact's open job orders"}
+    _state: RateLimitState | None = None  # the newest ratelimit-* headers seen
 
     def search(self, query: str) -> SearchPage:
-        lucene = lucene_query(query)
         records: list[dict[str, Any]] = []
         for entity in ENTITIES:
-            records.extend(self._search_entity(entity, lucene))
-        return SearchPage(records)
+            records.extend(self._search_entity(entity, lucene_query(query, entity)))
+        return SearchPage(records, self._state)
 
     def retry_after(self, resp: requests.Response) -> float | None:
         wait = retry_after_seconds(resp.headers.get("Retry-After"))
+        if wait is None:
+            state = self.rate_limit_state(resp)
+            if state is not None and state.reset is not None:
+                wait = max(0.0, state.reset - time.time())
         return RATE_LIMIT_WAIT_S if wait is None else wait
+
+    def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
+        """Bullhorn's ``ratelimit-limit`` / ``-remaining`` / ``-reset`` headers (the IETF
+        RateLimit header fields draft, whose reset is seconds left: made epoch seconds here),
+        which RingCentral's App Connect Bullhorn connector reads; absent on older pods."""
+        h = resp.headers
+        reset_in = header_int(h, "ratelimit-reset")
+        state = RateLimitState(
+            remaining=header_int(h, "ratelimit-remaining"),
+            amount=header_int(h, "ratelimit-limit"),
+            reset=None if reset_in is None else time.time() + reset_in,
+        )
+        return state if state != RateLimitState() else None
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``job_orders``: one ``search/JobOrder`` with ``clientContact.id:ID AND
+        isOpen:true`` (Bullhorn REST reference, JobOrder entity; Lucene search), up to 100, for
+        a ClientContact; Candidates and Leads own no job orders (none is asked for). Each
+        ``{"const": str(id), "title": title, "id": id}``."""
+        if name != "job_orders":
+            return super().additional_info(name, match)
+        if match.get("type") != ENTITIES["ClientContact"][1] or not str(match["id"]).isdigit():
+            return []
+        body = self._call(
+            "POST",
+            "search/JobOrder",
+            json={"query": f"clientContact.id:{match['id']} AND isOpen:true"},
+            params={"fields": "id,title", "start": 0, "count": 100},
+        )
+        data = body.get("data") if isinstance(body, Mapping) else None
+        if not isinstance(data, list):
+            raise CRMUnavailable("Bullhorn answered a job order search without its data list.")
+        return [
+            {"const": str(j["id"]), "title": j.get("title"), "id": j["id"]}
+            for j in data
+            if isinstance(j, Mapping) and j.get("id") is not None
+        ]
 
     # ----- search ----------------------------------------------------------------------------
     def _search_entity(self, entity: str, lucene: str) -> list[dict[str, Any]]:
@@ -134,6 +200,8 @@ class BullhornConnector(HttpConnector):
                 or (isinstance(total, int) and start >= total)
             ):
                 break
+        else:
+            self.complete = False  # more pages than MAX_PAGES: not an answer to cache
         return found
 
     # ----- session -----------------------------------------------------------------------------
@@ -149,6 +217,7 @@ class BullhornConnector(HttpConnector):
                     "Bullhorn rejected a session it had just opened.", status_code=401
                 )
         self.check(resp)
+        self._state = self.rate_limit_state(resp) or self._state
         return self.json_body(resp)
 
     def _send(self, session: BhSession, method: str, path: str, **kwargs: Any) -> requests.Response:

@@ -1,4 +1,11 @@
-"""``crm = "clio"``: Clio Manage API v4 contacts, exact-string match on ``query``.
+"""``crm = "clio"``: Clio Manage API v4 contacts, ``query`` search verified on phone numbers.
+
+Clio documents ``query`` as a wildcard search over name, address, e-mail, custom fields,
+matter and company names (docs.developers.clio.com, Contacts; /work/shared/vendor/README.md),
+not a phone match: a contact with "102" in its street address comes back for ``102``. Every
+contact is therefore asked for its ``phone_numbers{number}`` and kept only when one of them is
+the looked-up number (``Connector.verify``). Clio has no extension field: extension lookups
+are refused.
 
 Config: ``base_url`` (e.g. ``https://app.clio.com``, or the EU/CA/AU host) and ``token_env``
 naming the OAuth access token. One query is one ``GET /api/v4/contacts.json?query=N``, pages
@@ -13,23 +20,35 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from contact_lookup.connectors.base import SearchPage
+from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector
 from contact_lookup.model.errors import CRMUnavailable, RateLimitState
 
 # Every field the spec's contact shape can use; Clio returns only what is asked for.
-FIELDS = "id,name,type,title,company{name},primary_email_address,created_at,updated_at"
+# ``phone_numbers{number}``: ``query`` is a wildcard over names, addresses, e-mails, custom
+# fields, matter and company names (Clio API v4 docs, Contacts "query"), so a hit proves
+# nothing; the stored numbers are what ``find`` verifies a match against.
+FIELDS = (
+    "id,name,type,title,company{name},primary_email_address,phone_numbers{number},"
+    "created_at,updated_at"
+)
 
 
 class ClioConnector(HttpConnector):
     crm = "clio"
+    additional_fields = {"matters": "the contact's open and pending matters (as client)"}
+    options = {
+        "additional_fields": Option(
+            list, "additionalInfo to fetch for each match: matters", [], choices=("matters",)
+        ),
+    }
     default_rate_limit = (50, 60.0)  # about 50 requests/minute per token
     page_limit = 200  # Clio's maximum page size
     # Each page is one request against ~50/min: past 5 x 200 matches for one number the
     # number is a switchboard, not a person, and the pop would be useless anyway.
     max_pages = 5
 
-    # Exact string match: each format finds records no other format finds, so the base
+    # Wildcard match: each format can find records no other format finds, so the base
     # plan() (every query) stands.
 
     def search(self, query: str) -> SearchPage:
@@ -55,7 +74,40 @@ class ClioConnector(HttpConnector):
             if not next_url:
                 break
             path, params = self._own_url(next_url), None  # the link carries every parameter
+        else:
+            self.complete = False  # more pages than max_pages: not an answer to cache
         return SearchPage(records, state)
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``matters``: ``GET /api/v4/matters.json?client_id=ID&status=open,pending`` (Clio
+        API v4, Matters: ``client_id`` and ``status`` filters), one page of up to 200; each
+        ``{"const": str(id), "title": "display_number description", "id": id}``."""
+        if name != "matters":
+            return super().additional_info(name, match)
+        body, resp = self.request_json(
+            "api/v4/matters.json",
+            params={
+                "client_id": match["id"],
+                "status": "open,pending",
+                "fields": "id,display_number,description",
+                "limit": self.page_limit,
+            },
+            headers={"Authorization": f"Bearer {self.secret}", "Accept": "application/json"},
+        )
+        data = body.get("data") if isinstance(body, Mapping) else None
+        if not isinstance(data, list):
+            raise CRMUnavailable(
+                "Clio answered without a matter list.", status_code=resp.status_code
+            )
+        return [
+            {
+                "const": str(m.get("id")),
+                "title": " ".join(str(m[k]) for k in ("display_number", "description") if m.get(k)),
+                "id": m.get("id"),
+            }
+            for m in data
+            if isinstance(m, Mapping) and m.get("id") is not None
+        ]
 
     def _own_url(self, url: str) -> str:
         """The next-page link, only if it points at the configured host: the bearer token
@@ -74,7 +126,7 @@ def _next_link(body: Mapping[str, Any]) -> str | None:
 
 
 def _record(item: Any) -> Mapping[str, Any]:
-    """A Clio contact in spec field names; ``phone`` is left to the query (exact match)."""
+    """A Clio contact in spec field names, with its stored ``phones``."""
     if not isinstance(item, Mapping):
         raise CRMUnavailable("Clio returned a contact that is not an object.")
     company = item.get("company")
@@ -85,6 +137,9 @@ def _record(item: Any) -> Mapping[str, Any]:
         "title": item.get("title"),
         "company": company.get("name") if isinstance(company, Mapping) else None,
         "email": item.get("primary_email_address"),
+        PHONES: [
+            p.get("number") for p in item.get("phone_numbers") or [] if isinstance(p, Mapping)
+        ],
         "createdDate": item.get("created_at"),
         "mostRecentActivityDate": item.get("updated_at"),
         "additionalInfo": None,

@@ -79,14 +79,24 @@ class HttpConnector(Connector):
         return (self.connection.base_url or "").rstrip("/") + "/" + path.lstrip("/")
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One HTTP request with timeouts; the whole body read within ``timeout_s``."""
+        """One HTTP request with timeouts; the whole body read within ``timeout_s``.
+
+        Paid before it is sent (``self.budget.take()``: RateLimited when the shared budget
+        cannot cover it), and what the response says of the vendor's limit is reported to
+        the budget (``observe``) so every worker follows the vendor's own figures.
+        """
         url = self.url(path)
+        self.budget.take(1)
         started = time.monotonic()
         status: int | None = None
         try:
             resp = self.session.request(method, url, timeout=self.timeout_s, stream=True, **kwargs)
             status = resp.status_code
             resp._content = self._read_body(resp, started)
+            state = self.rate_limit_state(resp)
+            if state is not None or resp.status_code < 300:
+                # A success without figures says the vendor no longer announces any.
+                self.budget.observe(state)
             return resp
         except requests.Timeout as exc:
             raise CRMUnavailable(f"The CRM did not answer within {self.timeout_s:g} s.") from exc

@@ -15,9 +15,10 @@ no formatted variant is redundant, and ``plan`` keeps them all (the base behavio
 Rate limits: the search API allows about 5 requests/s per token. A 429 body is
 ``{status: "error", errorType: "RATE_LIMIT", policyName}`` and the wait comes from
 ``Retry-After`` if sent, else ``X-HubSpot-RateLimit-Interval-Milliseconds`` (one whole window,
-an upper bound), else one second for the ``SECONDLY`` policy; a ``DAILY`` limit resets at
-midnight in the portal's time zone, which we cannot know, so its wait is None (the task backs
-off). ``X-HubSpot-RateLimit-Max``/``-Remaining`` give the state; HubSpot sends no reset time.
+an upper bound), else the policy's own window (``POLICY_WAIT_S``: ``SECONDLY`` 1 s,
+``TEN_SECONDLY_ROLLING`` 10 s); a ``DAILY`` limit resets at midnight in the portal's time
+zone, which we cannot know, so every worker holds off an hour and probes again.
+``X-HubSpot-RateLimit-Max``/``-Remaining`` give the state; HubSpot sends no reset time.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import Option, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
 from contact_lookup.model.errors import CRMUnavailable, RateLimited, RateLimitState
 
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
+DEALS_SEARCH_PATH = "/crm/v3/objects/deals/search"
 PHONE_PROPERTIES = ("phone", "mobilephone")
 PROPERTIES = [
     "firstname",
@@ -47,7 +49,11 @@ PROPERTIES = [
 ]
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 200
 MAX_PAGES = 5
-SECONDLY_WAIT_S = 1.0
+# The wait each 429 policy implies when HubSpot sends no Retry-After or interval header
+# (developers.hubspot.com "API usage guidelines and limits": the search API's per-second
+# limit, the ten-second rolling burst limit, and the daily limit that resets at midnight in
+# the portal's time zone, which we cannot know: an hourly probe, the limiter's longest hold).
+POLICY_WAIT_S = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "DAILY": 3600.0}
 
 
 def search_body(number: str, limit: int, after: str | None) -> dict[str, Any]:
@@ -78,6 +84,7 @@ def to_contact(item: Any) -> dict[str, Any]:
         "title": props.get("jobtitle"),
         "company": props.get("company"),
         "email": props.get("email"),
+        PHONES: [props.get(p) for p in PHONE_PROPERTIES],
         "createdDate": props.get("createdate") or item.get("createdAt"),
         "mostRecentActivityDate": props.get("lastmodifieddate") or item.get("updatedAt"),
     }
@@ -86,9 +93,41 @@ def to_contact(item: Any) -> dict[str, Any]:
 class HubSpotConnector(HttpConnector):
     crm = "hubspot"
     default_rate_limit = (4, 1.0)  # search: about 4-5 requests/s per token
+    additional_fields = {"deals": "the contact's open deals"}
     options = {
         "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
+        "additional_fields": Option(
+            list, "additionalInfo to fetch for each match: deals", [], choices=("deals",)
+        ),
     }
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``deals``: one ``POST /crm/v3/objects/deals/search`` filtered on
+        ``associations.contact EQ id`` and ``hs_is_closed EQ false`` (HubSpot CRM search
+        docs, "search by associations"), up to 100; each ``{"const": id, "title": dealname,
+        "id": id}``."""
+        if name != "deals":
+            return super().additional_info(name, match)
+        filters = [
+            {"propertyName": "associations.contact", "operator": "EQ", "value": match["id"]},
+            {"propertyName": "hs_is_closed", "operator": "EQ", "value": "false"},
+        ]
+        body, resp = self.request_json(
+            DEALS_SEARCH_PATH,
+            method="POST",
+            json={"filterGroups": [{"filters": filters}], "properties": ["dealname"], "limit": 100},
+            headers={"Authorization": f"Bearer {self.secret}"},
+        )
+        results = body.get("results") if isinstance(body, Mapping) else None
+        if not isinstance(results, list):
+            raise CRMUnavailable("HubSpot answered without deals.", status_code=resp.status_code)
+        out = []
+        for deal in results:
+            if isinstance(deal, Mapping) and deal.get("id") is not None:
+                props = deal.get("properties")
+                title = props.get("dealname") if isinstance(props, Mapping) else None
+                out.append({"const": str(deal["id"]), "title": title, "id": deal["id"]})
+        return out
 
     def search(self, query: str) -> SearchPage:
         size = self.int_option("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -113,6 +152,8 @@ class HubSpotConnector(HttpConnector):
             after = _next_after(body)
             if after is None or not results:
                 break
+        else:
+            self.complete = False  # more pages than MAX_PAGES: not an answer to cache
         return SearchPage(records, state)
 
     def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
@@ -129,11 +170,11 @@ class HubSpotConnector(HttpConnector):
             return wait
         policy = _policy(resp)
         if policy == "DAILY":
-            return None
+            return POLICY_WAIT_S["DAILY"]  # the interval header is the burst window's
         interval_ms = header_int(resp.headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
         if interval_ms:
             return interval_ms / 1000
-        return SECONDLY_WAIT_S if policy == "SECONDLY" else None
+        return POLICY_WAIT_S.get(policy or "")
 
     def check(self, resp: requests.Response) -> None:
         if resp.status_code == 429:

@@ -17,10 +17,22 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
-from contact_lookup.connectors.base import SearchPage
+from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector
 from contact_lookup.model.errors import CRMUnavailable, RateLimitState
 
+# Every phone field of each entity (Insightly v3.1 Contact and Lead models), for verification.
+PHONE_FIELDS = {
+    "Contact": (
+        "PHONE",
+        "PHONE_HOME",
+        "PHONE_MOBILE",
+        "PHONE_OTHER",
+        "PHONE_ASSISTANT",
+        "PHONE_FAX",
+    ),
+    "Lead": ("PHONE", "MOBILE", "FAX"),
+}
 # (entity path, phone field, id field, email field, spec type)
 SEARCHES = (
     ("Contacts", "PHONE", "CONTACT_ID", "EMAIL_ADDRESS", "Contact"),
@@ -30,8 +42,42 @@ SEARCHES = (
 )
 
 
+# additional_fields: (link object name, path, id, name and state fields, closed states)
+LINKED = {
+    "opportunities": (
+        "Opportunity",
+        "Opportunities",
+        "OPPORTUNITY_ID",
+        "OPPORTUNITY_NAME",
+        "OPPORTUNITY_STATE",
+        {"WON", "LOST", "ABANDONED", "SUSPENDED"},
+    ),
+    "projects": (
+        "Project",
+        "Projects",
+        "PROJECT_ID",
+        "PROJECT_NAME",
+        "STATUS",
+        {"COMPLETED", "CANCELLED", "ABANDONED", "DEFERRED"},
+    ),
+}
+MAX_LINKED = 20  # linked records read per contact and field
+
+
 class InsightlyConnector(HttpConnector):
     crm = "insightly"
+    additional_fields = {
+        "opportunities": "a Contact's linked opportunities that are still open",
+        "projects": "a Contact's linked projects not completed or cancelled",
+    }
+    options = {
+        "additional_fields": Option(
+            list,
+            "additionalInfo to fetch for each match: opportunities, projects",
+            [],
+            choices=("opportunities", "projects"),
+        ),
+    }
     default_rate_limit = (
         10,
         1.0,
@@ -49,6 +95,36 @@ class InsightlyConnector(HttpConnector):
         self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
         # The encoded key is a secret too: keep it out of the debug trace.
         self.trace.add_secret(basic)
+        self._links: dict[Any, list[Mapping[str, Any]]] = {}  # per contact, this lookup
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``opportunities`` / ``projects`` of a Contact: ``GET /v3.1/Contacts/{id}/Links``
+        (read once per contact and lookup), then ``GET /v3.1/Opportunities/{id}`` or
+        ``/Projects/{id}`` per linked record (at most ``MAX_LINKED``; Insightly v3.1 has no
+        batch read), closed ones left out. Leads link to none here: no request. Each
+        ``{"const": str(id), "title": name, "id": id}``."""
+        if name not in LINKED:
+            return super().additional_info(name, match)
+        if match.get("type") != "Contact":
+            return []
+        link_name, path, _id_key, name_key, state_key, closed = LINKED[name]
+        links = self._links.get(match["id"])
+        if links is None:
+            body, resp = self.request_json(
+                f"{self._api}Contacts/{match['id']}/Links", headers=self._headers
+            )
+            if not isinstance(body, list):
+                raise CRMUnavailable(
+                    "Insightly answered without links.", status_code=resp.status_code
+                )
+            links = self._links[match["id"]] = [lk for lk in body if isinstance(lk, Mapping)]
+        ids = [lk.get("LINK_OBJECT_ID") for lk in links if lk.get("LINK_OBJECT_NAME") == link_name]
+        out = []
+        for linked_id in [i for i in ids if isinstance(i, int)][:MAX_LINKED]:
+            item, _ = self.request_json(f"{self._api}{path}/{linked_id}", headers=self._headers)
+            if isinstance(item, Mapping) and str(item.get(state_key) or "").upper() not in closed:
+                out.append({"const": str(linked_id), "title": item.get(name_key), "id": linked_id})
+        return out
 
     # Exact match: every format can find records no other format finds, so the base plan()
     # (every query) stands.
@@ -78,6 +154,8 @@ class InsightlyConnector(HttpConnector):
                 records.extend(_record(item, field, id_field, email_field, kind) for item in body)
                 if len(body) < self.page_limit:
                     break
+            else:
+                self.complete = False  # more pages than max_pages: not an answer to cache
         return SearchPage(records, state)
 
 
@@ -90,6 +168,7 @@ def _record(item: Any, field: str, id_field: str, email_field: str, kind: str) -
         "id": item.get(id_field),
         "name": name or None,
         "phone": item.get(field),
+        PHONES: [item.get(f) for f in (field, *PHONE_FIELDS[kind])],
         "type": kind,
         "title": item.get("TITLE"),
         # A Contact names its organisation only by id; reading it would cost a request per

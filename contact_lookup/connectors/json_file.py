@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from contact_lookup.connectors.base import Connector, SearchPage
+from contact_lookup.connectors.base import EXTENSIONS, PHONES, Connector, SearchPage
 from contact_lookup.model.errors import CRMUnavailable
 
 # path -> ((mtime_ns, size), index of phone string -> records)
@@ -58,6 +58,9 @@ def _load(path: Path) -> dict[str, list[Mapping[str, Any]]]:
 
 class JsonFileConnector(Connector):
     crm = "json"
+    # The file stores an extension like any number ("phone": "102"): its phone strings are
+    # its extension values too.
+    supports_extension = True
 
     def search(self, query: str) -> SearchPage:
         assert self.connection.contacts is not None  # enforced when the config is read
@@ -68,8 +71,9 @@ class JsonFileConnector(Connector):
         )
         records = []
         for record in matches:
-            item = {k: v for k, v in record.items() if k != "phones"}
+            item = {k: v for k, v in record.items() if k not in ("phones", "extensions")}
             item["phone"] = query
+            item[PHONES] = item[EXTENSIONS] = _phones(record)
             records.append(item)
         return SearchPage(records)
 

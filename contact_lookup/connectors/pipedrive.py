@@ -1,13 +1,15 @@
 """``crm = "pipedrive"``: Pipedrive API v2 person search, a contains-match on phone.
 
 Config: ``base_url`` (``https://COMPANY.pipedrive.com``) and ``token_env`` naming the API
-token or OAuth access token, sent as ``x-api-token`` (never in the URL, where proxies and
-logs keep it). Optional ``exact_match = true`` makes every search exact.
+token, sent as ``x-api-token``, or with ``auth = "oauth2"`` an OAuth access token, sent as
+``Authorization: Bearer`` (never in the URL, where proxies and logs keep it). Optional
+``exact_match = true`` makes every search exact.
 
 One query is ``GET /api/v2/persons/search?term=N&fields=phone``, pages followed through
 ``additional_data.next_cursor`` up to ``max_pages``. The search item carries no creation
-time, so each matched person is also read once with ``GET /api/v2/persons/{id}``: see
-``PipedriveConnector.person_dates``. Rate limit: ``x-ratelimit-*`` headers, whose reset is
+time, so the matched persons are read in batches of 100 with ``GET /api/v2/persons?ids=``:
+see ``PipedriveConnector.person_dates``. Every request is paid through the shared budget
+as it is sent (``Connector.budget``). Rate limit: ``x-ratelimit-*`` headers, whose reset is
 seconds left in the window (normalised here to epoch seconds), and 429 with ``Retry-After``.
 """
 
@@ -21,16 +23,30 @@ from typing import Any
 import phonenumbers
 import requests
 
-from contact_lookup.connectors.base import Option, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int
-from contact_lookup.model.errors import BadQuery, CRMUnavailable, RateLimitState
+from contact_lookup.model.errors import CRMUnavailable, RateLimited, RateLimitState
 from contact_lookup.model.phone import national_digits
+
+# The daily token budget's headers, newest first, and the hold when it is spent.
+DAILY_HEADERS = ("x-daily-ratelimit-token-remaining", "x-daily-requests-left")
+DAILY_WAIT_S = 3600.0
 
 
 class PipedriveConnector(HttpConnector):
     crm = "pipedrive"
     default_rate_limit = (10, 2.0)  # search: about 10 per 2 s window
+    additional_fields = {
+        "deals": "the person's open deals",
+        "leads": "the person's leads that are not archived",
+    }
     options = {
+        "additional_fields": Option(
+            list,
+            "additionalInfo to fetch for each match: deals, leads",
+            [],
+            choices=("deals", "leads"),
+        ),
         "exact_match": Option(
             bool, "send exact_match=true (the term must equal the stored value)", False
         ),
@@ -39,9 +55,8 @@ class PipedriveConnector(HttpConnector):
     # Search is limited harder than the rest of the API (about 10 per 2 s): 5 pages of 100
     # per number is already far past a useful call pop.
     max_pages = 5
-    # Person reads per lookup: a number shared by more people than this is a switchboard;
-    # the rest come back without createdDate rather than spend the rate limit.
-    person_fetch_cap = 10
+    # Persons per batched read (Pipedrive v2 "Get all persons": ids takes up to 100).
+    batch_size = 100
     person_ttl_s = 600.0  # add_time never changes; update_time may lag by this much
     person_cache_size = 5000  # per connection, so memory stays bounded
 
@@ -49,7 +64,6 @@ class PipedriveConnector(HttpConnector):
         super().__init__(*args, **kwargs)
         self.exact = self.connection.options.get("exact_match") is True
         self._contains: set[str] = set()  # planned terms searched as "contains"
-        self._person_reads: set[int] = set()  # ids read in this lookup (per-lookup instance)
 
     # ----- which queries -------------------------------------------------------------------
     def plan(self, queries: list[str]) -> list[str]:
@@ -106,52 +120,97 @@ class PipedriveConnector(HttpConnector):
             if not cursor:
                 break
             params = {**params, "cursor": cursor}
-        records = []
-        for item in items:
-            dates, fetched_state = self.person_dates(item.get("id"))
-            state = fetched_state or state
-            records.append(_record(item, query, exact, dates))
+        else:
+            self.complete = False  # more pages than max_pages: not an answer to cache
+        # Only persons that hold the number are read: the rest will be dropped by find().
+        wanted = [item.get("id") for item in items if self.holds_number(_phones(item))]
+        dates, read_state = self.person_dates(wanted)
+        state = read_state or state
+        records = [_record(item, query, exact, dates.get(_id(item), {})) for item in items]
         return SearchPage(records, state)
 
-    def person_dates(self, person_id: Any) -> tuple[Mapping[str, Any], RateLimitState | None]:
-        """``add_time`` / ``update_time`` of one person, from the cache or one request.
+    def person_dates(
+        self, person_ids: list[Any]
+    ) -> tuple[dict[int, Mapping[str, Any]], RateLimitState | None]:
+        """``add_time`` / ``update_time`` of every person, from the cache or batched reads.
 
-        Bounded so a lookup cannot blow the rate limit: at most one request per distinct
-        person id per lookup (a person found by two queries is read once), at most
-        ``person_fetch_cap`` reads per lookup, and answers cached in ``self.shared`` (per
-        connection, across lookups and threads) for ``person_ttl_s``. Past the cap a person
-        comes back without dates. A person deleted since the search (404) has none either;
-        any other error fails the lookup like any other request, so a rate limit is retried
-        later instead of caching contacts without createdDate.
+        The search item carries no creation time, so persons not cached are read with
+        ``GET /api/v2/persons?ids=1,2,...`` (Pipedrive API v2 "Get all persons": ``ids``, up
+        to 100 per request): one request per 100 persons, however many match, each paid for
+        through the budget like any request. Answers are cached in ``self.shared`` (per
+        connection, across lookups and threads) for ``person_ttl_s``. A person deleted since
+        the search is absent from the answer and has no dates (the CRM holds none); any error
+        fails the lookup, so a rate limit is retried later instead of caching contacts
+        without createdDate.
         """
-        if not isinstance(person_id, int):
-            return {}, None
         cache, lock = self._person_cache()
         now = time.monotonic()
+        out: dict[int, Mapping[str, Any]] = {}
+        wanted: list[int] = []
         with lock:
-            hit = cache.get(person_id)
-        if hit is not None and hit[0] > now:
-            return hit[1], None
-        if person_id in self._person_reads or len(self._person_reads) >= self.person_fetch_cap:
-            return {}, None
-        self._person_reads.add(person_id)
-        try:
-            body, resp = self.request_json(f"api/v2/persons/{person_id}", headers=self._headers())
-        except BadQuery as exc:
-            if exc.status_code == 404:
-                return {}, None
-            raise
-        data = body.get("data") if isinstance(body, Mapping) else None
-        if not isinstance(data, Mapping):
-            raise CRMUnavailable(
-                "Pipedrive answered without the person.", status_code=resp.status_code
+            for pid in dict.fromkeys(p for p in person_ids if isinstance(p, int)):
+                hit = cache.get(pid)
+                if hit is not None and hit[0] > now:
+                    out[pid] = hit[1]
+                else:
+                    wanted.append(pid)
+        state: RateLimitState | None = None
+        for start in range(0, len(wanted), self.batch_size):
+            batch = wanted[start : start + self.batch_size]
+            body, resp = self.request_json(
+                "api/v2/persons",
+                params={"ids": ",".join(map(str, batch)), "limit": self.batch_size},
+                headers=self._headers(),
             )
-        dates = {"add_time": data.get("add_time"), "update_time": data.get("update_time")}
-        with lock:
-            if len(cache) >= self.person_cache_size:
-                _evict(cache, now)
-            cache[person_id] = (now + self.person_ttl_s, dates)
-        return dates, self.rate_limit_state(resp)
+            state = self.rate_limit_state(resp) or state
+            data = body.get("data") if isinstance(body, Mapping) else None
+            if not isinstance(data, list):
+                raise CRMUnavailable(
+                    "Pipedrive answered without the persons.", status_code=resp.status_code
+                )
+            with lock:
+                for person in data:
+                    if not isinstance(person, Mapping) or person.get("id") not in batch:
+                        continue
+                    dates = {
+                        "add_time": person.get("add_time"),
+                        "update_time": person.get("update_time"),
+                    }
+                    if len(cache) >= self.person_cache_size:
+                        _evict(cache, now)
+                    cache[person["id"]] = (now + self.person_ttl_s, dates)
+                    out[person["id"]] = dates
+        return out, state
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``deals``: ``GET /api/v2/deals?person_id=ID&status=open`` (API v2 "Get all deals");
+        ``leads``: ``GET /api/v1/leads?person_id=ID&archived_status=not_archived`` (leads have
+        no v2 list). Each ``{"const": str(id), "title": title, "id": id}``, one page."""
+        if name == "deals":
+            path, params = "api/v2/deals", {"person_id": match["id"], "status": "open"}
+        elif name == "leads":
+            path, params = (
+                "api/v1/leads",
+                {
+                    "person_id": match["id"],
+                    "archived_status": "not_archived",
+                },
+            )
+        else:
+            return super().additional_info(name, match)
+        body, resp = self.request_json(
+            path, params={**params, "limit": self.page_limit}, headers=self._headers()
+        )
+        data = body.get("data") if isinstance(body, Mapping) else None
+        if not isinstance(data, list):
+            raise CRMUnavailable(
+                f"Pipedrive answered without {name}.", status_code=resp.status_code
+            )
+        return [
+            {"const": str(d.get("id")), "title": d.get("title"), "id": d.get("id")}
+            for d in data
+            if isinstance(d, Mapping) and d.get("id") is not None
+        ]
 
     # ----- vendor signals ------------------------------------------------------------------
     def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
@@ -165,7 +224,35 @@ class PipedriveConnector(HttpConnector):
         )
         return state if state != RateLimitState() else None
 
+    def retry_after(self, resp: requests.Response) -> float | None:
+        """The 2-second burst window's wait, or an hourly probe when the daily token budget
+        is spent (pipedrive.readme.io "Rate limiting": the budget "resets at the start of
+        the next day", whose time zone is not given; ``x-daily-ratelimit-token-remaining``,
+        formerly ``x-daily-requests-left``, says 0)."""
+        if self.daily_budget_spent(resp):
+            return DAILY_WAIT_S
+        return super().retry_after(resp)
+
+    @staticmethod
+    def daily_budget_spent(resp: requests.Response) -> bool:
+        return any(header_int(resp.headers, h) == 0 for h in DAILY_HEADERS)
+
+    def check(self, resp: requests.Response) -> None:
+        if resp.status_code == 429 and self.daily_budget_spent(resp):
+            raise RateLimited(
+                "Pipedrive's daily API token budget is spent.",
+                retry_after_s=DAILY_WAIT_S,
+                status_code=429,
+                rate_limit=self.rate_limit_state(resp),
+            )
+        super().check(resp)
+
     def _headers(self) -> dict[str, str]:
+        """The auth header: Pipedrive documents ``x-api-token`` for API tokens and
+        ``Authorization: Bearer`` for OAuth access tokens (pipedrive.readme.io,
+        "Authentication"); an OAuth token sent as ``x-api-token`` is refused."""
+        if self.connection.auth != "token":  # an OAuth access token (auth = "oauth2")
+            return {"Authorization": f"Bearer {self.secret or ''}", "Accept": "application/json"}
         return {"x-api-token": self.secret or "", "Accept": "application/json"}
 
     def _person_cache(self) -> tuple[MutableMapping[int, Any], threading.Lock]:
@@ -198,12 +285,22 @@ def _item(entry: Any) -> Mapping[str, Any]:
     return item
 
 
+def _id(item: Mapping[str, Any]) -> int:
+    """The person id, or -1 (no person has it) when the item has none."""
+    pid = item.get("id")
+    return pid if isinstance(pid, int) else -1
+
+
+def _phones(item: Mapping[str, Any]) -> list[str]:
+    return [p for p in item.get("phones") or [] if isinstance(p, str)]
+
+
 def _record(
     item: Mapping[str, Any], query: str, exact: bool, dates: Mapping[str, Any]
 ) -> Mapping[str, Any]:
     """A person in spec field names; ``phone`` is the stored number the term matched."""
     needle = query.lower()
-    phones = [p for p in item.get("phones") or [] if isinstance(p, str)]
+    phones = _phones(item)
     matched = next(
         (p for p in phones if (p.lower() == needle if exact else needle in p.lower())), None
     )
@@ -213,6 +310,7 @@ def _record(
         "id": item.get("id"),
         "name": item.get("name"),
         "phone": matched or query,
+        PHONES: phones,
         "type": "Person",
         "company": org.get("name") if isinstance(org, Mapping) else None,
         "email": item.get("primary_email") or (emails[0] if emails else None),

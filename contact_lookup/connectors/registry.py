@@ -14,6 +14,7 @@ thread-safe).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import threading
@@ -26,8 +27,9 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from contact_lookup.connectors.base import Connector
+from contact_lookup.connectors.base import Connector, CredentialSource
 from contact_lookup.model.config import COMMON_KEYS, Config, Connection
+from contact_lookup.model.credential import Credential
 from contact_lookup.model.errors import ConfigError
 from contact_lookup.model.trace import DebugTrace
 
@@ -124,8 +126,11 @@ class ConnectorFactory:
         timeout_s: float = 10.0,
         env: Mapping[str, str] | None = None,
         pool_size: int = 10,
+        credentials: CredentialSource | None = None,
     ) -> None:
         self.timeout_s = timeout_s
+        # The token store's manager, for connections with auth = oauth2 / jwt-bearer.
+        self.credentials = credentials
         self.env = os.environ if env is None else env
         self.pool_size = pool_size
         self._local = threading.local()
@@ -154,15 +159,52 @@ class ConnectorFactory:
         validate_connection(connection)
         connection.secret(self.env)
 
-    def build(self, connection: Connection, trace: DebugTrace | None = None) -> Connector:
+    def build(
+        self,
+        connection: Connection,
+        trace: DebugTrace | None = None,
+        *,
+        user: str | None = None,
+        credential: Credential | None = None,
+    ) -> Connector:
+        """The connector for one lookup. A token-store connection gets a credential the
+        credential source has just made sure is fresh (``user``: whose grant, see README
+        "Per-user tokens"); the API host the vendor named replaces ``base_url``."""
         cls = self.connector_class(connection)
         with self._shared_lock:
             shared = self._shared.setdefault(connection.name, {})
+        secret = connection.secret(self.env)
+        target = connection
+        if connection.uses_token_store:
+            if credential is None:
+                if self.credentials is None:
+                    raise ConfigError(
+                        f"connection {connection.name!r}: auth = {connection.auth!r} needs the "
+                        "token store (TOKEN_ENCRYPTION_KEY and STATE_URL)"
+                    )
+                credential = self.credentials.get(connection, user)
+            secret = credential.access_token
+            if credential.base_url:
+                target = dataclasses.replace(connection, base_url=credential.base_url)
         return cls(
-            connection,
-            secret=connection.secret(self.env),
+            target,
+            secret=secret,
             session=self.session(connection),
             timeout_s=self.timeout_s,
             trace=trace,
             shared=shared,
         )
+
+    def renew(
+        self,
+        connection: Connection,
+        connector: Connector,
+        trace: DebugTrace | None = None,
+        user: str | None = None,
+    ) -> Connector | None:
+        """After the CRM answered 401 to ``connector``: one with a renewed credential, or None
+        for a static token (nothing fresher to try)."""
+        if not connection.uses_token_store or self.credentials is None:
+            return None
+        credential = self.credentials.renew(connection, connector.secret, user)
+        return self.build(connection, trace, user=user, credential=credential)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -29,7 +29,7 @@ import jmespath.exceptions
 import phonenumbers
 import requests
 
-from contact_lookup.connectors.base import Option, SearchPage
+from contact_lookup.connectors.base import EXTENSIONS, PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector, header_int, retry_after_seconds
 from contact_lookup.connectors.rest_template import SECTIONS, RestTemplate, parse_template
 from contact_lookup.model import phone
@@ -66,6 +66,18 @@ class Exchange:
 class RestConnector(HttpConnector):
     crm = "rest"
     options = {section: Option(dict, _HELP[section]) for section in SECTIONS}
+
+    # docs/connectors.md: an extension lookup matches ``extensions`` or ``phones`` exactly.
+    supports_extension = True
+
+    def verify(
+        self, record: Mapping[str, Any], queries: Sequence[str], *, extension: bool = False
+    ) -> str | None:
+        """The base class's rule; for an extension, ``extensions`` or ``phones`` equal to it."""
+        if extension:
+            values = [*(record.get(EXTENSIONS) or ()), *(record.get(PHONES) or ())]
+            return phone.matching_extension(values, queries[0])
+        return super().verify(record, queries)
 
     @classmethod
     def check_connection(cls, connection: Connection) -> None:

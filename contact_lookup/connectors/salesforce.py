@@ -15,8 +15,9 @@ the same records, and ``plan`` keeps only the first query of each phone key (its
 a leading NANP ``1`` on 11 digits): one request where an exact-match CRM needs one per format.
 
 Errors: 403 ``REQUEST_LIMIT_EXCEEDED`` (Salesforce's rate limit, never 429) ->
-``RateLimited`` with no wait, because the allocation is a rolling 24 hours and Salesforce names
-no reset (the task backs off exponentially); 401 ``INVALID_SESSION_ID`` and other 403s
+``RateLimited``: the concurrent variant waits ``CONCURRENT_WAIT_S``, the total (rolling
+24-hour) variant holds every worker off ``TOTAL_WAIT_S`` and probes again; 401
+``INVALID_SESSION_ID`` and other 403s
 (``INSUFFICIENT_ACCESS``, ``API_DISABLED_FOR_ORG``) -> ``AuthRejected``; 400
 (``MALFORMED_SEARCH``, ``INVALID_FIELD``) -> ``BadQuery``. Rate-limit state comes from
 ``Sforce-Limit-Info: api-usage=N/M``, sent on every response: remaining ``M - N`` of ``M``.
@@ -31,7 +32,7 @@ from typing import Any
 
 import requests
 
-from contact_lookup.connectors.base import Option, SearchPage
+from contact_lookup.connectors.base import PHONES, Option, SearchPage
 from contact_lookup.connectors.http import HttpConnector
 from contact_lookup.model.errors import (
     AuthRejected,
@@ -43,14 +44,30 @@ from contact_lookup.model.errors import (
 )
 
 DEFAULT_API_VERSION = "59.0"
+# REQUEST_LIMIT_EXCEEDED has two variants (REST API Developer Guide, "Status Codes and Error
+# Responses"; Salesforce Developer Limits): "ConcurrentRequests (Concurrent API Requests)
+# Limit exceeded." clears when long-running requests finish: a short hold; "TotalRequests
+# Limit exceeded." is the rolling 24-hour allocation, with no reset named: an hourly probe.
+CONCURRENT_WAIT_S = 5.0
+TOTAL_WAIT_S = 3600.0
+# The standard phone fields of each object (Object Reference: Contact, Lead), returned so
+# that ``find`` can verify a hit: SOSL matches tokens, not whole numbers.
+PHONE_FIELDS = {
+    "Contact": ("Phone", "MobilePhone", "HomePhone", "OtherPhone", "AssistantPhone", "Fax"),
+    "Lead": ("Phone", "MobilePhone", "Fax"),
+}
 RETURNING = (
-    "Contact(Id,Name,Title,Email,Account.Name,CreatedDate,LastModifiedDate), "
-    "Lead(Id,Name,Title,Company,Email,CreatedDate,LastModifiedDate)"
+    "Contact(Id,Name,Title,Email,Account.Name,CreatedDate,LastModifiedDate,"
+    + ",".join(PHONE_FIELDS["Contact"])
+    + "), Lead(Id,Name,Title,Company,Email,CreatedDate,LastModifiedDate,"
+    + ",".join(PHONE_FIELDS["Lead"])
+    + ")"
 )
 # SOSL reserved characters (SOQL and SOSL Reference, "FIND"): escaped with a backslash.
 RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")
 _API_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 _VERSION = re.compile(r"\d+\.\d")
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")  # 15- or 18-character id
 
 
 def escape_sosl(term: str) -> str:
@@ -58,7 +75,14 @@ def escape_sosl(term: str) -> str:
 
 
 def sosl(number: str) -> str:
-    return f"FIND {{{escape_sosl(number)}}} IN PHONE FIELDS RETURNING {RETURNING}"
+    """The SOSL search for one query, its term the digits Salesforce's phone index holds.
+
+    Salesforce documents phone search by digits (SOQL and SOSL Reference, "FIND": ``FIND
+    {4155551212} IN PHONE FIELDS`` finds ``(415) 555-1212``): the term is ``phone_key``, not
+    the E.164 string, whose ``+`` is SOSL syntax.
+    """
+    term = phone_key(number) or number
+    return f"FIND {{{escape_sosl(term)}}} IN PHONE FIELDS RETURNING {RETURNING}"
 
 
 def phone_key(query: str) -> str:
@@ -79,9 +103,11 @@ def to_contact(item: Any) -> dict[str, Any]:
         if sobject == "Lead"
         else (account.get("Name") if isinstance(account, Mapping) else None)
     )
+    phones = [item.get(f) for f in PHONE_FIELDS.get(str(sobject), ())]
     return {
         "id": item.get("Id"),
         "name": item.get("Name"),
+        PHONES: phones,
         "type": sobject,
         "title": item.get("Title"),
         "company": company,
@@ -101,7 +127,50 @@ class SalesforceConnector(HttpConnector):
             DEFAULT_API_VERSION,
             pattern=r"\d{2,3}\.\d",
         ),
+        "additional_fields": Option(
+            list,
+            "additionalInfo to fetch for each match: opportunities",
+            [],
+            choices=("opportunities",),
+        ),
     }
+
+    additional_fields = {"opportunities": "a Contact's open opportunities (contact roles)"}
+
+    def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``opportunities``: one SOQL ``GET .../query?q=SELECT Id, Name FROM Opportunity
+        WHERE IsClosed = false AND Id IN (SELECT OpportunityId FROM OpportunityContactRole
+        WHERE ContactId = 'ID') LIMIT 100`` (SOQL reference, "Semi-Join"); a Lead has none
+        (opportunities exist only once it is converted), so no request is made for one. Each
+        ``{"const": Id, "title": Name, "id": Id}``."""
+        if name != "opportunities":
+            return super().additional_info(name, match)
+        if match.get("type") != "Contact":
+            return []
+        contact_id = str(match["id"])
+        if not _RECORD_ID.fullmatch(contact_id):
+            raise CRMUnavailable("Salesforce returned a Contact id that is not a record id.")
+        # Safe: the id was just checked to be 15 or 18 letters and digits (a Salesforce id).
+        soql = (
+            "SELECT Id, Name FROM Opportunity WHERE IsClosed = false AND Id IN "  # noqa: S608
+            "(SELECT OpportunityId FROM OpportunityContactRole WHERE ContactId = "
+            f"'{contact_id}') LIMIT 100"
+        )
+        body, resp = self.request_json(
+            f"/services/data/v{self._api_version()}/query/",
+            params={"q": soql},
+            headers={"Authorization": f"Bearer {self.secret}"},
+        )
+        records = body.get("records") if isinstance(body, Mapping) else None
+        if not isinstance(records, list):
+            raise CRMUnavailable(
+                "Salesforce answered a query without records.", status_code=resp.status_code
+            )
+        return [
+            {"const": str(r["Id"]), "title": r.get("Name"), "id": r["Id"]}
+            for r in records
+            if isinstance(r, Mapping) and r.get("Id")
+        ]
 
     def plan(self, queries: list[str]) -> list[str]:
         kept: dict[str, str] = {}
@@ -140,9 +209,10 @@ class SalesforceConnector(HttpConnector):
         codes = [c for c, _ in errors]
         detail = f"{errors[0][0]}: {errors[0][1]}" if errors else f"HTTP {code}"
         if "REQUEST_LIMIT_EXCEEDED" in codes:
+            concurrent = any("concurrent" in m.lower() for c, m in errors)
             raise RateLimited(
                 f"Salesforce's API request limit is exceeded ({detail}).",
-                retry_after_s=None,
+                retry_after_s=CONCURRENT_WAIT_S if concurrent else TOTAL_WAIT_S,
                 status_code=code,
                 rate_limit=self.rate_limit_state(resp),
             )

@@ -9,23 +9,29 @@ The order matters: followers of a coalesced lookup take no tokens, so N concurre
 one number cost the budget what one does. A deferred leader publishes a failure; its
 followers then try for themselves and are deferred by the limiter too, without a request.
 
-Tokens per lookup: ``len(connector.plan(terms))``, times the connector's optional
-``requests_per_query`` (default 1) for connectors that send several requests per
-phone query (one per record type, say). Extra pages of a large result are not counted: a
-rare slight under-count that the CRM's own signals (429, remaining 0) then correct.
+Tokens per lookup: ``len(connector.plan(terms))`` times the connector's
+``requests_per_query`` (default 1) are taken at once before the first request, so a lookup
+that cannot run is deferred before it starts. Every CRM request is paid before it is sent:
+the connector's ``budget`` (a ``SharedBudget``) spends those tokens first, then takes one more
+from the shared limiter for each request past them (further pages, per-entity searches,
+enrichment reads such as Pipedrive's person reads), and raises ``RateLimited`` - the request
+unsent - when the budget cannot cover it. What each response says of the vendor's own limit
+goes to ``RateLimiter.follow``. Issue #13 (fan-out) builds on ``SharedBudget.take``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from contact_lookup.connectors.base import Connector
 from contact_lookup.core.coalesce import Coalescer
-from contact_lookup.core.ratelimit import RateLimiter, limit_for
+from contact_lookup.core.ratelimit import Limit, RateLimiter, limit_for
 from contact_lookup.core.request import LookupRequest, Prepared
-from contact_lookup.model.errors import RateLimited
+from contact_lookup.model.config import Connection
+from contact_lookup.model.errors import RateLimited, RateLimitState
 from contact_lookup.model.purpose import Purpose
 
 # A 429 that names no wait (Bullhorn documents "wait 1 second then retry").
@@ -70,15 +76,65 @@ class Guard:
         tokens = self.tokens(prepared, connector)
         priority = Purpose(request.purpose).has_priority
         self.limiter.acquire(conn, limit, tokens, priority=priority)
+        connector.budget = SharedBudget(self.limiter, conn, limit, priority, prepaid=tokens)
         try:
             result = work()
         except RateLimited as exc:
-            self.limiter.hold_off(conn, crm_wait_s(exc))
+            # The CRM's "rate limited" holds everyone off; our own budget's deferral of a
+            # request past the prepaid ones (no status: nothing was sent) does not.
+            if exc.status_code is not None or exc.rate_limit is not None:
+                self.limiter.hold_off(conn, crm_wait_s(exc))
             raise
         wait = reported_wait_s(result)
         if wait:
             self.limiter.hold_off(conn, wait)
         return result
+
+
+class SharedBudget:
+    """One lookup's budget on the shared limiter: ``prepaid`` tokens, then one per request.
+
+    ``take(n)`` spends prepaid tokens first and takes the rest from the limiter, raising
+    ``RateLimited`` (nothing sent) when it cannot; ``observe`` passes the vendor's figures to
+    ``RateLimiter.follow``. Thread-safe, so a lookup may send requests from several threads.
+    ``paid`` counts every request paid for (prepaid ones as they are spent), ``extra`` those
+    taken past the prepaid ones.
+    """
+
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        connection: Connection,
+        limit: Limit,
+        priority: bool,
+        *,
+        prepaid: int = 0,
+    ) -> None:
+        self.limiter = limiter
+        self.connection = connection
+        self.limit = limit
+        self.priority = priority
+        self.prepaid = prepaid
+        self.paid = 0
+        self.extra = 0
+        self._lock = threading.Lock()
+
+    def take(self, requests: int = 1) -> None:
+        with self._lock:
+            from_prepaid = min(self.prepaid, requests)
+            self.prepaid -= from_prepaid
+            more = requests - from_prepaid
+            if more:
+                try:
+                    self.limiter.acquire(self.connection, self.limit, more, priority=self.priority)
+                except RateLimited:
+                    self.prepaid += from_prepaid  # nothing was sent
+                    raise
+                self.extra += more
+            self.paid += requests
+
+    def observe(self, state: RateLimitState | None) -> None:
+        self.limiter.follow(self.connection, state)
 
 
 def crm_wait_s(exc: RateLimited, now: float | None = None) -> float:

@@ -54,6 +54,13 @@ def rate_block(connection: str, instance: str) -> str:
     return _key("rate", connection, _digest(instance), "block")
 
 
+def rate_vendor(connection: str, instance: str) -> str:
+    """Hash of what the CRM announced of its own limit: ``amount``, ``remaining``, ``reset``
+    (epoch seconds). Kept an hour after the last response, so a new window starts from the
+    vendor's amount instead of the configured budget."""
+    return _key("rate", connection, _digest(instance), "vendor")
+
+
 def coalesce(name: str) -> str:
     """In-flight marker and result slot for one (connection, number, formats) lookup."""
     return _key("inflight", name)
@@ -72,3 +79,20 @@ def coalesce_wake(name: str, token: str) -> str:
 def callpop_channel(rc_account: str, rc_extension: str) -> str:
     """Pub/sub channel of docs/interface.md section 7 (unversioned: it is a public contract)."""
     return f"callpop:{rc_account}:{rc_extension}"
+
+
+def auth_tokens(connection: str, user: str | None = None) -> str:
+    """The token store's record of one connection's OAuth grant (``user``: a RingCentral
+    extension whose CRM user connected on their own; None: the connection's own tokens).
+    Lives on STATE_URL, never the LRU cache: losing it would need a person to reconnect."""
+    return _key("auth", connection, user or "-")
+
+
+def auth_lock(connection: str, user: str | None = None) -> str:
+    """The refresh lock of one grant: one refresh at a time across every worker and host."""
+    return _key("auth", connection, user or "-", "lock")
+
+
+def auth_probe(connection: str, user: str | None = None) -> str:
+    """Set while a revoked grant may not be tried again at the token endpoint (one a minute)."""
+    return _key("auth", connection, user or "-", "probe")

@@ -28,8 +28,17 @@ burst through and then refill, the log never admits more than ``requests`` in AN
   without slack two requests admitted exactly ``window_s`` apart can land in one CRM window.
 - **Clock.** The Redis server's clock (``TIME`` in the script), so workers on machines with
   skewed clocks share one timeline. Tests inject a clock instead.
-- **Keys** (contact_lookup/core/keys.py): ``rate_bucket`` (the log) and ``rate_block``, both
-  with a TTL no longer than what they describe, so an idle connection leaves nothing behind.
+- **Paid per request.** The guard takes a lookup's planned requests at once; every request
+  past those (pages, per-entity searches, enrichment reads) takes one more token before it is
+  sent (``core/guard.py``, ``SharedBudget``): nothing reaches the CRM unpaid.
+- **Follows the vendor's figures.** Where responses announce the vendor's limit, remaining
+  requests and reset (``X-RateLimit-Limit/Remaining/Reset`` and each vendor's equivalent;
+  ``follow``), a second count runs beside the log: at most ``remaining`` more tokens until
+  ``reset``, and a new vendor window starts from the vendor's ``amount``. Whichever of the
+  log and this count is tighter wins, so a CRM announcing 3 per 4 s is never sent a burst at
+  the configured 50 per minute after each of its resets.
+- **Keys** (contact_lookup/core/keys.py): ``rate_bucket`` (the log), ``rate_block`` and
+  ``rate_vendor``, each with a TTL, so an idle connection leaves nothing behind.
 
 Why not a library: ``limits`` (its moving-window strategy, whose Lua script does take a
 multi-token ``cost``) and ``pyrate-limiter`` (leaky bucket, a Redis bucket with weights) were
@@ -62,7 +71,7 @@ import redis
 
 from contact_lookup.core import keys
 from contact_lookup.model.config import Connection, parse_rate_limit
-from contact_lookup.model.errors import RateLimited
+from contact_lookup.model.errors import RateLimited, RateLimitState
 
 MAX_BLOCK_S = 3600.0  # a CRM's reset further away than this is taken as this (a unit mix-up)
 
@@ -149,7 +158,8 @@ if not now then
 end
 """
 
-# KEYS: log, block. ARGV: now ("" = the server's TIME), hold_s, capacity, tokens, member id.
+# KEYS: log, block, vendor. ARGV: now ("" = the server's TIME), hold_s, capacity, tokens,
+# member id, window_s (the length assumed for a vendor window until a response names its reset).
 # Returns {granted 0/1, wait_s as a string (Lua numbers become integers in replies), used}.
 _ACQUIRE = (
     _NOW
@@ -168,12 +178,56 @@ if over > 0 then
   local free_in = tonumber(entry[2]) + hold - now
   if free_in > wait then wait = free_in end
 end
+local v = redis.call('HMGET', KEYS[3], 'remaining', 'reset', 'amount', 'span')
+local vrem, vreset, vamount = tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
+if vreset and vreset <= now then
+  -- A new vendor window: its full amount, until a reset one window length away (the
+  -- length last seen, at most our own window) or until a response names the real reset.
+  local span = math.min(tonumber(v[4]) or tonumber(ARGV[6]), tonumber(ARGV[6]))
+  if vamount then vrem = vamount; vreset = now + span else vrem = nil end
+end
+if vrem and vreset and vrem < math.min(tokens, vamount or tokens) then
+  if vreset - now > wait then wait = vreset - now end
+end
 if wait > 0 then return {0, tostring(wait), used} end
 for i = 1, tokens do
   redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. i)
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil(hold * 1000))
+if vrem and vreset then
+  redis.call('HSET', KEYS[3], 'remaining', tostring(vrem - tokens), 'reset', tostring(vreset))
+end
 return {1, '0', used}
+"""
+)
+
+# KEYS: vendor. ARGV: now ("" = TIME), remaining ("" = not said), reset (epoch s), amount
+# ("" = not said), ttl_ms. Within a live window the count is never loosened by a response
+# (requests in flight are not in the vendor's figure yet); a new window takes the figure.
+_FOLLOW = (
+    _NOW
+    + """
+local reset = tonumber(ARGV[3])
+if not reset or reset <= now then return 0 end
+local rem = tonumber(ARGV[2])
+local amount = tonumber(ARGV[4])
+local cur = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'amount')
+local crem, creset = tonumber(cur[1]), tonumber(cur[2])
+local known = amount or tonumber(cur[3])
+-- The window's length: the first request of a window sees a full window ahead; else two
+-- consecutive resets are one window apart.
+if known and rem == known - 1 then
+  redis.call('HSET', KEYS[1], 'span', tostring(reset - now))
+elseif creset and reset > creset + 0.5 then
+  redis.call('HSET', KEYS[1], 'span', tostring(reset - creset))
+end
+if rem then
+  if crem and creset and creset > now and crem < rem then rem = crem end
+  redis.call('HSET', KEYS[1], 'remaining', tostring(rem), 'reset', tostring(reset))
+end
+if amount then redis.call('HSET', KEYS[1], 'amount', tostring(amount)) end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
+return 1
 """
 )
 
@@ -206,6 +260,7 @@ class RateLimiter:
         self.clock = clock
         self._acquire = client.register_script(_ACQUIRE)
         self._block = client.register_script(_BLOCK)
+        self._follow = client.register_script(_FOLLOW)
 
     def _now(self) -> str:
         return "" if self.clock is None else repr(self.clock())
@@ -220,8 +275,16 @@ class RateLimiter:
             keys=[
                 keys.rate_bucket(connection.name, connection.instance),
                 keys.rate_block(connection.name, connection.instance),
+                keys.rate_vendor(connection.name, connection.instance),
             ],
-            args=[self._now(), repr(limit.hold_s), capacity, tokens, uuid.uuid4().hex],
+            args=[
+                self._now(),
+                repr(limit.hold_s),
+                capacity,
+                tokens,
+                uuid.uuid4().hex,
+                repr(limit.window_s),
+            ],
         )
         granted, wait_s, used = int(reply[0]), float(reply[1]), int(reply[2])
         if granted:
@@ -232,6 +295,33 @@ class RateLimiter:
             f"{'' if priority else f', {limit.reserve} kept for call pops'}) is used up.",
             retry_after_s=round(wait_s + RETRY_MARGIN_S, 3),
             status_code=None,
+        )
+
+    def follow(self, connection: Connection, state: RateLimitState | None) -> None:
+        """Count down the vendor's announced ``remaining`` until its ``reset`` (see above).
+
+        Nothing to follow without a reset instant (Salesforce's rolling day, HubSpot's
+        headers): those limits are kept by the configured budget and the CRM's 429s. ``None``
+        (a successful response without any figures) stops following: a vendor that no
+        longer announces a limit must not be held to the last one it announced.
+        """
+        key = keys.rate_vendor(connection.name, connection.instance)
+        if state is None:
+            self.redis.delete(key)
+            return
+        if state.reset is None:
+            return
+        if state.remaining is None and state.amount is None:
+            return
+        self._follow(
+            keys=[key],
+            args=[
+                self._now(),
+                "" if state.remaining is None else str(state.remaining),
+                repr(float(state.reset)),
+                "" if state.amount is None else str(state.amount),
+                int(MAX_BLOCK_S * 1000),
+            ],
         )
 
     def hold_off(self, connection: Connection, seconds: float) -> None:

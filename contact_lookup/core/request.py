@@ -25,6 +25,9 @@ class LookupRequest:
     - ``force_refresh``: bypass the cache read (spec "isForceRefreshAccountData").
     - ``debug``: attach a redacted ``debugTrace`` to the result.
     - ``resolve``: a resolution strategy name, or None for the connection's default.
+    - ``user``: the RingCentral extension the job is for (spec "user": the connected CRM
+      user). Its own OAuth grant is used when one is stored (``auth connect --extension``),
+      else the connection's. The cache stays per RingCentral account.
     """
 
     phone_number: str
@@ -34,6 +37,7 @@ class LookupRequest:
     force_refresh: bool = False
     debug: bool = False
     resolve: str | None = None
+    user: str | None = None
 
 
 @dataclass(frozen=True)

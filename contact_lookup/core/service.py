@@ -21,7 +21,13 @@ from contact_lookup.core.request import LookupRequest, Prepared
 from contact_lookup.core.resolve import STRATEGIES, resolve
 from contact_lookup.model import contact, phone
 from contact_lookup.model.config import Config
-from contact_lookup.model.errors import ContactLookupError, InvalidInput, PermanentCRMError
+from contact_lookup.model.errors import (
+    AuthRejected,
+    AuthRevoked,
+    ContactLookupError,
+    InvalidInput,
+    PermanentCRMError,
+)
 from contact_lookup.model.purpose import Purpose
 from contact_lookup.model.trace import DebugTrace
 
@@ -100,15 +106,31 @@ class LookupService:
                 result = contact.success(cached, prepared.number, tracking={"isCached": True})
         if result is None:
             try:
-                connector = self.connectors.build(prepared.connection, trace)
+                connector = self._build(prepared, request, trace)
+                if request.is_extension and not connector.supports_extension:
+                    raise InvalidInput(
+                        f"Extension lookup is not possible on connection "
+                        f"{prepared.connection.name!r}: {connector.crm} has no extension field "
+                        "to verify a match against.",
+                        hint="Set extension_lookup = false on this connection.",
+                    )
 
                 def work() -> dict[str, Any]:
-                    return self._from_crm(prepared, request, connector)
+                    return self._from_crm(prepared, request, connector, trace)
 
                 result = self.guard.run(prepared, request, connector, work)
-            except PermanentCRMError as exc:
+            except (PermanentCRMError, InvalidInput) as exc:
                 return self._finish(contact.failure(exc), trace)
         return self._finish(self._decorate(result, prepared, request), trace)
+
+    def _build(
+        self, prepared: Prepared, request: LookupRequest, trace: DebugTrace | None
+    ) -> Connector:
+        """The connector; ``user`` is passed only for a per-user lookup, so a connector source
+        without per-user credentials (``build(connection, trace)``) keeps working."""
+        if request.user:
+            return self.connectors.build(prepared.connection, trace, user=request.user)
+        return self.connectors.build(prepared.connection, trace)
 
     def cached(self, connection_name: str, request: LookupRequest) -> dict[str, Any] | None:
         """The full result when the answer is already cached, else None (one Redis GET).
@@ -131,10 +153,26 @@ class LookupService:
             return contact.failure(exc)
 
     def _from_crm(
-        self, prepared: Prepared, request: LookupRequest, connector: Connector
+        self,
+        prepared: Prepared,
+        request: LookupRequest,
+        connector: Connector,
+        trace: DebugTrace | None = None,
     ) -> dict[str, Any]:
-        outcome = connector.find(prepared.terms)
-        if outcome.contacts:
+        extension = request.is_extension
+        try:
+            outcome = connector.find(prepared.terms, extension=extension)
+        except AuthRevoked:
+            raise
+        except AuthRejected:
+            # A 401 for a token we believed valid: once, with a renewed credential (another
+            # worker's refresh, or our own). A second rejection is final.
+            renew = getattr(self.connectors, "renew", None)
+            fresh = renew(prepared.connection, connector, trace, request.user) if renew else None
+            if fresh is None:
+                raise
+            outcome = fresh.find(prepared.terms, extension=extension)
+        if outcome.contacts and outcome.complete:
             self.cache.put(prepared.cache_key, outcome.contacts)
         elif request.force_refresh:
             self.cache.delete(prepared.cache_key)  # the CRM says the cached match is stale

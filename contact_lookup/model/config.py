@@ -36,8 +36,21 @@ COMMON_KEYS = frozenset(
         "contacts",
         "rate_limit",
         "rate_reserve",
+        # How the connection authenticates (README "CRM authorisation"): see AUTH_KINDS.
+        "auth",
+        "client_id_env",
+        "client_secret_env",
+        "token_url",
+        "scopes",
+        "private_key_file",
+        "private_key_env",
+        "username",
     }
 )
+# auth = "token": token_env holds a key that does not expire; "oauth2": refresh-token grant
+# (RFC 6749 section 6) with tokens kept in the token store; "jwt-bearer": a signed assertion
+# (RFC 7523) minted from a private key, Salesforce's server-to-server flow.
+AUTH_KINDS = ("token", "oauth2", "jwt-bearer")
 
 
 @dataclass(frozen=True)
@@ -59,7 +72,32 @@ class Connection:
     rate_limit: str | None = None
     # Share of each rate-limit window kept for call pops (contact_lookup/core/ratelimit.py).
     rate_reserve: float = 0.2
+    auth: str = "token"
+    client_id_env: str | None = None
+    client_secret_env: str | None = None
+    token_url: str | None = None
+    scopes: tuple[str, ...] = ()
+    private_key_file: Path | None = None
+    private_key_env: str | None = None
+    username: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses_token_store(self) -> bool:
+        """True when the credential comes from the token store, not from ``token_env``."""
+        return self.auth != "token"
+
+    def env_secret(self, var: str | None, key: str, env: Mapping[str, str] | None = None) -> str:
+        """The value of the environment variable a ``*_env`` key names; ConfigError if unset."""
+        if not var:
+            raise ConfigError(f"connection {self.name!r}: {key} is required for auth={self.auth}")
+        env = os.environ if env is None else env
+        value = env.get(var, "")
+        if not value:
+            raise ConfigError(
+                f"connection {self.name!r}: environment variable {var} ({key}) is not set"
+            )
+        return value
 
     @property
     def instance(self) -> str:
@@ -67,8 +105,11 @@ class Connection:
         return f"{self.crm}|{self.base_url or self.contacts or ''}"
 
     def secret(self, env: Mapping[str, str] | None = None) -> str | None:
-        """The connection's token from the environment; ConfigError when it is named but unset."""
-        if not self.token_env:
+        """The connection's token from the environment; ConfigError when it is named but unset.
+
+        None for connections whose credential comes from the token store (``auth`` oauth2 or
+        jwt-bearer)."""
+        if not self.token_env or self.uses_token_store:
             return None
         env = os.environ if env is None else env
         value = env.get(self.token_env, "")
@@ -144,6 +185,7 @@ def _connection(name: str, table: Mapping[str, Any], base_dir: Path) -> Connecti
             f"connection {name!r}: rate_reserve must be a fraction from 0 to below 1 (e.g. 0.2)"
         )
     rc_account = table.get("rc_account", "")
+    auth = _auth_keys(name, table, base_dir)
     return Connection(
         name=name,
         crm=crm,
@@ -161,8 +203,59 @@ def _connection(name: str, table: Mapping[str, Any], base_dir: Path) -> Connecti
         contacts=(base_dir / contacts) if contacts else None,
         rate_limit=rate_limit,
         rate_reserve=float(reserve),
+        **auth,
         options={k: v for k, v in table.items() if k not in COMMON_KEYS},
     )
+
+
+def _auth_keys(name: str, table: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """The authorisation keys of a connection, checked: which kind, and what it needs."""
+    where = f"connection {name!r}"
+    auth = _typed(name, table, "auth", str, "token")
+    if auth not in AUTH_KINDS:
+        raise ConfigError(f"{where}: auth must be one of {', '.join(AUTH_KINDS)} (got {auth!r})")
+    out: dict[str, Any] = {"auth": auth}
+    for key in ("client_id_env", "client_secret_env", "token_url", "private_key_env", "username"):
+        out[key] = _typed(name, table, key, str, None)
+    scopes = table.get("scopes", ())
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    if not isinstance(scopes, list | tuple) or not all(isinstance(s, str) for s in scopes):
+        raise ConfigError(f"{where}: scopes must be a string or a list of strings")
+    out["scopes"] = tuple(scopes)
+    key_file = _typed(name, table, "private_key_file", str, None)
+    out["private_key_file"] = (base_dir / key_file) if key_file else None
+    url = out["token_url"]
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise ConfigError(f"{where}: token_url must be an http(s) URL (got {url!r})")
+    store_keys = ("client_id_env", "client_secret_env", "token_url", "scopes")
+    jwt_keys = ("private_key_file", "private_key_env", "username")
+    if auth == "token":
+        extra = [k for k in (*store_keys, *jwt_keys) if k in table]
+        if extra:
+            raise ConfigError(f'{where}: {", ".join(extra)} need auth = "oauth2" or "jwt-bearer"')
+        return out
+    if "token_env" in table:
+        raise ConfigError(
+            f'{where}: token_env is for auth = "token"; with auth = {auth!r} the tokens live '
+            "in the token store (contact-lookup auth connect / auth seed)"
+        )
+    if not out["client_id_env"]:
+        raise ConfigError(f"{where}: auth = {auth!r} needs client_id_env")
+    if auth == "oauth2":
+        if not out["client_secret_env"]:
+            raise ConfigError(f'{where}: auth = "oauth2" needs client_secret_env')
+        extra = [k for k in jwt_keys if k in table]
+        if extra:
+            raise ConfigError(f'{where}: {", ".join(extra)} are for auth = "jwt-bearer"')
+        return out
+    if (out["private_key_file"] is None) == (out["private_key_env"] is None):
+        raise ConfigError(
+            f'{where}: auth = "jwt-bearer" needs one of private_key_file or private_key_env'
+        )
+    if not out["username"]:
+        raise ConfigError(f'{where}: auth = "jwt-bearer" needs username (the CRM user)')
+    return out
 
 
 def parse_rate_limit(text: str, name: str = "?") -> tuple[int, float]:

@@ -10,6 +10,7 @@
         │   └── CRMUnavailable    5xx, timeout, refused connection, malformed or truncated body
         └── PermanentCRMError     retrying cannot help: the user must act
             ├── AuthRejected      credential wrong, expired or revoked: reconnect the CRM
+            │   └── AuthRevoked   the stored OAuth grant is gone: run `contact-lookup auth connect`
             └── BadQuery          the CRM refused the query itself (4xx other than auth/limit)
 
 Connectors translate vendor errors into this tree once, at their boundary
@@ -141,6 +142,22 @@ class AuthRejected(PermanentCRMError):
             hint="Reconnect the CRM (its token is wrong, expired or revoked).",
             status_code=status_code,
         )
+
+
+class AuthRevoked(AuthRejected):
+    """The connection's OAuth grant was revoked or has expired (the token endpoint answered
+    ``invalid_grant``, RFC 6749 section 5.2), or no tokens are stored: only an operator can
+    fix it, by connecting the CRM again. Lookups fail fast until then."""
+
+    def __init__(self, connection: str, reason: str = "was revoked or has expired") -> None:
+        CRMError.__init__(
+            self,
+            f"The CRM authorisation of connection {connection!r} {reason}.",
+            hint=f"Run `contact-lookup auth connect {connection}` (or `auth seed`) to "
+            "connect it again.",
+            status_code=None,
+        )
+        self.connection = connection
 
 
 class BadQuery(PermanentCRMError):

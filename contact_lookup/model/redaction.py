@@ -78,12 +78,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 def secret_names(connections: Iterable[Any]) -> set[str]:
-    """Environment variable names that hold a connection's secrets (``token_env`` and every
-    option whose key ends in ``_env``)."""
+    """Environment variable names that hold a connection's secrets (``token_env``, the OAuth
+    client and private-key variables, and every option whose key ends in ``_env``)."""
     names: set[str] = set()
     for conn in connections:
-        if getattr(conn, "token_env", None):
-            names.add(conn.token_env)
+        for attr in ("token_env", "client_id_env", "client_secret_env", "private_key_env"):
+            if getattr(conn, attr, None):
+                names.add(getattr(conn, attr))
         for key, value in getattr(conn, "options", {}).items():
             if key.endswith("_env") and isinstance(value, str) and value:
                 names.add(value)
@@ -123,6 +124,16 @@ class Redactor:
             if merged != self._secrets:
                 self._secrets = merged
                 self._pattern = re.compile("|".join(re.escape(s) for s in merged))
+
+    def discard(self, *secrets: str | None) -> None:
+        """Stop redacting these values by value (a rotated-out OAuth token: keeping every one
+        ever refreshed would grow the pattern without bound; shapes still catch them)."""
+        gone = {s for s in secrets if s}
+        with self._lock:
+            kept = [s for s in self._secrets if s not in gone]
+            if kept != self._secrets:
+                self._secrets = kept
+                self._pattern = re.compile("|".join(re.escape(s) for s in kept)) if kept else None
 
     def __call__(self, text: str) -> str:
         """``text`` with every known secret and credential-shaped value replaced."""

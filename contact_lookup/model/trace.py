@@ -27,6 +27,10 @@ class DebugTrace:
     def redact(self, text: str) -> str:
         return PROCESS(self._redactor(text))
 
+    def note(self, event: str, **data: Any) -> None:
+        """A non-request entry: ``{"event": event, **data}`` (e.g. records dropped as no match)."""
+        self.entries.append({"event": event, **data})
+
     def record(self, method: str, url: str, status: int | None, duration_ms: float) -> None:
         self.entries.append(
             {

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -178,3 +179,116 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from worker.command import run
 
     return run(args.celery_args)
+
+
+# ----- contact-lookup auth ...: logic in contact_lookup.auth.flows ---------------------------
+def _crm_errors(handler: Any) -> Any:
+    """A CRM or token-endpoint failure is one line on stderr and exit 1, never a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        from contact_lookup.model.errors import CRMError
+
+        try:
+            code: int = handler(args)
+            return code
+        except CRMError as exc:
+            print(f"contact-lookup: {exc.user_message()}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _auth_runtime() -> Any:
+    from contact_lookup.compose import Runtime
+
+    return Runtime(Settings.from_env())
+
+
+def _env_value(var: str | None) -> str | None:
+    if var is None:
+        return None
+    value = os.environ.get(var, "")
+    if not value:
+        raise UsageError(f"environment variable {var} is not set")
+    return value
+
+
+@_crm_errors
+def cmd_auth_seed(args: argparse.Namespace) -> int:
+    from contact_lookup.auth import flows
+
+    runtime = _auth_runtime()
+    status = flows.seed(
+        runtime.tokens,
+        runtime.config.connection(args.connection),
+        _env_value(args.refresh_token_env) or "",
+        access_token=_env_value(args.access_token_env),
+        expires_in=args.expires_in,
+        user=args.extension,
+    )
+    print(json.dumps(status))
+    return 0
+
+
+def cmd_auth_status(args: argparse.Namespace) -> int:
+    from contact_lookup.auth import flows
+
+    runtime = _auth_runtime()
+    for line in flows.status(runtime.tokens, runtime.config, args.connection):
+        print(json.dumps(line), flush=True)
+    return 0
+
+
+def cmd_auth_revoke(args: argparse.Namespace) -> int:
+    from contact_lookup.auth import flows
+
+    runtime = _auth_runtime()
+    forgot = flows.revoke(
+        runtime.tokens, runtime.config.connection(args.connection), args.extension
+    )
+    print(json.dumps({"connection": args.connection, "forgotten": forgot}))
+    return 0
+
+
+def cmd_auth_rotate_key(args: argparse.Namespace) -> int:
+    from contact_lookup.auth import flows
+
+    print(json.dumps({"reencrypted": flows.rotate_key(_auth_runtime().tokens)}))
+    return 0
+
+
+@_crm_errors
+def cmd_auth_connect(args: argparse.Namespace) -> int:
+    from contact_lookup.auth import flows
+
+    runtime = _auth_runtime()
+    connection = runtime.config.connection(args.connection)
+
+    def show(url: str) -> None:
+        print(f"Open this URL to authorise {connection.name}:\n{url}", file=sys.stderr, flush=True)
+
+    if args.listen:
+        host, _, port = args.listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError("--listen must be HOST:PORT, e.g. 127.0.0.1:8765")
+        redirect_uri = f"http://{host}:{port}/callback"
+
+        def get_redirect(url: str, _redirect: str) -> str:
+            return flows.listen_for_redirect(host, int(port), args.timeout, lambda _: show(url))
+    else:
+        redirect_uri = args.redirect_uri
+
+        def get_redirect(url: str, _redirect: str) -> str:
+            show(url)
+            print("Paste the URL the browser was redirected to:", file=sys.stderr, flush=True)
+            return sys.stdin.readline()
+
+    status = flows.connect(
+        runtime.tokens,
+        connection,
+        redirect_uri=redirect_uri,
+        get_redirect=get_redirect,
+        user=args.extension,
+    )
+    print(json.dumps(status))
+    return 0

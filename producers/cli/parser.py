@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--formats", default=None, help="overridingFormat, comma separated")
     q.set_defaults(handler=c.cmd_try)
 
+    _auth(sub)
     p = sub.add_parser("demo", help="run the main job end to end on the examples")
     p.add_argument(
         "--events",
@@ -152,3 +153,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=h.cmd_demo)
     return parser
+
+
+def _auth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``contact-lookup auth ...``: the OAuth token store (README "CRM authorisation")."""
+    auth = sub.add_parser("auth", help="connect, seed, inspect or forget a CRM's OAuth tokens")
+    cmds = auth.add_subparsers(dest="auth_command", required=True)
+
+    p = cmds.add_parser("connect", help="authorization-code flow: authorize in a browser")
+    p.add_argument("connection", metavar="NAME")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default=None,
+        help="receive the redirect on http://HOST:PORT/callback (the redirect URI registered "
+        "with the vendor); without it, paste the redirect URL on stdin",
+    )
+    p.add_argument("--redirect-uri", default=None, help="the registered redirect URI (stdin mode)")
+    p.add_argument(
+        "--extension", metavar="ID", default=None, help="tokens of this extension's user"
+    )
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
+    p.set_defaults(handler=h.cmd_auth_connect)
+
+    p = cmds.add_parser("seed", help="store tokens obtained elsewhere (CI, App Connect)")
+    p.add_argument("connection", metavar="NAME")
+    p.add_argument("--refresh-token-env", metavar="VAR", required=True)
+    p.add_argument("--access-token-env", metavar="VAR", default=None)
+    p.add_argument("--expires-in", metavar="SECONDS", type=float, default=None)
+    p.add_argument(
+        "--extension", metavar="ID", default=None, help="tokens of this extension's user"
+    )
+    p.set_defaults(handler=h.cmd_auth_seed)
+
+    p = cmds.add_parser("status", help="one JSON line per connection; never a token")
+    p.add_argument("connection", metavar="NAME", nargs="?", default=None)
+    p.set_defaults(handler=h.cmd_auth_status)
+
+    p = cmds.add_parser("revoke", help="forget a connection's stored tokens")
+    p.add_argument("connection", metavar="NAME")
+    p.add_argument("--extension", metavar="ID", default=None)
+    p.set_defaults(handler=h.cmd_auth_revoke)
+
+    p = cmds.add_parser("rotate-key", help="re-encrypt stored tokens with the first key")
+    p.set_defaults(handler=h.cmd_auth_rotate_key)

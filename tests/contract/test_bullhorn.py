@@ -15,6 +15,7 @@ from contact_lookup.connectors.registry import connector_class
 from contact_lookup.model.config import Connection
 from contact_lookup.model.errors import AuthRejected, RateLimited
 from contact_lookup.model.trace import DebugTrace
+from crmsim.base import WindowState
 from crmsim.bullhorn import BullhornSimulator
 from tests.contract.harness import sim_connection
 
@@ -207,15 +208,30 @@ def test_pagination_stops_at_the_page_cap(sim: BullhornSimulator) -> None:
     assert search_requests(sim, "ClientContact") == 5
 
 
-def test_429_is_rate_limited_with_a_one_second_wait(sim: BullhornSimulator) -> None:
+def test_429_waits_for_ratelimit_reset_else_one_second(sim: BullhornSimulator) -> None:
     shared: dict[str, Any] = {}
     connector(sim, shared=shared).find(["+14155550100"])  # logs in
     sim.set_rate_limit((1, 60.0))
     with pytest.raises(RateLimited) as info:
         connector(sim, shared=shared).find(["+14155550100"])
-    assert info.value.retry_after_s == 1.0
+    # ratelimit-reset says the window has ~60 s left: that, not the generic second.
+    assert info.value.retry_after_s is not None and 58 <= info.value.retry_after_s <= 60
+    assert info.value.rate_limit is not None and info.value.rate_limit.remaining == 0
     assert info.value.status_code == 429
     assert sim.rate_limited == 1
+
+
+class NoHeaders(BullhornSimulator):
+    def rate_limit_headers(self, state: WindowState) -> dict[str, str]:
+        return {}
+
+
+def test_429_without_headers_waits_one_second(make_harness: Any) -> None:
+    h = make_harness("bullhorn", sim_class=NoHeaders)
+    h.vendor.set_rate_limit((1, 60.0))
+    with pytest.raises(RateLimited) as info:
+        h.find("+14155550100")  # the login passes, the first search is refused
+    assert info.value.retry_after_s == 1.0
 
 
 def test_expired_session_logs_in_again_once_then_succeeds(sim: BullhornSimulator) -> None:
@@ -281,3 +297,31 @@ def test_tokens_never_reach_the_debug_trace(sim: BullhornSimulator) -> None:
     session = shared["bullhorn.session"].token
     assert session not in text
     assert len(trace.entries) == 1 + 3 + 1 + 1 + 3  # login, 3 searches, 401, login, 3 searches
+
+
+def test_archived_and_converted_records_are_left_out_and_candidate_work_phone_is_searched(
+    make_harness: Any,
+) -> None:
+    """App Connect's Bullhorn connector excludes ClientContact status Archive, Candidate
+    Archived and Lead Converted, and searches Candidate workPhone."""
+    number = "+14155550166"
+    h = make_harness(
+        "bullhorn",
+        [
+            {"id": 1, "name": "Live Contact", "phone": number, "type": "Contact"},
+            {"id": 2, "name": "Old Contact", "phone": number, "status": "Archive"},
+            {
+                "id": 3,
+                "name": "Old Candidate",
+                "phone": number,
+                "type": "Candidate",
+                "status": "Archived",
+            },
+            {"id": 4, "name": "Done Lead", "phone": number, "type": "Lead", "status": "Converted"},
+            {"id": 5, "name": "Desk Candidate", "type": "Candidate", "workPhone": number},
+        ],
+    )
+    assert sorted(c["name"] for c in h.find(number).contacts) == [
+        "Desk Candidate",
+        "Live Contact",
+    ]

@@ -42,7 +42,8 @@ def test_pages_are_followed_through_the_next_link(make_harness: Make) -> None:
 
 def test_pagination_stops_at_max_pages(make_harness: Make) -> None:
     h = make_harness("clio", crowd(5))
-    assert len(paged(h, 2, max_pages=2).find([SHARED]).contacts) == 4
+    outcome = paged(h, 2, max_pages=2).find([SHARED])
+    assert len(outcome.contacts) == 4 and not outcome.complete
     assert h.vendor.by_path[CONTACTS_PATH] == 2
 
 
@@ -64,7 +65,8 @@ def test_simulator_returns_only_the_fields_asked_for(make_harness: Make) -> None
     bare = requests.get(
         sim.url + CONTACTS_PATH, params={"query": "+14155550177"}, headers=auth, timeout=2
     ).json()
-    assert [set(c) for c in bare["data"]] == [{"id", "etag"}, {"id", "etag"}]
+    # Alan and Barbara by their number, Ruth by her custom field (Clio's wildcard query).
+    assert [set(c) for c in bare["data"]] == [{"id", "etag"}] * 3
     fields = "id,created_at,company{name}"
     asked = requests.get(
         sim.url + CONTACTS_PATH,
@@ -98,3 +100,23 @@ def test_rate_limit_headers_and_retry_after(make_harness: Make) -> None:
         h.find("+14155550177")
     assert info.value.retry_after_s is not None and 29 <= info.value.retry_after_s <= 30
     assert info.value.rate_limit is not None and info.value.rate_limit.remaining == 0
+
+
+def test_an_answer_cut_at_the_page_cap_is_not_cached(
+    make_harness: Make, redis_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11, item 3: a knowingly incomplete answer is returned but never cached."""
+    from contact_lookup.core.request import LookupRequest
+
+    h = make_harness("clio", crowd(5))
+    monkeypatch.setattr(ClioConnector, "page_limit", 2)
+    monkeypatch.setattr(ClioConnector, "max_pages", 2)
+    svc = h.service(redis_db)
+    cut = svc.lookup("contract", LookupRequest(SHARED))
+    assert len(cut["matchedContactInfo"]) == 4
+    assert svc.cache.get(svc.prepare("contract", LookupRequest(SHARED)).cache_key) is None
+    monkeypatch.setattr(ClioConnector, "max_pages", 3)
+    whole = svc.lookup("contract", LookupRequest(SHARED))
+    assert len(whole["matchedContactInfo"]) == 5
+    cached = svc.cache.get(svc.prepare("contract", LookupRequest(SHARED)).cache_key)
+    assert cached is not None and len(cached) == 5

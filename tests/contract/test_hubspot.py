@@ -183,13 +183,15 @@ def test_429_body_policy_decides_the_wait_when_headers_are_missing() -> None:
     rate = {"status": "error", "errorType": "RATE_LIMIT", "message": "..."}
     cases = [
         (response(429, {**rate, "policyName": "SECONDLY"}), 1.0),
+        # Issue 11: without headers the rolling 10 s policy waited the generic 1 s.
+        (response(429, {**rate, "policyName": "TEN_SECONDLY_ROLLING"}), 10.0),
         (
             response(
                 429,
                 {**rate, "policyName": "DAILY"},
                 {"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"},
             ),
-            None,
+            3600.0,  # an hourly probe: the portal's midnight is unknown
         ),
         (response(429, {**rate, "policyName": "SECONDLY"}, {"Retry-After": "3"}), 3.0),
         (response(429, rate), None),

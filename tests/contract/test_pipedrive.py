@@ -3,6 +3,7 @@ header-only auth and the seconds-left reset."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,9 +13,9 @@ import requests
 
 from contact_lookup.connectors.pipedrive import PipedriveConnector
 from contact_lookup.model import phone
-from contact_lookup.model.errors import RateLimited
+from contact_lookup.model.errors import AuthRejected, RateLimited
 from crmsim.base import SimResponse, WindowState
-from crmsim.pipedrive import SEARCH_PATH, PipedriveSimulator
+from crmsim.pipedrive import LIST_PATH, SEARCH_PATH, PipedriveSimulator
 from tests.contract.harness import SECRET, Harness
 
 SHARED = "+14155550000"
@@ -29,10 +30,11 @@ def crowd(count: int) -> list[dict[str, Any]]:
 
 
 def person_reads(h: Harness) -> int:
+    """Requests that read persons (batched list or one by one), not searches."""
     return sum(
         n
         for path, n in h.vendor.by_path.items()
-        if path.startswith("/api/v2/persons/") and path != SEARCH_PATH
+        if path.startswith("/api/v2/persons") and path != SEARCH_PATH
     )
 
 
@@ -80,18 +82,19 @@ def test_a_person_found_by_two_queries_is_read_once(make_harness: Make) -> None:
     assert person_reads(h) == 1
 
 
-def test_person_reads_are_capped_per_lookup_and_cached_across_lookups(
-    make_harness: Make,
-) -> None:
-    h = make_harness("pipedrive", crowd(15))
-    first = h.find(SHARED)
-    assert len(first.contacts) == 15
-    assert person_reads(h) == 10
-    assert sum(c["createdDate"] is not None for c in first.contacts) == 10
-    # Same connection: the 10 come from the cache, the other 5 are read now.
-    second = h.find(SHARED)
-    assert person_reads(h) == 15
-    assert all(c["createdDate"] == "2020-01-01T00:00:00Z" for c in second.contacts)
+def test_every_match_gets_its_creation_date_in_batches_of_100(make_harness: Make) -> None:
+    """Issue 11: past 10 matches some persons came back without createdDate (the old cap),
+    the earliest-created resolver refused, and that incomplete answer was cached."""
+    h = make_harness("pipedrive", crowd(150))
+    c = connector(h)
+    c.page_limit = 500
+    first = c.find([SHARED])
+    assert len(first.contacts) == 150 and first.complete
+    assert all(x["createdDate"] == "2020-01-01T00:00:00Z" for x in first.contacts)
+    assert h.vendor.by_path[LIST_PATH] == 2  # 100 + 50 ids, not 150 single reads
+    # Same connection: every date now comes from the cache.
+    connector(h).find([SHARED])
+    assert h.vendor.by_path[LIST_PATH] == 2
 
 
 def test_person_cache_expires(make_harness: Make) -> None:
@@ -100,7 +103,7 @@ def test_person_cache_expires(make_harness: Make) -> None:
         c = connector(h)
         c.person_ttl_s = 0.0
         c.find(["+14155550177"])
-    assert person_reads(h) == 4  # Alan and Barbara, read again once expired
+    assert person_reads(h) == 2  # Alan and Barbara in one read, read again once expired
 
 
 # ----- pagination ------------------------------------------------------------------------------
@@ -128,6 +131,17 @@ def test_token_goes_in_a_header_never_the_url(make_harness: Make) -> None:
         )
 
 
+def test_oauth_access_token_is_sent_as_bearer(make_harness: Make) -> None:
+    h = make_harness("pipedrive", oauth=True)
+    with pytest.raises(AuthRejected):
+        h.find("+14155550177")  # the default: x-api-token, which OAuth tokens are not
+    assert h.sim is not None
+    oauth = dataclasses.replace(h.connection(), auth="oauth2")  # the token store's credential
+    built = PipedriveConnector(oauth, secret=h.sim.token, session=requests.Session())
+    names = [c["name"] for c in built.find(["+14155550177"]).contacts]
+    assert sorted(names) == ["Alan Turing", "Barbara Liskov"]
+
+
 # ----- rate limit ------------------------------------------------------------------------------
 def test_reset_seconds_left_become_epoch_seconds(make_harness: Make) -> None:
     h = make_harness("pipedrive")
@@ -153,3 +167,23 @@ def test_over_limit_waits_what_pipedrive_says(
         h.find("+14155550177")  # one search, then the person read is over the limit
     # Retry-After where sent, else x-ratelimit-reset (seconds left): both ~20 s.
     assert info.value.retry_after_s is not None and 18 <= info.value.retry_after_s <= 20
+
+
+class DailyBudgetSpent(PipedriveSimulator):
+    """Pipedrive's token-based daily budget, spent: 429 with the daily header at 0."""
+
+    def rate_limit_response(self, state: WindowState) -> SimResponse:
+        return SimResponse(
+            429,
+            {"success": False, "error": "Request over limit", "errorCode": 429},
+            {"x-daily-ratelimit-token-remaining": "0", "Retry-After": "1"},
+        )
+
+
+def test_spent_daily_budget_holds_off_for_an_hourly_probe(make_harness: Make) -> None:
+    h = make_harness("pipedrive", sim_class=DailyBudgetSpent)
+    h.vendor.set_rate_limit((1, 20))
+    with pytest.raises(RateLimited) as info:
+        h.find("+14155550177")  # the search passes, the person read is refused
+    assert info.value.retry_after_s == 3600.0  # not the burst window's second
+    assert "daily" in info.value.message

@@ -113,7 +113,8 @@ def test_plan_sends_one_query_per_distinct_number(sim: SalesforceSimulator) -> N
     assert c.plan(["102", "+14155550100"]) == ["102", "+14155550100"]
     outcome = c.find(queries)
     assert ids(outcome.contacts) == ["003A01"]
-    assert sim.by_path[SEARCH] == 1 and sim.queries == ["+14155550100"]
+    # The term is the digits, as Salesforce's own phone sample searches (not the E.164 '+').
+    assert sim.by_path[SEARCH] == 1 and sim.queries == ["4155550100"]
 
 
 def test_reserved_characters_are_escaped(sim: SalesforceSimulator) -> None:
@@ -131,7 +132,7 @@ def test_contact_and_lead_fields_and_dates_normalised(sim: SalesforceSimulator) 
     assert ada == {
         "id": "003A01",
         "name": "Ada Lovelace",
-        "phone": "+14155550100",
+        "phone": "(415) 555-0100",  # the stored value that was verified as the number
         "type": "Contact",
         "title": "Analyst",
         "company": "Engines Ltd",
@@ -175,7 +176,7 @@ def test_403_request_limit_exceeded_is_rate_limited(sim: SalesforceSimulator) ->
         c.find(["102"])
     err = info.value
     assert err.status_code == 403
-    assert err.retry_after_s is None  # no wait given: the task backs off exponentially
+    assert err.retry_after_s == 3600.0  # TotalRequests: rolling day, no reset: hourly probe
     assert "REQUEST_LIMIT_EXCEEDED" in err.message
     assert err.rate_limit == RateLimitState(remaining=0, amount=2)
 
@@ -192,10 +193,10 @@ def test_error_array_mapping() -> None:
         Connection(name="sf", crm="salesforce", base_url="http://unused.invalid"), secret="x"
     )
 
-    def resp(status: int, code: str) -> requests.Response:
+    def resp(status: int, code: str, message: str = "m") -> requests.Response:
         r = requests.Response()
         r.status_code = status
-        r._content = json.dumps([{"message": "m", "errorCode": code}]).encode()
+        r._content = json.dumps([{"message": message, "errorCode": code}]).encode()
         return r
 
     with pytest.raises(BadQuery):
@@ -204,6 +205,16 @@ def test_error_array_mapping() -> None:
         c.check(resp(403, "API_DISABLED_FOR_ORG"))
     with pytest.raises(RateLimited):
         c.check(resp(403, "REQUEST_LIMIT_EXCEEDED"))
+    # The two published variants (/work/shared/vendor/README.md): total vs concurrent.
+    waits = {}
+    for message in (
+        "TotalRequests Limit exceeded.",
+        "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+    ):
+        with pytest.raises(RateLimited) as info:
+            c.check(resp(403, "REQUEST_LIMIT_EXCEEDED", message))
+        waits[message.split()[0]] = info.value.retry_after_s
+    assert waits == {"TotalRequests": 3600.0, "ConcurrentRequests": 5.0}
 
 
 def test_token_never_reaches_the_debug_trace(sim: SalesforceSimulator) -> None:

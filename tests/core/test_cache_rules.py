@@ -39,8 +39,8 @@ class CountingSource:
         connector = self.factory.build(connection, trace)
         inner = connector.find
 
-        def find(queries: list[str]) -> FindOutcome:
-            outcome = inner(queries)
+        def find(queries: list[str], *, extension: bool = False) -> FindOutcome:
+            outcome = inner(queries, extension=extension)
             self.searches += len(outcome.queries)
             return outcome
 

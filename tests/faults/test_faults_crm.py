@@ -204,7 +204,8 @@ def execute(app: ContactLookupCelery, cases: dict[tuple[str, str], Case]) -> Run
                 # The CRM's 429s, or the shared limiter holding jobs back, made them wait.
                 assert case.sim is not None
                 done = all(p.ready() for p in case.pending)
-                if done or case.sim.rate_limited >= STORM_JOBS - 1:
+                held = sum(p.state == "RETRY" for p in case.pending)
+                if done or max(case.sim.rate_limited, held) >= STORM_JOBS - 1:
                     case.sim.set_rate_limit(type(case.sim).default_rate_limit)
                     to_clear.discard(key)
         for slot, pending in list(waiting.items()):

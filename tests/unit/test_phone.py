@@ -95,3 +95,86 @@ def test_queries_without_formats_is_only_e164() -> None:
 def test_queries_skip_formats_that_do_not_fit_the_country() -> None:
     # A UK national number has 10 digits here too, but a 9-digit German one does not.
     assert phone.queries("+4930901820", "(***) ***-****") == ["+4930901820"]
+
+
+# ----- issue 11: numbers as the caller gave them ----------------------------------------------
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        # Digits without '+' are RingCentral's E.164 with the '+' dropped, in every region:
+        # reading them in the region first made these wrong national numbers.
+        ("442079460958", "DE", "+442079460958"),  # not +49 442079460958
+        ("12025550123", "AT", "+12025550123"),  # not +43 12025550123
+        ("33142685300", "IT", "+33142685300"),  # not +39 33142685300
+        ("4930901820", "BR", "+4930901820"),  # not +55 4930901820
+        # ...and in the region only when the '+' reading is no valid number.
+        ("4155550100", "US", "+14155550100"),
+    ],
+)
+def test_bare_digits_are_e164_without_the_plus_in_every_region(
+    raw: str, region: str, expected: str
+) -> None:
+    assert phone.to_e164(raw, region) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+5215555550142",  # Mexico's pre-2019 mobile prefix, still sent by carriers
+        "5215555550142",  # the same with the '+' dropped
+        "+11234567890",  # NANP area code 123 is unassigned, but the shape is a number
+    ],
+)
+def test_plus_number_that_parses_but_is_not_valid_is_searched_as_given(raw: str) -> None:
+    e164 = phone.to_e164(raw, "US")
+    assert e164 == "+" + raw.lstrip("+")
+    assert phone.queries(e164, "(***) ***-****")[0] == e164
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+1415555010",  # too short for the NANP
+        "+999123456789",  # no such country code
+        "+1 415 555 0100 398",  # four digits over the NANP's ten: a typo, not a number
+        "+52 1 555 555 0142 9",  # two over Mexico's longest
+        "+1 (415) 555-0100 ext",  # letters: read as keypad digits, never "as given"
+    ],
+)
+def test_what_cannot_be_a_phone_number_is_still_refused(raw: str) -> None:
+    with pytest.raises(InvalidPhoneNumber):
+        phone.to_e164(raw, "US")
+
+
+@pytest.mark.parametrize(
+    ("values", "number", "region", "terms", "expected"),
+    [
+        (["+442079460958"], "+12079460958", "US", ["+12079460958"], None),
+        (["+1 207-946-0958"], "+12079460958", "US", ["+12079460958"], "+1 207-946-0958"),
+        (["(415) 555-0100"], "+14155550100", "US", ["+14155550100"], "(415) 555-0100"),
+        (["(415) 555-0100"], "+14155550100", "GB", ["+14155550100"], None),  # GB reading
+        (["020 7946 0958"], "+442079460958", "GB", ["+442079460958"], "020 7946 0958"),
+        (["14155550100"], "+14155550100", "DE", ["+14155550100"], "14155550100"),
+        (["102 Harbour St", None, 7], "+14155550102", "US", ["+14155550102"], None),
+        (["415.555.0100 x12"], "+14155550100", "US", ["+14155550100"], "415.555.0100 x12"),
+        # a value equal to a queried format string counts even where it would not parse
+        (
+            ["555-0100 (desk)"],
+            "+14155550100",
+            "US",
+            ["+14155550100", "555-0100 (desk)"],
+            "555-0100 (desk)",
+        ),
+        ([], "+14155550100", "US", ["+14155550100"], None),
+    ],
+)
+def test_matching_value_is_the_same_number_not_the_same_digits(
+    values: list[object], number: str, region: str, terms: list[str], expected: str | None
+) -> None:
+    assert phone.matching_value(values, number, region, terms) == expected
+
+
+def test_matching_extension_is_equality_of_digits() -> None:
+    assert phone.matching_extension(["1102", " 102 "], "102") == " 102 "
+    assert phone.matching_extension(["1102", "1020", 102], "102") == "102"
+    assert phone.matching_extension(["+14155550102", True], "102") is None
