@@ -15,7 +15,7 @@ Contract reproduced (docs/contracts.md "CRMs", checked against Pipedrive's publi
   ``{"success": true, "data": [person, ...], "additional_data": {"next_cursor": null}}``;
   ids of deleted or unknown persons are left out.
 - Auth: ``x-api-token: TOKEN`` for an API token, ``Authorization: Bearer TOKEN`` for an
-  OAuth access token (``oauth = True``: the token is then only accepted as Bearer). An
+  OAuth access token (``bearer_only = True``: the token is then only accepted as Bearer). An
   ``api_token`` in the URL is not accepted: v2 clients send it in a header, and a URL
   token ends up in logs.
   Failure: 401 ``{"success": false, "error": "unauthorized access", "errorCode": 401, ...}``
@@ -72,9 +72,9 @@ def _offset(cursor: str | None) -> int:
 class PipedriveSimulator(Simulator):
     name = "pipedrive"
 
-    def __init__(self, *args: Any, oauth: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, bearer_only: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.oauth = oauth
+        self.bearer_only = bearer_only
         self.persons = [self.to_vendor(seed, i) for i, seed in enumerate(self.contacts)]
         self.by_id = {p["id"]: p for p in self.persons}
 
@@ -114,7 +114,7 @@ class PipedriveSimulator(Simulator):
         headers = {k.lower(): v for k, v in req.headers.items()}
         bearer = headers.get("authorization", "") == f"Bearer {self.token}"
         api_token = headers.get("x-api-token") == self.token
-        if not (bearer if self.oauth else bearer or api_token):
+        if not (bearer if self.bearer_only else bearer or api_token):
             return SimResponse(
                 401,
                 {

@@ -132,7 +132,7 @@ def test_token_goes_in_a_header_never_the_url(make_harness: Make) -> None:
 
 
 def test_oauth_access_token_is_sent_as_bearer(make_harness: Make) -> None:
-    h = make_harness("pipedrive", oauth=True)
+    h = make_harness("pipedrive", bearer_only=True)
     with pytest.raises(AuthRejected):
         h.find("+14155550177")  # the default: x-api-token, which OAuth tokens are not
     assert h.sim is not None
