@@ -111,7 +111,7 @@ def test_the_party_that_answered_beats_one_that_only_rang_whatever_the_sequence(
     assert d.ended and d.party is not None and d.party.party_id == "agent"
 
 
-def test_a_missed_call_that_went_to_voicemail_is_logged_for_the_party() -> None:
+def test_a_party_that_rang_and_ended_is_logged_when_the_other_side_has_gone() -> None:
     d = decide(view(party("user", "Disconnected", 6), party("remote", "Gone", 7, own=False)))
     assert d.party is not None and d.party.party_id == "user"
 
