@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test lint faults bench clean
+.PHONY: demo test lint faults bench clean lock
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) -m localredis --opt-in BENCH_REDIS_URL -- $(PY) -m bench
+
+# The Docker image installs exactly these versions (hash-checked); regenerate after changing
+# the dependencies in pyproject.toml.
+lock: $(VENV)/.dev
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from contact_lookup.model import retry
 from contact_lookup.model.errors import ConfigError
@@ -62,6 +62,40 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Secrets read from the environment that must not be a tutorial's placeholder.
+DEPLOYMENT_SECRETS = (
+    "REDIS_PASSWORD",
+    "RC_VERIFICATION_TOKEN",
+    "FLOWER_BASIC_AUTH",
+    "METRICS_BASIC_AUTH",
+)
+
+
+def with_password(url: str, password: str | None) -> str:
+    """``url`` with ``password`` as its userinfo password, percent-encoded (RFC 3986 section
+    3.2.1), when it is a redis/rediss URL that names none; other URLs unchanged.
+
+    So a deployment passes ``REDIS_PASSWORD`` on its own and URLs without it: a generated
+    password holding ``/``, ``#``, ``@`` or ``:`` can never break a URL (redis-py and kombu
+    percent-decode the password they parse).
+    """
+    parts = urlsplit(url)
+    if not password or parts.scheme not in ("redis", "rediss") or parts.password is not None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = quote(parts.username or "", safe="")
+    netloc = f"{user}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _deployment_secrets(env: Mapping[str, str]) -> None:
+    from contact_lookup.preflight import placeholder_problem
+
+    for name in DEPLOYMENT_SECRETS:
+        value = env.get(name, "")
+        problem = placeholder_problem(name, value) if value else None
+        if problem:
+            raise ConfigError(problem)
 
 
 @dataclass(frozen=True)
@@ -88,19 +122,27 @@ class Settings:
     # The longest countdown a job may schedule (retries and limiter deferrals are capped at it).
     retry_max_delay_s: float = retry.DEFAULT_MAX_DELAY_S
     rc_verification_token: str | None = field(default=None, repr=False)
+    # user:password for the webhook's /metrics (HTTP basic auth); None: no auth asked.
+    metrics_basic_auth: str | None = field(default=None, repr=False)
     # Fernet keys (comma-separated, first encrypts) for the OAuth token store.
     token_encryption_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        redis_url = _url(env, "REDIS_URL", DEFAULT_REDIS_URL, REDIS_SCHEMES)
+        _deployment_secrets(env)
+        password = env.get("REDIS_PASSWORD") or None
+
+        def url(name: str, default: str, schemes: tuple[str, ...] = REDIS_SCHEMES) -> str:
+            return with_password(_url(env, name, default, schemes), password)
+
+        redis_url = url("REDIS_URL", DEFAULT_REDIS_URL)
         return cls(
             redis_url=redis_url,
-            broker_url=_url(env, "BROKER_URL", redis_url, (*REDIS_SCHEMES, "amqp", "amqps")),
-            result_backend=_url(env, "RESULT_BACKEND", redis_url, REDIS_SCHEMES),
-            cache_url=_url(env, "CACHE_URL", redis_url, REDIS_SCHEMES),
-            state_url=_url(env, "STATE_URL", redis_url, REDIS_SCHEMES),
+            broker_url=url("BROKER_URL", redis_url, (*REDIS_SCHEMES, "amqp", "amqps")),
+            result_backend=url("RESULT_BACKEND", redis_url),
+            cache_url=url("CACHE_URL", redis_url),
+            state_url=url("STATE_URL", redis_url),
             config_path=env.get("CONTACT_LOOKUP_CONFIG", "").strip() or "./contact-lookup.toml",
             visibility_timeout_s=_number(env, "VISIBILITY_TIMEOUT", 600.0, minimum=1),
             call_pop_deadline_s=_number(env, "CALL_POP_DEADLINE", 20.0, minimum=1),
@@ -111,6 +153,7 @@ class Settings:
             event_max_age_s=_number(env, "EVENT_MAX_AGE", 21600.0, minimum=1),
             retry_max_delay_s=_number(env, "RETRY_MAX_DELAY", retry.DEFAULT_MAX_DELAY_S, minimum=1),
             rc_verification_token=env.get("RC_VERIFICATION_TOKEN") or None,
+            metrics_basic_auth=env.get("METRICS_BASIC_AUTH") or None,
             token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY", "").strip() or None,
         ).check_limits()
 

@@ -104,7 +104,8 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
             "-n",
             f"demo-{os.getpid()}@%h",
             "--loglevel",
-            "WARNING",
+            # DEMO_LOG_LEVEL=INFO shows each job's log line (tests scan them for contact data).
+            os.environ.get("DEMO_LOG_LEVEL", "WARNING"),
             "--without-gossip",
             "--without-mingle",
         ],

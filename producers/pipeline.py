@@ -38,6 +38,7 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from contact_lookup import metrics
 from contact_lookup.core import callpop, keys
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.core.service import LookupService
@@ -159,12 +160,15 @@ class EventPipeline:
         self._newest_event_time: float | None = None
         self._check = self.state.register_script(_CHECK)
 
-    def handle(self, notification: Any) -> list[Outcome]:
+    def handle(self, notification: Any, *, started: float | None = None) -> list[Outcome]:
         """The outcome of each step of one notification (one per own party or message), plus
         one line for the call log when this event ends a call whose logged party is not in it.
 
+        ``started``: ``time.monotonic()`` when the delivery arrived (the call-pop latency
+        metric of the cached path counts from it; default now).
         Raises PipelineUnavailable when a job could not be sent; keys are released first.
         """
+        started = time.monotonic() if started is None else started
         p = plan(notification, self.config)
         stale = self._stale(p)
         if stale is not None:
@@ -194,7 +198,7 @@ class EventPipeline:
         done = 0
         try:
             for index, job in to_run:
-                outcomes[index] = self._run(p.uuid, job)
+                outcomes[index] = self._run(p.uuid, job, started)
                 done += 1
         except BaseException as exc:
             self._release(p, [job for _, job in to_run[done:]])
@@ -311,7 +315,7 @@ class EventPipeline:
         raw = self._check(keys=[delivery, session_key], args=args)
         return [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
 
-    def _run(self, uuid: str | None, job: Job) -> Outcome:
+    def _run(self, uuid: str | None, job: Job, started: float) -> Outcome:
         query = LookupRequest(
             job.phone_number,
             purpose=job.purpose,
@@ -337,6 +341,8 @@ class EventPipeline:
                     job.phone_number,
                     cached,
                 )
+                metrics.observe_call_pop("cached", time.monotonic() - started)
+                metrics.count_lookup(job.purpose, job.connection, cached)
                 return Outcome(uuid, "answered-from-cache", result=cached, **fields)
         task_id = (
             str(uuidlib.uuid5(_TASK_NAMESPACE, job.once_key))

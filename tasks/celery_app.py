@@ -79,5 +79,6 @@ def create_app(settings: Settings) -> ContactLookupCelery:
         enable_utc=True,
         timezone="UTC",
     )
-    app.conf.imports = ("tasks.find_contact",)
+    # tasks.observe: per-job metrics and log line, from Celery's signals.
+    app.conf.imports = ("tasks.find_contact", "tasks.observe")
     return app

@@ -30,6 +30,11 @@ def _app() -> ContactLookupCelery:
         load_checked_config(settings.config_path)
     app = create_app(settings)
     app.set_current()
+    from celery import signals
+
+    signals.worker_init.connect(refuse_without_secrets, weak=False)
+    if settings.log_format == "json":
+        signals.celeryd_init.connect(json_only_output, weak=False)
     import tasks.find_contact  # noqa: F401  (registers the task on this app)
 
     return app
@@ -42,3 +47,41 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["app"]
+
+
+def refuse_without_secrets(**_: object) -> None:
+    """Celery ``worker_init``: a worker whose connections lack a secret (unset, or unfit for
+    an HTTP header) logs one line per problem and exits 2 instead of becoming ready
+    (contact_lookup.preflight; the same check as ``contact-lookup check``)."""
+    import logging
+
+    from contact_lookup.preflight import secret_problems
+
+    settings = Settings.from_env()
+    try:
+        problems = secret_problems(load_checked_config(settings.config_path))
+    except ConfigError as exc:
+        problems = [str(exc)]
+    if problems:
+        log = logging.getLogger("contact_lookup.worker")
+        for problem in problems:
+            log.error("not starting: %s", problem)
+        raise SystemExit(2)
+
+
+def json_only_output(instance: Any = None, **_: object) -> None:
+    """Celery ``celeryd_init`` in ``LOG_FORMAT=json``: every line a worker writes is a JSON
+    record. The text banner is left out (as ``--quiet`` does; "<name> ready." is still
+    logged), and "worker: Warm shutdown (MainProcess)", which Celery prints with
+    ``safe_say`` (a raw write, for gevent's sake), becomes a log record."""
+    import logging
+
+    import celery.apps.worker as celery_worker
+
+    if instance is not None:
+        instance.quiet = True
+
+    def say(msg: str, f: object = None) -> None:
+        logging.getLogger("celery.apps.worker").warning(msg)
+
+    celery_worker.safe_say = say

@@ -3,6 +3,11 @@
 Recommended pools (CRM calls are I/O-bound; threads need no monkey-patching):
 - call pops:  ``contact-lookup worker -Q call_pop --pool threads -c 16``
 - logging:    ``contact-lookup worker -Q call_log,message_log,relookup --pool threads -c 8``
+
+``--metrics-port [HOST:]PORT`` (ours, not Celery's): serve the domain metrics
+(contact_lookup.metrics) at ``http://HOST:PORT/metrics`` (HOST default 127.0.0.1), summed
+over every process of the worker (prefork children included) through prometheus_client's
+multiprocess mode.
 """
 
 from __future__ import annotations
@@ -34,20 +39,53 @@ def worker_argv(extra: list[str]) -> list[str]:
     return argv + extra
 
 
+def split_metrics_port(args: list[str]) -> tuple[tuple[str, int] | None, list[str]]:
+    """(host, port) of ``--metrics-port [HOST:]PORT`` (or None) and the other arguments."""
+    rest: list[str] = []
+    value: str | None = None
+    it = iter(args)
+    for arg in it:
+        if arg == "--metrics-port":
+            value = next(it, "")
+        elif arg.startswith("--metrics-port="):
+            value = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    if value is None:
+        return None, rest
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        from contact_lookup.model.errors import ConfigError
+
+        raise ConfigError(f"--metrics-port {value!r} must be [HOST:]PORT")
+    return (host or "127.0.0.1", int(port)), rest
+
+
 def run(celery_args: list[str]) -> int:
-    """Start a worker; every option is Celery's own (``contact-lookup worker --help``).
+    """Start a worker; every option is Celery's own (``contact-lookup worker --help``) but
+    ``--metrics-port``.
 
     The environment and the connections file are checked first (every connector's options
     included), so a bad value stops start-up with one line, not the first lookup.
     """
     from contact_lookup.compose import load_checked_config
+    from contact_lookup.metrics_env import use_multiprocess_dir
     from contact_lookup.model.errors import ConfigError
+
+    bind, celery_args = split_metrics_port(celery_args)
+    if bind is not None:
+        use_multiprocess_dir()
     from worker import app
 
     try:
         load_checked_config(app.settings.config_path)
     except ConfigError as exc:
         raise SystemExit(f"contact-lookup: {exc}") from None
+    if bind is not None:
+        from prometheus_client import start_http_server
 
+        from contact_lookup import metrics
+
+        start_http_server(bind[1], addr=bind[0], registry=metrics.registry())
     app.worker_main(worker_argv(celery_args))
     return 0

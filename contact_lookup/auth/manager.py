@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 
+from contact_lookup import metrics
 from contact_lookup.auth import vendors
 from contact_lookup.auth.endpoint import ClientCredentials, InvalidGrant, TokenEndpoint, TokenSet
 from contact_lookup.auth.store import TokenRecord, TokenStore
@@ -228,13 +229,17 @@ class TokenManager:
         self, connection: Connection, user: str | None, grant: Callable[[], TokenSet]
     ) -> TokenSet:
         try:
-            return grant()
+            tokens = grant()
         except InvalidGrant:
+            metrics.token_refreshed(connection.name, ok=False)
             raise
         except Exception as exc:
+            metrics.token_refreshed(connection.name, ok=False)
             message = getattr(exc, "message", None) or type(exc).__name__
             self.store.mark(connection.name, user, error=f"{type(exc).__name__}: {message}")
             raise
+        metrics.token_refreshed(connection.name, ok=True, expires_at=tokens.expires_at or None)
+        return tokens
 
     @staticmethod
     def _credential(record: TokenRecord) -> Credential:

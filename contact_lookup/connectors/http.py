@@ -17,6 +17,7 @@ from typing import Any
 import requests
 import urllib3
 
+from contact_lookup import metrics
 from contact_lookup.connectors.base import Connector
 from contact_lookup.model.errors import (
     AuthRejected,
@@ -98,13 +99,23 @@ class HttpConnector(Connector):
                 # A success without figures says the vendor no longer announces any.
                 self.budget.observe(state)
             return resp
+        except (UnicodeEncodeError, requests.exceptions.InvalidHeader):
+            # A secret unfit for a header (typographic quotes, a newline): both errors quote
+            # the whole header value, token included, so neither is chained or kept.
+            raise ConfigError(
+                f"connection {self.connection.name!r}: its secret cannot be sent in an HTTP "
+                "header (non-ASCII or control characters); set the variable again "
+                "(contact-lookup check names it)"
+            ) from None
         except requests.Timeout as exc:
             raise CRMUnavailable(f"The CRM did not answer within {self.timeout_s:g} s.") from exc
         except requests.RequestException as exc:
             raise CRMUnavailable(f"The CRM could not be reached ({type(exc).__name__}).") from exc
         finally:
+            elapsed = time.monotonic() - started
+            metrics.observe_crm_request(self.connection.name, status, elapsed)
             full_url = requests.Request(method, url, params=kwargs.get("params")).prepare().url
-            self.trace.record(method, full_url or url, status, (time.monotonic() - started) * 1000)
+            self.trace.record(method, full_url or url, status, elapsed * 1000)
 
     def _read_body(self, resp: requests.Response, started: float) -> bytes:
         # read1 returns whatever has arrived (at most 64 KiB), so the deadline is checked

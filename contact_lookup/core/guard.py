@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from contact_lookup import metrics
 from contact_lookup.connectors.base import Connector
 from contact_lookup.core.coalesce import Coalescer
 from contact_lookup.core.ratelimit import Limit, RateLimiter, limit_for
@@ -75,7 +76,12 @@ class Guard:
             return work()
         tokens = self.tokens(prepared, connector)
         priority = Purpose(request.purpose).has_priority
-        self.limiter.acquire(conn, limit, tokens, priority=priority)
+        try:
+            used = self.limiter.acquire(conn, limit, tokens, priority=priority)
+        except RateLimited:
+            metrics.count_deferral(conn.name, request.purpose)
+            raise
+        metrics.set_budget_remaining(conn.name, limit.requests - used - tokens)
         connector.budget = SharedBudget(self.limiter, conn, limit, priority, prepaid=tokens)
         try:
             result = work()

@@ -39,6 +39,7 @@ SECRET_SETTINGS = (
     "TOKEN_ENCRYPTION_KEY",
     "REDIS_PASSWORD",
     "FLOWER_BASIC_AUTH",
+    "METRICS_BASIC_AUTH",
 )
 # Backstop by name, for variables no configuration names: the conventional suffixes.
 SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD", "_KEY", "_APIKEY", "_API_KEY")

@@ -20,11 +20,23 @@ __all__ = ["UsageError", "main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["webhook"] or (
+        argv[:1] == ["worker"] and any(a.startswith("--metrics-port") for a in argv)
+    ):
+        # Before anything imports prometheus_client (importing the worker package does):
+        # every process of a gunicorn or a prefork pool then counts into one /metrics.
+        from contact_lookup.metrics_env import use_multiprocess_dir
+
+        use_multiprocess_dir()
     if argv[:1] == ["worker"]:
         # Everything after "worker" is Celery's: argparse would reject its options.
         from worker.command import run
 
-        return run(argv[1:])
+        try:
+            return run(argv[1:])
+        except ConfigError as exc:
+            print(f"contact-lookup: {exc}", file=sys.stderr)
+            return 2
     from producers.cli.parser import build_parser
 
     parser = build_parser()

@@ -56,10 +56,13 @@ def cmd_lookup(args: argparse.Namespace) -> int:
 
 def cmd_webhook(args: argparse.Namespace) -> int:
     from contact_lookup.compose import Runtime
+    from contact_lookup.preflight import header_safe
     from producers.webhook import serve
 
     settings = Settings.from_env()
     Runtime(settings).config  # noqa: B018  (a bad connections file: exit 2 before forking)
+    if settings.rc_verification_token:  # exit 2 naming the variable, before forking
+        header_safe("RC_VERIFICATION_TOKEN", settings.rc_verification_token)
     serve(args.host, args.port, workers=args.workers, threads=args.threads)
     return 0
 
@@ -179,6 +182,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from worker.command import run
 
     return run(args.celery_args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from producers.check import run
+
+    return run(sys.stdout)
 
 
 # ----- contact-lookup auth ...: logic in contact_lookup.auth.flows ---------------------------

@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=None, help="stop after this many call pops")
     p.set_defaults(handler=h.cmd_watch)
     p = sub.add_parser(
+        "check",
+        help="check the environment, connections, secrets, Redis, broker and each CRM",
+        description="One line per item; exit 1 when any item fails (producers/check.py).",
+    )
+    p.set_defaults(handler=h.cmd_check)
+
+    p = sub.add_parser(
         "connectors",
         help="list the registered connectors, or try a connection against its CRM",
         description=c.__doc__,

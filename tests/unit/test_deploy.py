@@ -21,7 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 README = (ROOT / "README.md").read_text()
-ENV = {"REDIS_PASSWORD": "pw", "FLOWER_USER": "u", "FLOWER_PASSWORD": "p"}
+ENV = {
+    "REDIS_PASSWORD": "pw",
+    "FLOWER_USER": "u",
+    "FLOWER_PASSWORD": "p",
+    "RC_VERIFICATION_TOKEN": "vt",
+    "CONTACT_LOOKUP_CONFIG_DIR": "./examples",
+}
+APP_SERVICES = ("callpop-worker", "logging-worker", "webhook", "flower")
 
 
 def cli_commands() -> set[str]:
@@ -38,12 +45,16 @@ def test_every_role_is_deployed() -> None:
         "logging-worker",
         "webhook",
         "flower",
+        "proxy",
     } <= set(SERVICES)
 
 
 def test_every_command_names_a_real_entry_point() -> None:
     commands = cli_commands() | {"worker"}
     for name, service in SERVICES.items():
+        assert "healthcheck" in service, f"{name} has no health check"
+        if name == "proxy":
+            continue  # the nginx image's own command
         cmd = service["command"]
         argv = cmd.split() if isinstance(cmd, str) else cmd
         if argv[0] == "contact-lookup":
@@ -51,8 +62,7 @@ def test_every_command_names_a_real_entry_point() -> None:
         elif argv[0] == "celery":
             assert argv[1:3] == ["-A", "worker"] and argv[3] in ("worker", "flower"), name
         else:
-            assert argv[0] == "redis-server", name
-        assert "healthcheck" in service, f"{name} has no health check"
+            assert argv[:2] == ["sh", "-c"] and argv[2].startswith("exec redis-server "), name
 
 
 def test_worker_queues_are_split_by_latency() -> None:
@@ -63,12 +73,13 @@ def test_worker_queues_are_split_by_latency() -> None:
 
 
 def test_redis_roles_and_protection() -> None:
-    broker = SERVICES["broker-redis"]["command"]
-    cache = SERVICES["cache-redis"]["command"]
+    broker = " ".join(SERVICES["broker-redis"]["command"])
+    cache = " ".join(SERVICES["cache-redis"]["command"])
     assert "--maxmemory-policy noeviction" in broker and "--appendonly yes" in broker
     assert "--maxmemory-policy allkeys-lru" in cache and "--maxmemory" in cache
     for name in ("broker-redis", "cache-redis"):
-        assert "--requirepass" in SERVICES[name]["command"]
+        # The password from the environment, quoted by the shell: never pasted into a URL.
+        assert '--requirepass "$$REDIS_PASSWORD"' in " ".join(SERVICES[name]["command"])
         assert "ports" not in SERVICES[name], f"{name} must not be published to the host"
 
 
@@ -117,3 +128,106 @@ def test_docker_compose_config_validates(tmp_path: Path) -> None:
         if created:
             env_file.unlink()
     assert out.returncode == 0, out.stderr
+
+
+def test_only_the_proxy_is_published() -> None:
+    published = {name for name, service in SERVICES.items() if "ports" in service}
+    assert published == {"proxy"}
+
+
+def test_no_secret_is_pasted_into_a_url() -> None:
+    env = SERVICES["webhook"]["environment"]
+    for name, value in env.items():
+        if str(value).startswith(("redis://", "rediss://", "amqp://")):
+            assert "@" not in value and "PASSWORD" not in value, name
+    assert env["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
+
+
+def test_every_secret_and_the_config_dir_are_required() -> None:
+    """``${VAR:?msg}`` makes compose refuse a variable that is unset *or empty*."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    for var in (
+        "REDIS_PASSWORD",
+        "FLOWER_USER",
+        "FLOWER_PASSWORD",
+        "RC_VERIFICATION_TOKEN",
+        "CONTACT_LOOKUP_CONFIG_DIR",
+    ):
+        uses = re.findall(r"\$\{" + var + r"([^}]*)\}", text)
+        assert uses, var
+        assert all(use.startswith(":?") for use in uses), (var, uses)
+
+
+def test_metrics_are_behind_auth() -> None:
+    for name in APP_SERVICES:
+        assert "METRICS_BASIC_AUTH" in SERVICES[name]["environment"], name
+    flower_site = (ROOT / "deploy" / "nginx" / "flower.conf.template").read_text()
+    metrics = flower_site[flower_site.index("location = /metrics") :].split("}", 1)[0]
+    assert "auth_basic " in metrics and "auth_basic_user_file" in metrics
+    webhook_site = (ROOT / "deploy" / "nginx" / "webhook.conf.template").read_text()
+    assert "location = /metrics" not in webhook_site and "return 404" in webhook_site
+
+
+def test_every_service_rotates_its_logs() -> None:
+    for name, service in SERVICES.items():
+        options = service["logging"]["options"]
+        assert service["logging"]["driver"] == "json-file", name
+        assert options["max-size"] and int(options["max-file"]) >= 2, name
+
+
+def test_the_image_installs_pinned_hashed_dependencies() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "--require-hashes" in dockerfile and "requirements.lock" in dockerfile
+    assert "pip install --no-deps ." in dockerfile  # the project itself, nothing resolved
+    lock = (ROOT / "requirements.lock").read_text()
+    pinned = {
+        line.split("==")[0].lower()
+        for line in lock.splitlines()
+        if line and not line.startswith((" ", "#"))
+    }
+    assert all("==" in line for line in lock.splitlines() if line and line[0].isalpha())
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    deps = pyproject[pyproject.index("dependencies = [") :].split("]", 1)[0]
+    for name in re.findall(r'"([A-Za-z0-9_.-]+)', deps):
+        assert name.lower().replace("_", "-") in pinned, f"{name} is not in requirements.lock"
+
+
+def test_env_example_placeholders_are_refused() -> None:
+    from contact_lookup.model.errors import ConfigError
+    from contact_lookup.settings import Settings
+
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    for var in ("REDIS_PASSWORD", "RC_VERIFICATION_TOKEN"):
+        with pytest.raises(ConfigError, match=var):
+            Settings.from_env({var: example[var]})
+
+
+@pytest.mark.parametrize("var", ["REDIS_PASSWORD", "CONTACT_LOOKUP_CONFIG_DIR"])
+def test_compose_refuses_an_empty_secret_or_config_dir(var: str) -> None:
+    """Compose itself refuses (the `:?` form); every required variable uses it, as
+    test_every_secret_and_the_config_dir_are_required checks without running Compose."""
+    if shutil.which("docker-compose") is None:
+        if os.environ.get("CI"):
+            pytest.fail("docker-compose is missing under CI (.ci/run installs it)")
+        pytest.skip("Debian's docker-compose is not installed (apt-get install docker-compose)")
+    env_file = ROOT / ".env"
+    created = not env_file.exists()
+    if created:
+        env_file.write_text("")
+    try:
+        out = subprocess.run(
+            ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+            env={**ENV, var: "", "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        if created:
+            env_file.unlink()
+    assert out.returncode != 0
+    assert var in out.stderr
