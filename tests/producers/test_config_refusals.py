@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from localredis import free_port
 from producers.cli import main
 from tests.conftest import ROOT
 from tests.producers.conftest import CONNECTIONS, write_config
@@ -21,8 +22,7 @@ COMMANDS = [
     ["lookup", "+14155550100", "--connection", "demo", "--local"],
     ["replay", "EVENTS"],
     ["relookup", "NUMBERS", "--connection", "demo"],
-    ["webhook", "--port", "1"],
-]
+]  # webhook and worker: in subprocesses below (they set up prometheus_client first)
 
 BAD_FILES = [
     (
@@ -82,18 +82,22 @@ def test_connection_file_errors_name_the_file(
     assert f"connections file '{env}': " in capsys.readouterr().err
 
 
-def worker_start(tmp_path: Path, pr_url: str, **env: str) -> subprocess.CompletedProcess[str]:
+def start(command: list[str], pr_url: str, **env: str) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "REDIS_URL": pr_url, **env}
-    for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+    for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
         full.pop(name, None)
     return subprocess.run(
-        [sys.executable, "-m", "producers.cli", "worker", "-Q", "i12-never"],
+        [sys.executable, "-m", "producers.cli", *command],
         cwd=ROOT,
         env=full,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def worker_start(tmp_path: Path, pr_url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return start(["worker", "-Q", "i12-never"], pr_url, **env)
 
 
 def test_the_worker_refuses_a_bad_file_or_setting_before_it_starts(
@@ -110,4 +114,13 @@ def test_the_worker_refuses_a_bad_file_or_setting_before_it_starts(
     done = worker_start(tmp_path, pr_url, CONTACT_LOOKUP_CONFIG=str(good), VISIBILITY_TIMEOUT="10")
     assert done.returncode != 0
     assert "VISIBILITY_TIMEOUT=10 must be above RETRY_MAX_DELAY=120 s" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_webhook_refuses_a_bad_file_before_it_serves(pr_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, 'default = "demo"\n')
+    config.write_text(config.read_text() + '\n[extentions]\ndefault = "demo"\n')
+    done = start(["webhook", "--port", str(free_port())], pr_url, CONTACT_LOOKUP_CONFIG=str(config))
+    assert done.returncode == 2
+    assert "unknown key 'extentions'; did you mean 'extensions'?" in done.stderr
     assert "Traceback" not in done.stderr
