@@ -373,7 +373,14 @@ class Context:
         env = {
             k: v
             for k, v in os.environ.items()
-            if k not in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "CONTACT_LOOKUP_CONFIG")
+            if k
+            not in (
+                "BROKER_URL",
+                "RESULT_BACKEND",
+                "CACHE_URL",
+                "STATE_URL",
+                "CONTACT_LOOKUP_CONFIG",
+            )
         }
         env.update(
             REDIS_URL=self.redis_url,

@@ -157,6 +157,7 @@ def webhook(ctx: Context) -> Outcome:
             for number in sorted(cached):  # cache them the way production does: a lookup
                 runtime.service.lookup("bench", LookupRequest(number))
         runtime.cache_redis.close()
+        runtime.state_redis.close()
     payloads = bodies(total, cached, callers)
     sizes = sorted(len(p) for p in payloads)
     runs: dict[str, dict[str, Any]] = {}

@@ -260,6 +260,7 @@ def core_profile(env: dict[str, str], sim: SimProcess, nums: list[str]) -> dict[
             runs=CORE_RUNS,
         )
     runtime.cache_redis.close()
+    runtime.state_redis.close()
     return {"cpu_ms": ms(cpu), "profile": prof}
 
 

@@ -8,6 +8,7 @@ connector or the registry: it receives a ``ConnectorSource``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -24,8 +25,15 @@ from contact_lookup.core.ratelimit import RateLimiter
 from contact_lookup.core.service import LookupService
 from contact_lookup.model.config import Config, load_config
 from contact_lookup.model.errors import ConfigError
-from contact_lookup.model.redaction import PROCESS, Redactor, secret_names
+from contact_lookup.model.redaction import PROCESS, Redactor, redact_url, secret_names
+from contact_lookup.redis_urls import redis_client
 from contact_lookup.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The one policy under which Redis never deletes a key to make room: it refuses writes instead
+# (Redis docs, "Key eviction": every other maxmemory-policy, volatile-* included, evicts).
+NON_EVICTING = "noeviction"
 
 
 def load_checked_config(path: str) -> Config:
@@ -46,10 +54,27 @@ def load_checked_config(path: str) -> Config:
     return config
 
 
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-    )
+def check_state_redis(client: redis.Redis, url: str) -> str:
+    """Refuse a state Redis that may evict keys; return its ``maxmemory_policy``.
+
+    The state Redis (STATE_URL) holds what must not vanish early: an evicted webhook dedupe
+    key is a duplicate call log, an evicted limiter bucket a burst of 429s, an evicted
+    coalescing key a duplicate CRM request. Redis evicts under every ``maxmemory-policy`` but
+    ``noeviction`` (https://redis.io/docs/latest/develop/reference/eviction/), whatever
+    ``maxmemory`` is now (it can be raised at run time), so anything else is refused.
+
+    Reads ``INFO memory`` (not ``CONFIG GET``, which managed Redis services often rename).
+    Raises ``ConfigError`` naming STATE_URL (password redacted) for an evicting policy;
+    ``redis.RedisError`` when the server cannot be reached.
+    """
+    policy = str(client.info("memory").get("maxmemory_policy", NON_EVICTING))
+    if policy != NON_EVICTING:
+        raise ConfigError(
+            f"STATE_URL={redact_url(url)!r} runs maxmemory-policy {policy}, which evicts keys: "
+            "the rate-limit, coalescing and dedupe state needs a Redis with noeviction "
+            "(point CACHE_URL, not STATE_URL, at an LRU Redis)"
+        )
+    return policy
 
 
 @dataclass
@@ -64,15 +89,31 @@ class Runtime:
 
     @cached_property
     def cache_redis(self) -> redis.Redis:
-        """The contact cache (may evict: LRU)."""
-        return _redis(self.settings.cache_url)
+        """The contact cache (CACHE_URL): may evict (LRU); a lost key costs one CRM request."""
+        return redis_client(self.settings.cache_url)
 
     @cached_property
     def state_redis(self) -> redis.Redis:
-        """Shared state that must never be evicted (STATE_URL; limiter, coalescing, dedupe)."""
+        """Shared coordination state (STATE_URL, noeviction): limiter, coalescing, dedupe,
+        call-pop channel, token store."""
         if self.settings.state_url == self.settings.cache_url:
-            return self.cache_redis
-        return _redis(self.settings.state_url)
+            return self.cache_redis  # one Redis for both (the default): one client
+        return redis_client(self.settings.state_url)
+
+    def check_state_redis(self) -> bool:
+        """The start-up check of the state Redis (``check_state_redis``): True when checked,
+        False when the server could not be reached (logged; the caller starts anyway and the
+        Redis errors of each request say the rest). ``ConfigError`` when it may evict."""
+        try:
+            check_state_redis(self.state_redis, self.settings.state_url)
+        except redis.RedisError as exc:
+            log.warning(
+                "state Redis %s unreachable at start-up (%s): its eviction policy is unchecked",
+                redact_url(self.settings.state_url),
+                type(exc).__name__,
+            )
+            return False
+        return True
 
     @cached_property
     def token_store(self) -> TokenStore:

@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from contact_lookup.model import retry
 from contact_lookup.model.errors import ConfigError
 from contact_lookup.model.redaction import redact_url
+from contact_lookup.redis_urls import parse_sentinel
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -38,6 +39,8 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
         raise ConfigError(
             f"{name}={redact_url(value)!r} must be a URL with scheme {' or '.join(schemes)}"
         )
+    if scheme == "sentinel":
+        parse_sentinel(value, name)  # ConfigError naming the variable when incomplete
     return value
 
 
@@ -61,7 +64,8 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+# sentinel://: Redis Sentinel, the master found by name (contact_lookup/redis_urls.py).
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 # Secrets read from the environment that must not be a tutorial's placeholder.
 DEPLOYMENT_SECRETS = (
     "REDIS_PASSWORD",
@@ -104,8 +108,10 @@ class Settings:
     broker_url: str = DEFAULT_REDIS_URL
     result_backend: str = DEFAULT_REDIS_URL
     cache_url: str = DEFAULT_REDIS_URL
-    # Shared state that must never be evicted: limiter buckets, coalescing, webhook dedupe,
-    # OAuth tokens. A Redis with maxmemory-policy noeviction (README "Deployment").
+    # Coordination state that must never be evicted: the shared rate-limit buckets, the
+    # coalescing keys, the webhook's dedupe keys, the call-pop channel and the OAuth token
+    # store. Its Redis must run ``maxmemory-policy noeviction`` (checked at start-up by
+    # ``contact_lookup.compose.check_state_redis``); the contact cache (CACHE_URL) may evict.
     state_url: str = DEFAULT_REDIS_URL
     config_path: str = "./contact-lookup.toml"
     # Longer than any retry countdown the tasks use (they cap at MAX_RETRY_DELAY_S), so a

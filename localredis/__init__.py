@@ -142,12 +142,12 @@ def run_with_redis(command: list[str], opt_in: str = "DEMO_REDIS_URL") -> int:
     chosen = os.environ.get(opt_in, "").strip()
     if chosen:
         env = dict(os.environ, REDIS_URL=chosen)
-        for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+        for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
             env.pop(name, None)
         return subprocess.call(command, env=env)
     print(f"localredis: starting a private redis-server (set {opt_in} to use your own)", flush=True)
     with EmbeddedRedis() as server:
         env = dict(os.environ, REDIS_URL=server.url)
-        for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+        for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
             env.pop(name, None)  # everything follows the private server
         return subprocess.call(command, env=env)

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from contact_lookup.redis_urls import redis_client
 from contact_lookup.settings import Settings
 from producers.pipeline import build_pipeline
 from producers.replay import Replay
@@ -84,7 +85,7 @@ def replay_and_print(settings: Settings, events: Path) -> bool:
     producer = build_pipeline(settings)
     producer.forget_events()  # a second demo run on the same Redis starts afresh
     producer.recorded = True  # a recording: its events are judged by their own clock
-    client = redis.Redis.from_url(settings.cache_url)
+    client = redis_client(settings.state_url)
     ready, stop = threading.Event(), threading.Event()
     watcher = threading.Thread(target=_print_call_pops, args=(client, ready, stop), daemon=True)
     watcher.start()

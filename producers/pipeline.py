@@ -1,6 +1,7 @@
 """The stateful producer: a notification's plan -> deduplicated, ordered jobs on the queues.
 
-One ``EventPipeline`` serves the webhook, ``replay`` and the demo. For each notification:
+One ``EventPipeline`` serves the webhook, ``replay`` and the demo. Its Redis is the state Redis
+(STATE_URL, never evicting). For each notification:
 
 1. An event older than ``max_event_age_s`` by its ``eventTime`` (the envelope's ``timestamp``
    when it has none) is ``stale``: skipped whole, e.g. a replay of yesterday's stream.
@@ -369,7 +370,7 @@ class EventPipeline:
             )
 
     def check(self) -> dict[str, str]:
-        """Health of the two things a delivery needs: the cache Redis and the broker."""
+        """Health of the two things a delivery needs: the state Redis and the broker."""
         status = {}
         try:
             self.redis.ping()
@@ -401,17 +402,18 @@ class EventPipeline:
 
 
 def build_pipeline(settings: Any) -> EventPipeline:
-    """An EventPipeline wired from settings: cache and state Redis, Celery app, config and
-    service."""
+    """An EventPipeline wired from settings: state Redis (dedupe keys, session state, call-pop
+    channel), Celery app, config and service. ``ConfigError`` when the state Redis may evict
+    keys."""
     from contact_lookup.compose import Runtime
     from tasks.celery_app import create_app
 
     runtime = Runtime(settings)
+    runtime.check_state_redis()
     return EventPipeline(
-        runtime.cache_redis,
+        runtime.state_redis,
         create_app(settings),
         runtime.config,
         runtime.service,
         max_event_age_s=settings.event_max_age_s,
-        state=runtime.state_redis,
     )

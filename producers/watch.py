@@ -1,9 +1,9 @@
 """``contact-lookup watch [--extension ID]``: print call pops as they are published.
 
-Subscribes to ``callpop:*:*`` (or ``callpop:*:{ID}``) on the cache Redis, where the worker and
-the producers' cache fast path publish (docs/interface.md section 7), and prints each message as
-one JSON line, ``{"rcAccountId", "rcExtensionId", "telephonySessionId", "phoneNumber",
-"result"}``, until Ctrl-C (or ``--count`` messages).
+Subscribes to ``callpop:*:*`` (or ``callpop:*:{ID}``) on the state Redis (STATE_URL), where
+the worker and the producers' cache fast path publish (docs/interface.md section 7), and prints
+each message as one JSON line, ``{"rcAccountId", "rcExtensionId", "telephonySessionId",
+"phoneNumber", "result"}``, until Ctrl-C (or ``--count`` messages).
 """
 
 from __future__ import annotations

@@ -8,19 +8,95 @@ Reliability choices (docs/contracts.md, "Celery on Redis"):
   so delayed retries are not redelivered early.
 - prefetch 1: a call pop never waits behind jobs a busy worker has already reserved.
 - JSON only, events on (sent events too) so Flower sees each task from the moment it is sent.
+
+On RabbitMQ (an ``amqp://`` BROKER_URL; README "RabbitMQ as the broker"): quorum queues with a
+delivery limit and a dead-letter queue (``purpose_queues``), publisher confirms, and countdown
+retries by Celery's native delayed delivery (``broker_countdown_s``). The visibility timeout
+is Redis's alone: RabbitMQ returns a dead worker's jobs when its connection drops.
+Start-up steps: the state Redis must not evict (``StateRedisCheck``), and on RabbitMQ the
+dead-letter queue is declared (``DeadLetterQueue``).
 """
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
-from celery import Celery
-from kombu import Queue
+from celery import Celery, bootsteps
+from kombu import Exchange, Queue
 
 from contact_lookup.model.purpose import PURPOSES
+from contact_lookup.redis_urls import celery_url_and_options
 from contact_lookup.settings import Settings
 
 QUEUES = PURPOSES  # one queue per purpose: call_pop, call_log, message_log, relookup
+
+# RabbitMQ: a job delivered this many times (each worker death or requeue counts) is a poison
+# job; the broker then dead-letters it to DEAD_LETTER_QUEUE instead of looping it forever
+# (https://www.rabbitmq.com/docs/quorum-queues#poison-message-handling; 20 is RabbitMQ 4's
+# default). A returned job is redelivered first, so a worker killed again and again before
+# it finishes its first jobs re-counts the same ones: 10 was reached in the kill test (20
+# kills, one every 0.2-1.5 s), so the limit is 20.
+DELIVERY_LIMIT = 20
+DEAD_LETTER_QUEUE = "dead_letter"
+
+
+def is_amqp(url: str) -> bool:
+    return urlsplit(url).scheme in ("amqp", "amqps", "pyamqp")
+
+
+def purpose_queues(broker_url: str) -> list[Queue]:
+    """The four purpose queues, declared for the broker in use.
+
+    On RabbitMQ each is a durable quorum queue (``x-queue-type=quorum``: replicated, and the
+    queue type with a delivery limit) with ``x-delivery-limit``, bound to a topic exchange of
+    its own name: Celery's native delayed delivery, which carries countdown retries on quorum
+    queues, cannot bind a direct exchange
+    (https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/rabbitmq.html,
+    "Using Quorum Queues"). A job over the limit is dead-lettered to ``DEAD_LETTER_QUEUE``,
+    except a call pop: Celery gives it the AMQP ``expiration`` of CALL_POP_DEADLINE, and an
+    expired or poison call pop is worth nothing once the phone stopped ringing, so it is
+    dropped. On Redis they are kombu's plain list queues.
+    """
+    if not is_amqp(broker_url):
+        return [Queue(name) for name in QUEUES]
+    queues = []
+    for name in QUEUES:
+        arguments: dict[str, Any] = {"x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT}
+        if name != "call_pop":
+            arguments["x-dead-letter-exchange"] = ""  # the default exchange: by queue name
+            arguments["x-dead-letter-routing-key"] = DEAD_LETTER_QUEUE
+        exchange = Exchange(name, type="topic", durable=True)
+        queues.append(
+            Queue(name, exchange, routing_key=name, durable=True, queue_arguments=arguments)
+        )
+    return queues
+
+
+def broker_countdown_s(app: Celery, seconds: float) -> float:
+    """The countdown to give a retry on this app's broker, in seconds.
+
+    RabbitMQ quorum queues carry countdowns by Celery's native delayed delivery, which counts
+    whole seconds and refuses less than one (kombu's ``calculate_routing_key``: "countdown must
+    be a positive number"), so there a retry waits at least 1 s. Redis keeps the exact value.
+    """
+    return max(1.0, seconds) if is_amqp(app.conf.broker_url or "") else seconds
+
+
+def dead_letter_queue() -> Queue:
+    """Where RabbitMQ puts jobs over ``DELIVERY_LIMIT``: kept for an operator, consumed by
+    no worker (``rabbitmqctl list_queues`` shows them; shovel them back once fixed)."""
+    return Queue(
+        DEAD_LETTER_QUEUE,
+        durable=True,
+        # Kept a week, at most 100 000 jobs (the oldest dropped first): never unbounded.
+        queue_arguments={
+            "x-queue-type": "quorum",
+            "x-message-ttl": 7 * 86400 * 1000,
+            "x-max-length": 100_000,
+        },
+    )
 
 
 def route_by_purpose(
@@ -33,30 +109,79 @@ def route_by_purpose(
     return None
 
 
+def strip_celery_cli_urls(environ: MutableMapping[str, str]) -> None:
+    """Undo the ``celery`` command's copy of a ``sentinel://...?master_name=`` URL.
+
+    The ``celery`` CLI reads BROKER_URL and RESULT_BACKEND itself and copies them to
+    CELERY_BROKER_URL / CELERY_RESULT_BACKEND, which then override the app's configuration
+    (celery/bin/celery.py, celery/app/utils.py). kombu and Celery take a Sentinel URL without
+    the query (the master name is a transport option, set by ``create_app``), so it is
+    removed from those copies. Called by ``worker`` (``celery -A worker``) as it builds the app.
+    """
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        if name in environ:
+            environ[name] = celery_url_and_options(environ[name])[0]
+
+
 class ContactLookupCelery(Celery):
     """Celery with the process's typed settings attached, so tasks read no environment."""
 
     settings: Settings
 
 
+class StateRedisCheck(bootsteps.StartStopStep):
+    """Worker start-up step: refuse to start on a state Redis that may evict keys.
+
+    ``ConfigError`` from ``Runtime.check_state_redis`` stops the worker (Celery logs it as an
+    unrecoverable error and exits non-zero) before it consumes a job; an unreachable state
+    Redis is logged and the worker starts, as it does for an unreachable broker.
+    """
+
+    def start(self, parent: Any) -> None:
+        from tasks.runtime import runtime_for
+
+        runtime_for(parent.app).check_state_redis()
+
+
+class DeadLetterQueue(bootsteps.StartStopStep):
+    """Worker start-up step on RabbitMQ: declare the dead-letter queue, so a poison job over
+    the delivery limit is kept (RabbitMQ drops dead letters routed to no queue)."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def start(self, parent: Any) -> None:
+        if is_amqp(parent.app.conf.broker_url):
+            dead_letter_queue()(parent.connection.default_channel).declare()
+
+
 def create_app(settings: Settings) -> ContactLookupCelery:
     app = ContactLookupCelery("contact_lookup", set_as_current=False)
     app.settings = settings
     transport = {"visibility_timeout": int(settings.visibility_timeout_s)}
-    broker_transport = {
-        **transport,
-        # kombu looks for jobs held by dead workers only every interval x throttle seconds
-        # (10 x 10 by default), so they came back up to 100 s after the visibility timeout.
-        # Sweep every interval instead (one cheap ZRANGE, under a Redis lock), a fraction of
-        # the timeout: a dead worker's jobs return about VISIBILITY_TIMEOUT after it died.
-        "unacked_restore_interval": max(1, min(10, int(settings.visibility_timeout_s) // 5)),
-        "unacked_restore_throttle": 1,
-    }
+    if is_amqp(settings.broker_url):
+        # Publisher confirms: a send returns only once RabbitMQ has taken the message (for a
+        # quorum queue, once a majority of its replicas have), so the webhook answers 200
+        # only for jobs the broker holds (https://www.rabbitmq.com/docs/confirms).
+        broker_transport: dict[str, Any] = {"confirm_publish": True}
+    else:
+        broker_transport = {
+            **transport,
+            # kombu looks for jobs held by dead workers only every interval x throttle
+            # seconds (10 x 10 by default), so they came back up to 100 s after the
+            # visibility timeout. Sweep every interval instead (one cheap ZRANGE, under a
+            # Redis lock), a fraction of the timeout: a dead worker's jobs return about
+            # VISIBILITY_TIMEOUT after it died.
+            "unacked_restore_interval": max(1, min(10, int(settings.visibility_timeout_s) // 5)),
+            "unacked_restore_throttle": 1,
+        }
+    # sentinel:// URLs: Celery and kombu take the master's name as a transport option.
+    broker_url, broker_sentinel = celery_url_and_options(settings.broker_url)
+    result_backend, result_sentinel = celery_url_and_options(settings.result_backend)
     app.conf.update(
-        broker_url=settings.broker_url,
-        result_backend=settings.result_backend,
-        broker_transport_options=broker_transport,
-        result_backend_transport_options=transport,
+        broker_url=broker_url,
+        result_backend=result_backend,
+        broker_transport_options={**broker_transport, **broker_sentinel},
+        result_backend_transport_options={**transport, **result_sentinel},
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         result_serializer="json",
@@ -68,7 +193,7 @@ def create_app(settings: Settings) -> ContactLookupCelery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=purpose_queues(settings.broker_url),
         task_default_queue="call_pop",
         task_routes=(route_by_purpose,),
         task_track_started=True,
@@ -81,4 +206,6 @@ def create_app(settings: Settings) -> ContactLookupCelery:
     )
     # tasks.observe: per-job metrics and log line, from Celery's signals.
     app.conf.imports = ("tasks.find_contact", "tasks.observe")
+    app.steps["worker"].add(StateRedisCheck)
+    app.steps["consumer"].add(DeadLetterQueue)
     return app

@@ -34,6 +34,7 @@ from contact_lookup.model.errors import (
 )
 from contact_lookup.model.purpose import PURPOSES
 from tasks import backoff
+from tasks.celery_app import broker_countdown_s
 from tasks.runtime import runtime_for
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
         result["extraDataTracking"].update(_wait_tracking(waits, state.get("rateLimit")))
     if pop is not None and query.purpose == "call_pop":
         callpop.publish(
-            runtime.cache_redis,
+            runtime.state_redis,
             pop["rcAccountId"],
             pop["rcExtensionId"],
             pop.get("telephonySessionId"),
@@ -173,6 +174,7 @@ def _retry_or_fail(
         if deferral
         else backoff.delay_s(exc, crm_retries, cap_s=cap)
     )
+    wait = broker_countdown_s(task.app, wait)
     rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
     deadline = _deadline(task)
     too_late = deadline is not None and time.time() + wait >= deadline

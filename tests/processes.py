@@ -16,13 +16,14 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import FOLLOW_REDIS_URL, ROOT
 from tests.fakecrm import wait_for
 
 
 def base_env(**overrides: str) -> dict[str, str]:
-    """The environment for a subprocess: ours, without anything that would redirect it."""
-    drop = ("REDIS_URL", "BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "CONTACT_LOOKUP_CONFIG")
+    """The environment for a subprocess: ours, without anything that would redirect it (on a
+    RabbitMQ run, BROKER_URL stays: every worker uses the run's broker unless told otherwise)."""
+    drop = ("REDIS_URL", *FOLLOW_REDIS_URL, "CONTACT_LOOKUP_CONFIG")
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("CRMSIM_")}
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)

@@ -7,6 +7,7 @@ that name), so importing a submodule such as ``worker.command`` reads no environ
 from __future__ import annotations
 
 import contextlib
+import os
 from functools import cache
 from typing import Any
 
@@ -14,7 +15,7 @@ from contact_lookup.compose import load_checked_config
 from contact_lookup.logs import configure_logging
 from contact_lookup.model.errors import ConfigError
 from contact_lookup.settings import Settings
-from tasks.celery_app import ContactLookupCelery, create_app
+from tasks.celery_app import ContactLookupCelery, create_app, strip_celery_cli_urls
 
 
 @cache
@@ -28,6 +29,7 @@ def _app() -> ContactLookupCelery:
     # bad file is reported by the first lookup as a failed result naming the problem.
     with contextlib.suppress(ConfigError):
         load_checked_config(settings.config_path)
+    strip_celery_cli_urls(os.environ)
     app = create_app(settings)
     app.set_current()
     from celery import signals

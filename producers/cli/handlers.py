@@ -20,6 +20,7 @@ import redis
 
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.model.redaction import redact_url
+from contact_lookup.redis_urls import redis_client
 from contact_lookup.settings import Settings
 from producers.cli.errors import UsageError
 
@@ -138,7 +139,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if args.extension is not None and not re.fullmatch(r"\d{1,20}", args.extension):
         raise UsageError("--extension must be a RingCentral extension id (digits)")
     settings = Settings.from_env()
-    client = redis.Redis.from_url(settings.cache_url, socket_connect_timeout=5)
+    client = redis_client(settings.state_url)
     try:
         watch(client, sys.stdout, extension=args.extension, count=args.count)
     except redis.RedisError as exc:

@@ -67,6 +67,7 @@ def setup(
         BROKER_URL=broker.url,
         RESULT_BACKEND=broker.url,
         CACHE_URL=faults_url,
+        STATE_URL=faults_url,
         CONTACT_LOOKUP_CONFIG=str(toml),
         **crm.env(),
     )

@@ -392,7 +392,7 @@ def test_relookup_batch_files_never_crash(
 
     monkeypatch.setenv("REDIS_URL", fuzz_settings.redis_url)
     monkeypatch.setenv("CONTACT_LOOKUP_CONFIG", str(config_path))
-    for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+    for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
         monkeypatch.delenv(name, raising=False)
     runs = {"n": 0}
 

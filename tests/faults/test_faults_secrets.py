@@ -87,6 +87,7 @@ def test_the_canary_is_nowhere(
         env = base_env(
             REDIS_URL=faults_url,
             CACHE_URL=faults_url,
+            STATE_URL=faults_url,
             BROKER_URL=broker.url,
             RESULT_BACKEND=broker.url,
             CONTACT_LOOKUP_CONFIG=str(toml),

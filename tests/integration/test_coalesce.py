@@ -204,9 +204,13 @@ def child_main() -> None:
 
     go_key = sys.argv[1]
     runtime = Runtime(Settings.from_env())
-    svc, r = runtime.service, runtime.cache_redis
+    svc, r = runtime.service, runtime.state_redis
     print("ready", flush=True)
-    assert r.blpop([go_key], timeout=20) is not None
+    # Short waits: the client times out reads after 5 s, and the other process may take
+    # longer than that to start on a busy machine.
+    deadline = time.monotonic() + 30
+    while r.blpop([go_key], timeout=1) is None:
+        assert time.monotonic() < deadline, "never told to go"
     results = together(
         THREADS_PER_PROCESS, lambda i: svc.lookup("fake", LookupRequest(NUMBER, purpose="call_log"))
     )
@@ -221,10 +225,13 @@ def test_lookups_in_two_processes_make_one_request_per_format(
         **os.environ,
         **crm.env(),
         "REDIS_URL": db_url(DB),
+        # The child imports this module, so tests/conftest.py: without this opt-in it would
+        # start a private redis-server of its own and point REDIS_URL there.
+        "TEST_REDIS_URL": db_url(DB),
         "CONTACT_LOOKUP_CONFIG": str(toml),
         "PYTHONPATH": str(ROOT),
     }
-    for var in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+    for var in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
         env.pop(var, None)
     go_key = "test:coalesce:go"
     code = "from tests.integration.test_coalesce import child_main; child_main()"

@@ -14,6 +14,7 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from celery.exceptions import TaskRevokedError
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.signals import task_postrun
 
 import tasks.find_contact  # noqa: F401  (registers the shared task)
@@ -21,7 +22,7 @@ from contact_lookup.core.request import LookupRequest
 from contact_lookup.model.purpose import PURPOSES
 from tasks.celery_app import ContactLookupCelery, create_app
 from tasks.enqueue import enqueue
-from tests.conftest import settings_for
+from tests.conftest import AMQP_BROKER_URL, settings_for
 from tests.fakecrm import SEED, FakeCRM, fake_toml, wait_for
 
 TOKEN = "tok-CANARY-5f0b8c"
@@ -193,26 +194,41 @@ def test_duplicate_delivery_returns_the_stored_result_without_side_effects(
 def test_expired_call_pop_message_is_dropped(
     tmp_path: Path, redis_url: str, crm: FakeCRM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On Redis the worker finds the ``expires`` header passed and revokes the job; on
+    RabbitMQ the broker itself drops it at its AMQP ``expiration`` (Celery sets both from
+    ``expires``), before any worker sees it. Either way no CRM request is made."""
     app = make_app(tmp_path, redis_url, crm, monkeypatch, call_pop_deadline_s=1)
     pending = enqueue(app, "fake", LookupRequest("+14155550101", purpose="call_pop"))
-    # The phone stops ringing before any worker is free: wait (polling, with a deadline) until
-    # the expiry the product stamped on the queued message has passed.
-    (raw,) = redis.Redis.from_url(redis_url).lrange("call_pop", 0, -1)
-    expires = datetime.fromisoformat(json.loads(raw)["headers"]["expires"])
-    assert expires <= datetime.now(UTC) + timedelta(seconds=1.5)  # the 1 s call-pop deadline
-    assert wait_for(lambda: datetime.now(UTC) > expires, 5)
-    with (
-        start_worker(
-            app,
-            pool="threads",
-            concurrency=2,
-            perform_ping_check=False,
-            queues=["call_pop"],
-            shutdown_timeout=10,
-        ),
-        pytest.raises(TaskRevokedError),
+    if AMQP_BROKER_URL:
+        with app.connection_for_write() as conn:
+            channel = conn.default_channel
+
+            def waiting() -> int:
+                return int(channel.queue_declare("call_pop", passive=True).message_count)
+
+            assert waiting() == 1
+            assert wait_for(lambda: waiting() == 0, 5)  # expired in the broker
+    else:
+        # The phone stops ringing before any worker is free: wait (polling, with a deadline)
+        # until the expiry the product stamped on the queued message has passed.
+        (raw,) = redis.Redis.from_url(redis_url).lrange("call_pop", 0, -1)
+        expires = datetime.fromisoformat(json.loads(raw)["headers"]["expires"])
+        assert expires <= datetime.now(UTC) + timedelta(seconds=1.5)  # the 1 s deadline
+        assert wait_for(lambda: datetime.now(UTC) > expires, 5)
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        queues=["call_pop"],
+        shutdown_timeout=10,
     ):
-        pending.get(timeout=10)
+        if AMQP_BROKER_URL:
+            with pytest.raises(CeleryTimeoutError):
+                pending.get(timeout=2)  # nothing left to run: no result, ever
+        else:
+            with pytest.raises(TaskRevokedError):
+                pending.get(timeout=10)
     assert crm.requests == 0
 
 

@@ -17,7 +17,7 @@ import redis
 
 from producers.cli import main
 from tasks.celery_app import ContactLookupCelery, create_app
-from tests.conftest import EXAMPLES, ROOT, flushed_db, settings_for
+from tests.conftest import AMQP_BROKER_URL, EXAMPLES, ROOT, flushed_db, settings_for
 
 PRODUCERS_DB = 12
 FIXTURES = ROOT / "tests" / "fixtures" / "ringcentral"
@@ -102,11 +102,14 @@ def env(pr_url: str, config_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
         "BROKER_URL",
         "RESULT_BACKEND",
         "CACHE_URL",
+        "STATE_URL",
         "RC_VERIFICATION_TOKEN",
         "CALL_POP_DEADLINE",
         "CACHE_TTL",
     ):
         monkeypatch.delenv(name, raising=False)
+    if AMQP_BROKER_URL:
+        monkeypatch.setenv("BROKER_URL", AMQP_BROKER_URL)
     return config_path
 
 
@@ -119,8 +122,16 @@ def celery_app(pr_url: str, config_path: Path) -> Iterator[ContactLookupCelery]:
     app.close()
 
 
-def queued(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    """The find_contact messages waiting on a queue, oldest first: id, kwargs, expires."""
+def queued(
+    client: redis.Redis, queue: str, amqp_url: str | None = AMQP_BROKER_URL
+) -> list[dict[str, Any]]:
+    """The find_contact messages waiting on a queue, oldest first: id, kwargs, expires.
+
+    ``client`` is the broker Redis; on a RabbitMQ run (``amqp_url``) the queue is read from
+    RabbitMQ instead. A test that sends to a Redis broker of its own passes ``amqp_url=None``.
+    """
+    if amqp_url:
+        return amqp_queued(amqp_url, queue)
     out = []
     for raw in reversed(client.lrange(queue, 0, -1)):  # kombu LPUSHes, consumers BRPOP
         message = json.loads(raw)
@@ -132,6 +143,28 @@ def queued(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
                 "expires": message["headers"].get("expires"),
             }
         )
+    return out
+
+
+def amqp_queued(url: str, queue: str) -> list[dict[str, Any]]:
+    """RabbitMQ's side of ``queued``: every message fetched unacknowledged, then the channel
+    closed, which returns them all to the queue (in order) for the workers."""
+    from amqp.exceptions import NotFound
+    from kombu import Connection
+
+    out = []
+    with Connection(url, connect_timeout=5) as conn:
+        channel = conn.channel()
+        try:
+            while (message := channel.basic_get(queue, no_ack=False)) is not None:
+                headers = message.properties.get("application_headers", {})
+                body = json.loads(message.body)
+                out.append(
+                    {"id": headers["id"], "kwargs": body[1], "expires": headers.get("expires")}
+                )
+        except NotFound:  # never declared: nothing was sent to it
+            return []
+        channel.close()
     return out
 
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from producers.cli import main
-from tests.conftest import live
+from tests.conftest import live, purge_amqp_queues
 from tests.producers.conftest import (
     DEMO_EXT,
     SALES_EXT,
@@ -408,6 +408,7 @@ def test_a_whole_call_delivered_twice_in_any_order_pops_once_and_logs_once(
     ]
     for seed in range(4):
         client.flushdb()
+        purge_amqp_queues()  # the broker too, on a RabbitMQ run
         rest = stream[1:] + copies + stream  # plus plain redeliveries of every uuid
         random.Random(seed).shuffle(rest)
         # the phone rings first; every other delivery arrives in any order

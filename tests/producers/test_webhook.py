@@ -24,7 +24,7 @@ from contact_lookup.core import keys
 from localredis import EmbeddedRedis, free_port
 from producers.pipeline import build_pipeline
 from producers.webhook import MAX_BODY_BYTES, create_webhook_app
-from tests.conftest import ROOT, live
+from tests.conftest import FOLLOW_REDIS_URL, ROOT, live
 from tests.producers.conftest import fixture, queued, settings_for
 
 TOKEN = "vt-CANARY-8e1f0d2c"
@@ -183,9 +183,9 @@ def test_broker_down_gives_503_and_the_redelivery_is_processed_when_it_is_back(
         status, _, body = post(base, event)  # RingCentral's redelivery
         assert status == 200 and json.loads(body)["actions"] == ["enqueued"]
         broker_client = redis.Redis.from_url(broker.url)
-        assert [j["kwargs"]["phoneNumber"] for j in queued(broker_client, "call_pop")] == [
-            "+14155550100"
-        ]
+        assert [
+            j["kwargs"]["phoneNumber"] for j in queued(broker_client, "call_pop", amqp_url=None)
+        ] == ["+14155550100"]
         broker_client.close()
         assert http(base, "/healthz")[0] == 200
     finally:
@@ -203,7 +203,7 @@ def test_the_webhook_command_serves_under_gunicorn(
         "RC_VERIFICATION_TOKEN": TOKEN,
         "LOG_FORMAT": "json",
     }
-    for name in ("BROKER_URL", "RESULT_BACKEND", "CACHE_URL"):
+    for name in FOLLOW_REDIS_URL:
         env.pop(name, None)
     proc = subprocess.Popen(
         [

@@ -56,7 +56,9 @@ def test_secret_comes_from_env_and_missing_one_is_named() -> None:
 
 def test_settings_defaults_follow_redis_url() -> None:
     s = Settings.from_env({"REDIS_URL": "redis://r:1/2"})
-    assert (s.broker_url, s.result_backend, s.cache_url) == ("redis://r:1/2",) * 3
+    assert (s.broker_url, s.result_backend, s.cache_url, s.state_url) == ("redis://r:1/2",) * 4
+    split = Settings.from_env({"REDIS_URL": "redis://r:1/2", "CACHE_URL": "redis://lru:1/0"})
+    assert (split.cache_url, split.state_url) == ("redis://lru:1/0", "redis://r:1/2")
     assert s.call_pop_deadline_s == 20 and s.log_format == "text"
     assert s.visibility_timeout_s > 120  # longer than the longest retry countdown
 
@@ -70,6 +72,7 @@ def test_settings_defaults_follow_redis_url() -> None:
         ({"VISIBILITY_TIMEOUT": "0"}, "VISIBILITY_TIMEOUT"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"CACHE_URL": "ftp://x"}, "CACHE_URL"),
+        ({"STATE_URL": "amqp://x"}, "STATE_URL"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict, name: str) -> None:

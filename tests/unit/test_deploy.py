@@ -62,7 +62,10 @@ def test_every_command_names_a_real_entry_point() -> None:
         elif argv[0] == "celery":
             assert argv[1:3] == ["-A", "worker"] and argv[3] in ("worker", "flower"), name
         else:
-            assert argv[:2] == ["sh", "-c"] and argv[2].startswith("exec redis-server "), name
+            assert (argv[:2] == ["sh", "-c"] and argv[2].startswith("exec redis-server ")) or argv[
+                0
+            ] == "rabbitmq-server", name
+        assert "healthcheck" in service, f"{name} has no health check"
 
 
 def test_worker_queues_are_split_by_latency() -> None:
@@ -81,6 +84,17 @@ def test_redis_roles_and_protection() -> None:
         # The password from the environment, quoted by the shell: never pasted into a URL.
         assert '--requirepass "$$REDIS_PASSWORD"' in " ".join(SERVICES[name]["command"])
         assert "ports" not in SERVICES[name], f"{name} must not be published to the host"
+
+
+def test_state_lives_on_the_non_evicting_redis() -> None:
+    env = SERVICES["webhook"]["environment"]
+    assert env["STATE_URL"].startswith("redis://broker-redis:")  # noeviction, like the broker
+    assert env["CACHE_URL"].startswith("redis://cache-redis:")
+
+
+def test_rabbitmq_is_an_opt_in_profile() -> None:
+    assert SERVICES["rabbitmq"]["profiles"] == ["rabbitmq"]
+    assert SERVICES["webhook"]["environment"]["BROKER_URL"].startswith("${BROKER_URL:-redis://")
 
 
 def test_flower_requires_auth_from_the_environment() -> None:
@@ -231,3 +245,16 @@ def test_compose_refuses_an_empty_secret_or_config_dir(var: str) -> None:
             env_file.unlink()
     assert out.returncode != 0
     assert var in out.stderr
+
+
+def test_the_sentinel_example_names_valid_sentinel_urls() -> None:
+    from contact_lookup.redis_urls import parse_sentinel
+
+    text = (ROOT / "examples" / "docker-compose.sentinel.yml").read_text()
+    example = yaml.safe_load(text.replace("${REDIS_PASSWORD:?set REDIS_PASSWORD}", "pw"))
+    env = example["services"]["webhook"]["environment"]
+    for name in ("BROKER_URL", "RESULT_BACKEND", "STATE_URL"):
+        parsed = parse_sentinel(env[name], name)
+        assert parsed.master_name == "cl-master" and parsed.password == "pw"
+        assert len(parsed.sentinels) == 3
+    assert "--maxmemory-policy noeviction" in example["services"]["redis-replica"]["command"]
