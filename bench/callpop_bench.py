@@ -171,9 +171,9 @@ def fast_path(ctx: Context) -> Outcome:
     out.notes.append(
         f"{SAMPLES} ringing-call notifications after {WARM_UP} warm-up, each with a cached "
         f"match, interleaved with no-op round trips on a `--pool threads -c 16` call_pop "
-        f"worker. Actions: {_actions(actions)}. The fast path is one Lua script "
-        "(producers/fastpath.py: dedupe, sequence, once-key, cache read and PUBLISH): one "
-        "Redis round trip; the subscriber is a thread of this process on `callpop:*`."
+        f"worker. Actions: {_actions(actions)}. The fast path: the event script (dedupe, "
+        "party state, once-key), a cache read and a PUBLISH; the subscriber is a thread of "
+        "this process on `callpop:*`."
     )
     out.notes.append(f"Profile of EventPipeline.handle on the fast path: {shares(prof)}.")
     if not p50 * 20 <= base50:
@@ -181,9 +181,9 @@ def fast_path(ctx: Context) -> Outcome:
             f"Below target: {base50 / p50:.1f}x faster at p50, not 20x; 20x would need the "
             f"pop at the subscriber within {base50 / 20:.2f} ms. The time is the Redis client "
             "call and the phone number parsing (profile above), not Redis itself. What it "
-            "would take beyond the one round trip it is now: parsing the number once (the "
-            "plan already normalised it; the template's `LookupService.prepare` parses it "
-            "again), less Python around the script call, and hiredis for the replies."
+            "would take: one script for the checks, the cache read and the PUBLISH; parsing "
+            "the number once (the plan already normalised it; `LookupService.prepare` parses "
+            "it again); less Python around the script calls."
         )
     return out
 

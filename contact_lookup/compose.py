@@ -43,9 +43,12 @@ def load_checked_config(path: str) -> Config:
     with ``ConfigError`` naming the table and key, never at the first lookup.
     """
     config = load_config(path)
-    validate_config(config)
-    for connection in config.connections.values():
-        vendors.check(connection)  # auth = oauth2 / jwt-bearer only where the CRM has it
+    try:
+        validate_config(config)
+        for connection in config.connections.values():
+            vendors.check(connection)  # auth = oauth2 / jwt-bearer only where the CRM has it
+    except ConfigError as exc:  # name the file too, like load_config's own errors
+        raise ConfigError(f"connections file {path!r}: {exc.message}", hint=exc.hint) from None
     # Every secret the file names is redacted from logs, traces and stored exception text.
     PROCESS.add(*Redactor.from_env(secret_names(config.connections.values())).secrets)
     return config

@@ -2,6 +2,19 @@
 
 Every variable of docs/interface.md section 2 lives here. A bad value raises ``ConfigError`` with
 one line naming the variable, so start-up fails loudly instead of a worker misbehaving later.
+
+``Settings.from_env`` also refuses combinations that would break at-least-once delivery
+(``check_limits``; the README's configuration table lists each), derived from the retry
+bounds in ``contact_lookup.model.retry``:
+
+- ``VISIBILITY_TIMEOUT`` must be above ``RETRY_MAX_DELAY``, the longest countdown a job can
+  schedule: the Redis transport delivers a message again once it has been reserved for the
+  visibility timeout, so a shorter one runs a delayed retry early, and more than once
+  (Celery docs, "Using Redis: Visibility timeout").
+- ``RESULT_EXPIRES`` must cover the retry horizon (``retry.horizon_s``) plus the visibility
+  timeout: a redelivered job finds its finished twin through the stored result.
+- ``CALL_POP_DEADLINE`` must be below ``VISIBILITY_TIMEOUT``, or a call pop held by a worker
+  that died comes back only after nobody can use it.
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from contact_lookup.model import retry
 from contact_lookup.model.errors import ConfigError
 from contact_lookup.model.redaction import redact_url
 from contact_lookup.redis_urls import parse_sentinel
@@ -112,6 +126,10 @@ class Settings:
     # "window": a deferred batch job wakes spread after the limiter's wait (tasks/backoff.py);
     # "none": the limiter's exact wait, as short as it allows (a stress setting for tests).
     deferral_spread: str = "window"
+    # Telephony events older than this by their eventTime are stale (README "Event rules").
+    event_max_age_s: float = 21600.0
+    # The longest countdown a job may schedule (retries and limiter deferrals are capped at it).
+    retry_max_delay_s: float = retry.DEFAULT_MAX_DELAY_S
     rc_verification_token: str | None = field(default=None, repr=False)
     # user:password for the webhook's /metrics (HTTP basic auth); None: no auth asked.
     metrics_basic_auth: str | None = field(default=None, repr=False)
@@ -142,7 +160,37 @@ class Settings:
             result_expires_s=_number(env, "RESULT_EXPIRES", 86400.0, minimum=60),
             http_timeout_s=_number(env, "CRM_HTTP_TIMEOUT", 10.0, minimum=0.1),
             deferral_spread=_choice(env, "DEFERRAL_SPREAD", "window", ("window", "none")),
+            event_max_age_s=_number(env, "EVENT_MAX_AGE", 21600.0, minimum=1),
+            retry_max_delay_s=_number(env, "RETRY_MAX_DELAY", retry.DEFAULT_MAX_DELAY_S, minimum=1),
             rc_verification_token=env.get("RC_VERIFICATION_TOKEN") or None,
             metrics_basic_auth=env.get("METRICS_BASIC_AUTH") or None,
             token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY", "").strip() or None,
-        )
+        ).check_limits()
+
+    @property
+    def result_horizon_s(self) -> float:
+        """How long a job's result must be kept: its retry horizon plus one redelivery."""
+        return retry.horizon_s(self.retry_max_delay_s) + self.visibility_timeout_s
+
+    def check_limits(self) -> Settings:
+        """Self, or ConfigError naming the setting and the limit it breaks (module docstring)."""
+        if self.visibility_timeout_s <= self.retry_max_delay_s:
+            raise ConfigError(
+                f"VISIBILITY_TIMEOUT={self.visibility_timeout_s:g} must be above "
+                f"RETRY_MAX_DELAY={self.retry_max_delay_s:g} s, the longest countdown a job "
+                "can schedule (else a delayed retry is delivered again before it is due)"
+            )
+        if self.call_pop_deadline_s >= self.visibility_timeout_s:
+            raise ConfigError(
+                f"CALL_POP_DEADLINE={self.call_pop_deadline_s:g} must be below "
+                f"VISIBILITY_TIMEOUT={self.visibility_timeout_s:g} s"
+            )
+        if self.result_expires_s < self.result_horizon_s:
+            raise ConfigError(
+                f"RESULT_EXPIRES={self.result_expires_s:g} must be at least "
+                f"{self.result_horizon_s:g} s: the retry horizon ({retry.MAX_DEFERRALS} "
+                f"deferrals + {max(retry.MAX_RETRIES.values())} retries x RETRY_MAX_DELAY="
+                f"{self.retry_max_delay_s:g} s) plus VISIBILITY_TIMEOUT (a redelivered job "
+                "reads its stored result)"
+            )
+        return self

@@ -84,6 +84,7 @@ def replay_and_print(settings: Settings, events: Path) -> bool:
     )
     producer = build_pipeline(settings)
     producer.forget_events()  # a second demo run on the same Redis starts afresh
+    producer.recorded = True  # a recording: its events are judged by their own clock
     client = redis_client(settings.state_url)
     ready, stop = threading.Event(), threading.Event()
     watcher = threading.Thread(target=_print_call_pops, args=(client, ready, stop), daemon=True)

@@ -8,12 +8,15 @@ plan names.
 
 Rules:
 
-- Telephony sessions (``.../telephony/sessions``): one step per *own* party, i.e. a party
-  with an ``extensionId`` (where the event path names an extension, the party of that
-  extension). Setup or Proceeding -> ``call_pop`` for the caller (``from``) when Inbound, for
-  the callee (``to``) when Outbound and the connection has ``outbound_pop``. Disconnected ->
-  ``call_log``, except when ``status.reason`` is BlindTransfer, AttendedTransfer, Pickup or
-  CallSwitch (the call goes on elsewhere); Gone is a transfer too. Other statuses: no job.
+- Telephony sessions (``.../telephony/sessions``): every party's status is kept per session
+  by the pipeline (``producers.telephony``, the README's "Event rules" table, from
+  RingCentral's ``CallStatusInfo``). One step per *own* party, i.e. a party with an
+  ``extensionId`` (where the event path names an extension, the party of that extension):
+  Setup or Proceeding -> ``call_pop`` for the caller (``from``) when Inbound, for the callee
+  (``to``) when Outbound and the connection has ``outbound_pop``; Disconnected -> a
+  ``call_log`` candidate, unless its reason passes the call on (transfers, pickups, parks,
+  queue legs); Gone passes the call on too. The pipeline sends one call log per call, for the
+  party ``producers.telephony.decide`` names once every party has ended.
 - Instant SMS (``.../message-store/instant?type=SMS``) and fax (``.../fax``): ``message_log``
   for the other party: ``from`` when Inbound (the default), else the ``to[]`` entry with
   ``target: true``, else the first. Pager and VoiceMail are not logged. Message-store change
@@ -40,12 +43,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from contact_lookup.core import keys
-from contact_lookup.model import phone
+from contact_lookup.model import dates, phone
 from contact_lookup.model.config import Config, Connection
 from contact_lookup.model.errors import InvalidPhoneNumber
+from producers.telephony import CodeRule, PartyRecord, code_rule, passes_on
 
-RINGING = ("Setup", "Proceeding")
-TRANSFER_REASONS = ("BlindTransfer", "AttendedTransfer", "Pickup", "CallSwitch")
 LOGGED_MESSAGES = ("SMS", "Fax")
 UNLOGGED_MESSAGES = ("Pager", "VoiceMail")
 
@@ -93,20 +95,25 @@ class Skip:
 
 @dataclass(frozen=True)
 class Step:
-    """One party (telephony) or one message: a job or a skip. ``sequence_key`` is where the
-    newest ``sequence`` seen for that party is kept (None: no ordering to enforce)."""
+    """One own party (telephony) or one message: a job or a skip. ``party_id``: the party."""
 
     outcome: Job | Skip
-    sequence_key: str | None = None
+    party_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Plan:
+    """What one notification says. Telephony events also carry ``session``, ``sequence``,
+    ``event_time`` (epoch seconds, from ``eventTime`` or the envelope's ``timestamp``), a
+    record of every party in the event and the parties it shows talking (``answered``)."""
+
     uuid: str | None
     steps: tuple[Step, ...]
     sequence: int | None = None
-    session_key: str | None = None  # marks a telephony session as seen live
-    all_disconnected: bool = False  # and the session never seen live: the event is stale
+    session: str | None = None
+    event_time: float | None = None
+    parties: tuple[PartyRecord, ...] = ()
+    answered: tuple[str, ...] = ()
 
 
 # --- small readers that never raise on a missing or mistyped field -----------------------
@@ -146,6 +153,7 @@ class _Event:
     account: str | None
     extension: str | None
     query: Mapping[str, list[str]]
+    timestamp: Any = None  # the envelope's delivery time
 
 
 def _event(notification: Mapping[str, Any], body: Mapping[str, Any]) -> _Event:
@@ -164,7 +172,7 @@ def _event(notification: Mapping[str, Any], body: Mapping[str, Any]) -> _Event:
             "fax": "fax",
             "message-store": "message-store",
         }.get(resource, "unknown")
-        return _Event(kind, account, extension, query)
+        return _Event(kind, account, extension, query, notification.get("timestamp"))
     # No event path: fall back on the body's shape.
     if isinstance(body.get("parties"), list):
         kind = "telephony"
@@ -174,7 +182,7 @@ def _event(notification: Mapping[str, Any], body: Mapping[str, Any]) -> _Event:
         kind = "message"
     else:
         kind = "unknown"
-    return _Event(kind, None, None, {})
+    return _Event(kind, None, None, {}, notification.get("timestamp"))
 
 
 def plan(notification: Any, config: Config) -> Plan:
@@ -215,33 +223,83 @@ def _telephony(uuid: str | None, body: Mapping[str, Any], event: _Event, config:
     )
     if not parties:
         return Plan(uuid, (Step(Skip("telephony event without parties")),))
-    own = [p for p in parties if _text(p.get("extensionId"))]
-    if event.extension:
-        own = [p for p in own if _text(p.get("extensionId")) == event.extension]
-    if not own:
-        return Plan(
-            uuid,
-            (
-                Step(
-                    Skip(
-                        "no party of the subscriber's own extension "
-                        "(a party with extensionId) in the event"
-                    )
-                ),
-            ),
-        )
-    steps = []
-    for party in own:
+    sequence = _int(body.get("sequence"))
+    event_time = _epoch(body.get("eventTime")) or _epoch(event.timestamp)
+
+    def is_own(p: Mapping[str, Any]) -> bool:
+        ext = _text(p.get("extensionId"))
+        return bool(ext) and (not event.extension or ext == event.extension)
+
+    own = [p for p in parties if is_own(p)]
+    records: list[PartyRecord] = []
+    answered: list[str] = []
+    steps: list[Step] = []
+    for party in parties:
         party_id = _text(party.get("id")) or _text(party.get("extensionId"))
-        seq_key = keys.party_sequence(session, party_id) if session and party_id else None
-        steps.append(Step(_party(party, party_id, session, event, config), seq_key))
+        code, reason = _status(party)
+        if party_id and session:
+            mine = is_own(party)
+            extension_id = _text(party.get("extensionId"))
+            routing = mine and extension_id in config.routing_extensions
+            log = _call_log(party, event, config) if mine else None
+            records.append(
+                PartyRecord(party_id, mine, code, reason, sequence, routing, _log_field(log))
+            )
+            if code_rule(code) is CodeRule.TALKING:
+                answered.append(party_id)
+        if is_own(party):
+            steps.append(Step(_party(party, party_id, session, event, config), party_id))
+    if not own:
+        steps = [
+            Step(
+                Skip(
+                    "no party of the subscriber's own extension "
+                    "(a party with extensionId) in the event"
+                )
+            )
+        ]
     return Plan(
         uuid,
         tuple(steps),
-        sequence=_int(body.get("sequence")),
-        session_key=keys.telephony_session(session) if session else None,
-        all_disconnected=all(_status(p)[0] == "Disconnected" for p in parties),
+        sequence=sequence,
+        session=session,
+        event_time=event_time,
+        parties=tuple(records),
+        answered=tuple(answered),
     )
+
+
+def _epoch(value: Any) -> float | None:
+    moment = dates.parse_date(value) if isinstance(value, str) else None
+    return moment.timestamp() if moment is not None else None
+
+
+def _log_field(log: Job | Skip | None) -> dict[str, Any] | str | None:
+    if isinstance(log, Job):
+        return {
+            "connection": log.connection,
+            "phoneNumber": log.phone_number,
+            "isExtension": log.is_extension,
+        }
+    return log.reason if isinstance(log, Skip) else None
+
+
+def logged_key(session: str) -> str:
+    """The once-key of a call's one call log."""
+    return keys.once("call_log", session)
+
+
+def call_log_job(session: str, field: dict[str, Any] | str | None) -> Job | Skip:
+    """The call-log job kept in a party's record (``PartyRecord.call_log``), for the session."""
+    if isinstance(field, dict):
+        return Job(
+            "call_log",
+            str(field["connection"]),
+            str(field["phoneNumber"]),
+            bool(field.get("isExtension")),
+            logged_key(session),
+        )
+    return Skip(field or "no call log for this party", "call_log")
 
 
 def _status(party: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -256,22 +314,29 @@ def _party(
     event: _Event,
     config: Config,
 ) -> Job | Skip:
+    """The step for one own party: a call pop while ringing, the call log (decided by the
+    pipeline for the whole call) when it ended, else a skip saying why not."""
     code, reason = _status(party)
+    rule = code_rule(code)
+    shown = _number_text(_other_side(party))  # the other party's number as sent
+    if rule is CodeRule.RINGING:
+        return _call_pop(party, party_id, session, event, config)
+    if passes_on(code, reason):
+        why = f"disconnected by {reason}" if rule is CodeRule.ENDED else "status Gone"
+        return Skip(f"{why}: the call goes on elsewhere, no call log", "call_log", shown)
+    if rule is CodeRule.ENDED:
+        return _call_log(party, event, config)
+    if rule is CodeRule.FAX:
+        return Skip("status FaxReceive: a fax is logged as a message, not a call", None, shown)
+    return Skip(f"status {code or '(missing)'}: no job for this update", None, shown)
+
+
+def _other_side(party: Mapping[str, Any]) -> Any:
     direction = _text(party.get("direction"))
-    side = {"Inbound": party.get("from"), "Outbound": party.get("to")}.get(direction or "")
-    shown = _number_text(side)  # the other party's number as sent, for skip lines
-    if code in RINGING:
-        purpose = "call_pop"
-    elif code == "Disconnected":
-        purpose = "call_log"
-        if reason in TRANSFER_REASONS:
-            return Skip(
-                f"disconnected by {reason}: the call goes on elsewhere, no call log", purpose, shown
-            )
-    elif code == "Gone":
-        return Skip("status Gone: the call was transferred, no call log", "call_log", shown)
-    else:
-        return Skip(f"status {code or '(missing)'}: no job for this update", None, shown)
+    return {"Inbound": party.get("from"), "Outbound": party.get("to")}.get(direction or "")
+
+
+def _who(party: Mapping[str, Any], purpose: str, config: Config) -> Connection | Skip:
     extension_id = _text(party.get("extensionId"))
     conn = config.connection_for_extension(extension_id)
     if conn is None:
@@ -279,13 +344,49 @@ def _party(
             f"no connection for extension {extension_id}: it is not in [extensions] "
             "and there is no default",
             purpose,
-            shown,
+            _number_text(_other_side(party)),
         )
+    direction = _text(party.get("direction"))
     if direction not in ("Inbound", "Outbound"):
         return Skip(
             f"party direction {direction or '(missing)'}: cannot tell the other party", purpose
         )
-    if direction == "Outbound" and purpose == "call_pop" and not conn.outbound_pop:
+    return conn
+
+
+def _call_log(party: Mapping[str, Any], event: _Event, config: Config) -> Job | Skip:
+    conn = _who(party, "call_log", config)
+    if isinstance(conn, Skip):
+        return conn
+    side = _other_side(party)
+    target = _target(side, conn, bare_digits_are_extensions=True, who="caller")
+    if isinstance(target, str):
+        return Skip(target, "call_log", _number_text(side))
+    number, is_extension = target
+    return Job("call_log", conn.name, number, is_extension)
+
+
+def _call_pop(
+    party: Mapping[str, Any],
+    party_id: str | None,
+    session: str | None,
+    event: _Event,
+    config: Config,
+) -> Job | Skip:
+    purpose = "call_pop"
+    conn = _who(party, purpose, config)
+    if isinstance(conn, Skip):
+        return conn
+    side = _other_side(party)
+    shown = _number_text(side)
+    if _text(party.get("extensionId")) in config.routing_extensions:
+        return Skip(
+            "IVR or queue extension ([telephony] routing_extensions): nobody answers there, "
+            "no call pop",
+            purpose,
+            shown,
+        )
+    if _text(party.get("direction")) == "Outbound" and not conn.outbound_pop:
         return Skip(
             f"outbound call: call pops for outbound calls are off for connection "
             f"{conn.name!r} (outbound_pop = false)",
@@ -296,28 +397,25 @@ def _party(
     if isinstance(target, str):
         return Skip(target, purpose, shown)
     number, is_extension = target
-    if purpose == "call_pop":
-        account = _text(party.get("accountId")) or event.account or conn.rc_account or None
-        if account is None:
-            return Skip(
-                "no RingCentral account id (party.accountId, the event path or the "
-                "connection's rc_account) to publish the call pop on",
-                purpose,
-                number,
-            )
-        once = keys.once("call_pop", session, party_id) if session and party_id else None
-        return Job(
+    account = _text(party.get("accountId")) or event.account or conn.rc_account or None
+    if account is None:
+        return Skip(
+            "no RingCentral account id (party.accountId, the event path or the "
+            "connection's rc_account) to publish the call pop on",
             purpose,
-            conn.name,
             number,
-            is_extension,
-            once,
-            rc_account=account,
-            rc_extension=extension_id,
-            telephony_session_id=session,
         )
-    once = keys.once("call_log", session, extension_id) if session and extension_id else None
-    return Job(purpose, conn.name, number, is_extension, once)
+    once = keys.once("call_pop", session, party_id) if session and party_id else None
+    return Job(
+        purpose,
+        conn.name,
+        number,
+        is_extension,
+        once,
+        rc_account=account,
+        rc_extension=_text(party.get("extensionId")),
+        telephony_session_id=session,
+    )
 
 
 # --- messages ----------------------------------------------------------------------------

@@ -1,24 +1,29 @@
 """The stateful producer: a notification's plan -> deduplicated, ordered jobs on the queues.
 
-One ``EventPipeline`` serves the webhook, ``replay`` and the demo. For each notification it runs
-one Lua script on the state Redis (STATE_URL, never evicting) that, atomically:
+One ``EventPipeline`` serves the webhook, ``replay`` and the demo. Its Redis is the state Redis
+(STATE_URL, never evicting). For each notification:
 
-1. marks the delivery ``uuid`` as seen (SET NX, TTL): a second delivery is a ``duplicate``,
-   whichever producer process receives it;
-2. marks the telephony session as seen live (an event where some party is not Disconnected):
-   an event whose parties are all Disconnected, for a session never seen live, is stale (its
-   copies from other subscriptions too);
-3. per party, compares the event's ``sequence`` with the newest seen (compare-and-set): an
-   older update is ignored;
-4. per job, sets its once-key (SET NX, TTL): one call pop per (session, party), one call log
-   per (session, extension), one message log per message, however many events arrive.
+1. An event older than ``max_event_age_s`` by its ``eventTime`` (the envelope's ``timestamp``
+   when it has none) is ``stale``: skipped whole, e.g. a replay of yesterday's stream.
+2. One Lua script on the cache Redis, atomically, marks the delivery ``uuid`` as seen (SET NX,
+   TTL: a second delivery is a ``duplicate``, whichever producer process receives it) and, for
+   a telephony event, merges every party of the event into its session's hash: a party's
+   record is replaced only by a newer ``sequence`` (an older update still counts for "it
+   answered" and "when it first appeared"). It returns the whole session as seen so far.
+3. A call pop goes out only while its party still rings: the event is the newest seen for
+   that party, the party has not answered and the call has not ended. One per (session,
+   party): its once-key (SET NX, TTL).
+4. A call log goes out once per call, whatever the order its events came in: when every party
+   seen has ended, ``producers.telephony.decide`` names the one own party it is for, and the
+   session's once-key (SET NX) makes it one. The event that ends the call sends it, even when
+   that event is about another party (its line then names the logged party's number).
+5. Messages: one message log per message (once-key per message id).
 
-Then a call pop whose answer is cached is published at once (``answered-from-cache``), in the
-same script when the events' Redis is the cache's (producers/fastpath.py: one round trip in
-all), else with one GET and one PUBLISH more; every other job is enqueued. When the broker
-refuses a job, the keys this delivery set for the jobs not sent (and its delivery mark) are
-released and ``PipelineUnavailable`` is raised: the caller must not acknowledge, and the
-redelivery is processed as if new. A Redis failure before the script ran leaves nothing to release.
+Then a call pop whose answer is cached is published at once (``answered-from-cache``: one
+GET and one PUBLISH more), and every other job is enqueued. When the broker refuses a job,
+the keys this delivery set for the jobs not sent (and its delivery mark) are released and
+``PipelineUnavailable`` is raised: the caller must not acknowledge, and the redelivery is
+processed as if new. A Redis failure before the script ran leaves nothing to release.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,53 +45,53 @@ from contact_lookup.core.request import LookupRequest
 from contact_lookup.core.service import LookupService
 from contact_lookup.model.config import Config
 from contact_lookup.model.errors import ContactLookupError
-from producers.events import Job, Plan, Skip, Step, plan
-from producers.fastpath import POPPED, FastPath, PopTemplate, template
+from producers.events import Job, Plan, Skip, Step, call_log_job, logged_key, plan
+from producers.telephony import Decision, SessionView, decide
 from tasks.enqueue import enqueue
 
 log = logging.getLogger(__name__)
 
 DEDUPE_TTL_S = 86400
+# Events older than this by their eventTime are stale (EVENT_MAX_AGE; README "Event rules").
+MAX_EVENT_AGE_S = 21600.0
 # Task ids derived from once-keys: a job re-sent after an ambiguous broker failure keeps its
 # id, so the worker's idempotency (stored result by task id) makes the copy a no-op.
 _TASK_NAMESPACE = uuidlib.UUID("5d1c8f0e-2b7a-4c1e-9a53-0c6f3e1b7d42")
 
-# KEYS: delivery, session, then (sequence, once) per step; '' where there is none.
-# ARGV: ttl seconds, the event's sequence ('' when none), '1' when every party is Disconnected.
-# Returns {'dup'} or {'ok'|'stale', verdict per step}; a verdict is 'go' (the job's once-key
-# was free and is now set, or the step has none), 'done' (once-key already set) or 'old:N'
-# (older than the newest sequence N seen for that party).
+# KEYS: delivery ('' when none), session hash ('' when none).
+# ARGV: ttl seconds, the event's sequence ('' when none), then per party: id, record, '1' when
+# this event shows it talking, '1' when it is an own party.
+# Returns {'dup'} or {'ok', newest flag per party ('1'/'0'), then the session hash's fields
+# and values}. A record is replaced only by an event at least as new; 'P|first' keeps the
+# lowest sequence seen for P, 'P|answered' is set once P is seen talking and 'P|own' once P
+# is seen as an own party (through any subscription), in any order.
 _CHECK = """
 local ttl = tonumber(ARGV[1])
 if KEYS[1] ~= '' and not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) then
   return {'dup'}
 end
-local state = 'ok'
-if KEYS[2] ~= '' then
-  if ARGV[3] ~= '1' then
-    redis.call('SET', KEYS[2], '1', 'EX', ttl)
-  elseif redis.call('EXISTS', KEYS[2]) == 0 then
-    state = 'stale'
-  end
-end
-local out = {state}
+local out = {'ok'}
+if KEYS[2] == '' then return out end
+local h = KEYS[2]
 local seq = tonumber(ARGV[2])
-for i = 3, #KEYS, 2 do
-  local verdict = 'go'
-  local seq_key, once_key = KEYS[i], KEYS[i + 1]
-  if seq and seq_key ~= '' then
-    local newest = tonumber(redis.call('GET', seq_key))
-    if newest and seq < newest then
-      verdict = 'old:' .. newest
-    else
-      redis.call('SET', seq_key, seq, 'EX', ttl)
-    end
+for i = 3, #ARGV, 4 do
+  local pid, rec, talking, own = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local cur = tonumber(redis.call('HGET', h, pid .. '|seq'))
+  local newest = (cur == nil) or (seq == nil) or (seq >= cur)
+  if newest then
+    redis.call('HSET', h, pid, rec)
+    if seq then redis.call('HSET', h, pid .. '|seq', seq) end
   end
-  if verdict == 'go' and state == 'ok' and once_key ~= '' then
-    if not redis.call('SET', once_key, '1', 'NX', 'EX', ttl) then verdict = 'done' end
+  if seq then
+    local first = tonumber(redis.call('HGET', h, pid .. '|first'))
+    if first == nil or seq < first then redis.call('HSET', h, pid .. '|first', seq) end
   end
-  table.insert(out, verdict)
+  if talking == '1' then redis.call('HSET', h, pid .. '|answered', '1') end
+  if own == '1' then redis.call('HSET', h, pid .. '|own', '1') end
+  table.insert(out, newest and '1' or '0')
 end
+redis.call('EXPIRE', h, ttl)
+for _, v in ipairs(redis.call('HGETALL', h)) do table.insert(out, v) end
 return out
 """
 
@@ -135,19 +141,29 @@ class EventPipeline:
         service: LookupService,
         *,
         dedupe_ttl_s: int = DEDUPE_TTL_S,
+        max_event_age_s: float = MAX_EVENT_AGE_S,
+        clock: Callable[[], float] = time.time,
+        state: redis.Redis | None = None,
     ) -> None:
+        """``client``: the cache Redis (cached answers, call-pop PUBLISH); ``state``: the
+        non-evicting Redis for delivery marks, session hashes and once-keys (STATE_URL;
+        default ``client``): an evicted session would send a second call log."""
         self.redis = client
+        self.state = state if state is not None else client
         self.app = app
         self.config = config
         self.service = service
         self.dedupe_ttl_s = int(dedupe_ttl_s)
-        self._check = client.register_script(_CHECK)
-        # One round trip for the checks and the cached call pops (producers/fastpath.py),
-        # when the events' Redis is the cache's.
-        self._fast = FastPath(client, _CHECK) if service.cache.redis is client else None
+        self.max_event_age_s = float(max_event_age_s)
+        self.clock = clock
+        # A recorded stream (replay --recorded): "now" is the newest eventTime read so far.
+        self.recorded = False
+        self._newest_event_time: float | None = None
+        self._check = self.state.register_script(_CHECK)
 
     def handle(self, notification: Any, *, started: float | None = None) -> list[Outcome]:
-        """The outcome of each step of one notification (one per own party or message).
+        """The outcome of each step of one notification (one per own party or message), plus
+        one line for the call log when this event ends a call whose logged party is not in it.
 
         ``started``: ``time.monotonic()`` when the delivery arrived (the call-pop latency
         metric of the cached path counts from it; default now).
@@ -155,45 +171,35 @@ class EventPipeline:
         """
         started = time.monotonic() if started is None else started
         p = plan(notification, self.config)
-        templates = self._templates(p)
+        stale = self._stale(p)
+        if stale is not None:
+            return [Outcome(p.uuid, "skipped", reason=stale, **_step_fields(s)) for s in p.steps]
         try:
-            verdict = self._verdict(p, templates)
+            verdict = self._verdict(p)
+            if verdict[0] == "dup":
+                return [
+                    Outcome(
+                        p.uuid,
+                        "duplicate",
+                        reason="this delivery (uuid) was already processed",
+                        **_step_fields(s),
+                    )
+                    for s in p.steps
+                ]
+            newest = {
+                r.party_id: flag == "1"
+                for r, flag in zip(p.parties, verdict[1 : 1 + len(p.parties)], strict=True)
+            }
+            rest = verdict[1 + len(p.parties) :]
+            view = SessionView.from_hash(dict(zip(rest[::2], rest[1::2], strict=True)))
+            decision = decide(view) if p.session else Decision(False)
+            outcomes, to_run = self._decide_steps(p, newest, view, decision)
         except redis.RedisError as exc:
             raise PipelineUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
-        state, per_step = verdict[0], verdict[1:]
-        if state == "dup":
-            return [
-                Outcome(
-                    p.uuid,
-                    "duplicate",
-                    reason="this delivery (uuid) was already processed",
-                    **_step_fields(s),
-                )
-                for s in p.steps
-            ]
-        outcomes: list[Outcome] = []
-        to_run: list[tuple[int, Job]] = []
-        for index, (step, v) in enumerate(zip(p.steps, per_step, strict=True)):
-            popped = self._popped(p.uuid, step, v, templates[index])
-            reason = None if popped else self._skip_reason(p, step, state, v)
-            if popped is not None:
-                assert isinstance(step.outcome, Job) and popped.result is not None
-                metrics.observe_call_pop("cached", time.monotonic() - started)
-                metrics.count_lookup(step.outcome.purpose, step.outcome.connection, popped.result)
-                outcomes.append(popped)
-            elif reason is not None:
-                outcomes.append(Outcome(p.uuid, "skipped", reason=reason, **_step_fields(step)))
-            else:
-                assert isinstance(step.outcome, Job)
-                outcomes.append(Outcome(p.uuid, "enqueued", **_step_fields(step)))
-                to_run.append((index, step.outcome))
         done = 0
         try:
             for index, job in to_run:
-                # A templated call pop that was not popped was a cache miss: no second GET.
-                outcomes[index] = self._run(
-                    p.uuid, job, started, check_cache=templates[index] is None
-                )
+                outcomes[index] = self._run(p.uuid, job, started)
                 done += 1
         except BaseException as exc:
             self._release(p, [job for _, job in to_run[done:]])
@@ -204,80 +210,113 @@ class EventPipeline:
             raise
         return outcomes
 
-    def _templates(self, p: Plan) -> list[PopTemplate | None]:
-        """Per step, the fast path's call-pop template, or None (no fast path for it)."""
-        out: list[PopTemplate | None] = []
-        for step in p.steps:
-            job = step.outcome
-            t = None
-            if self._fast is not None and isinstance(job, Job) and job.purpose == "call_pop":
-                query = LookupRequest(job.phone_number, purpose=job.purpose,
-                                      is_extension=job.is_extension)  # fmt: skip
-                try:
-                    t = template(
-                        self.service,
-                        job.connection,
-                        query,
-                        rc_account=str(job.rc_account),
-                        rc_extension=str(job.rc_extension),
-                        telephony_session_id=job.telephony_session_id,
-                    )
-                except ContactLookupError:
-                    t = None  # _run reports why it is skipped
-            out.append(t)
-        return out
-
-    def _popped(
-        self, uuid: str | None, step: Step, verdict: str, t: PopTemplate | None
-    ) -> Outcome | None:
-        if t is None or not verdict.startswith(POPPED):
+    def _stale(self, p: Plan) -> str | None:
+        if p.event_time is None or not p.session:
             return None
-        return Outcome(uuid, "answered-from-cache", result=t.result(verdict[len(POPPED) :]),
-                       **_step_fields(step))  # fmt: skip
+        if self.recorded:
+            newest = max(self._newest_event_time or p.event_time, p.event_time)
+            self._newest_event_time = newest
+            age = newest - p.event_time
+        else:
+            age = self.clock() - p.event_time
+        if age <= self.max_event_age_s:
+            return None
+        return (
+            f"stale: the event is {age:.0f} s old by its eventTime, beyond the "
+            f"{self.max_event_age_s:g} s horizon (EVENT_MAX_AGE)"
+        )
 
-    def _verdict(self, p: Plan, templates: list[PopTemplate | None]) -> list[str]:
-        delivery = keys.delivery(p.uuid) if p.uuid else ""
-        step_keys: list[str] = []
+    def _claim(self, once_key: str | None) -> bool:
+        """Take a job's once-key (SET NX, TTL); True when this delivery is the one to send it."""
+        if not once_key:
+            return True
+        return bool(self.state.set(once_key, "1", nx=True, ex=self.dedupe_ttl_s))
+
+    def _decide_steps(
+        self, p: Plan, newest: dict[str, bool], view: SessionView, decision: Decision
+    ) -> tuple[list[Outcome], list[tuple[int, Job]]]:
+        outcomes: list[Outcome] = []
+        to_run: list[tuple[int, Job]] = []
+        winner = decision.party
+        winner_in_event = False
         for step in p.steps:
-            once = step.outcome.once_key if isinstance(step.outcome, Job) else None
-            step_keys += [step.sequence_key or "", once or ""]
-        script_keys = [delivery, p.session_key or "", *step_keys]
-        args = [
-            self.dedupe_ttl_s,
-            "" if p.sequence is None else p.sequence,
-            "1" if p.all_disconnected else "0",
-        ]
-        if self._fast is not None and any(templates):
-            return self._fast.run(script_keys, args, templates)
-        raw = self._check(keys=script_keys, args=args)
-        return [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
+            fields = _step_fields(step)
+            job = step.outcome
+            reason: str | None = None
+            if isinstance(job, Skip):
+                reason = job.reason
+            elif job.purpose == "call_pop":
+                reason = self._pop_blocked(p, step, newest, view, decision)
+            elif job.purpose == "call_log" and p.session:
+                is_winner = winner is not None and winner.party_id == step.party_id
+                winner_in_event = winner_in_event or is_winner
+                if not decision.ended:
+                    reason = f"call log waits for the call to end ({decision.why})"
+                elif winner is None:
+                    reason = decision.why
+                elif not is_winner:
+                    reason = (
+                        "the call's one call log is for another party of it "
+                        f"({winner.party_id}): this party passed the call on"
+                    )
+                else:
+                    logged = call_log_job(p.session, winner.call_log)
+                    if isinstance(logged, Skip):
+                        reason = logged.reason if self._claim(logged_key(p.session)) else None
+                        reason = reason or "already done: this call's call log was decided"
+                    else:
+                        job = logged
+            if reason is None and isinstance(job, Job) and not self._claim(job.once_key):
+                what = {
+                    "call_pop": "a call pop for this party of the session",
+                    "call_log": "a call log for this call",
+                    "message_log": "a message log for this message",
+                }[job.purpose]
+                reason = f"already done: {what} was already sent"
+            if reason is not None:
+                outcomes.append(Outcome(p.uuid, "skipped", reason=reason, **fields))
+            else:
+                assert isinstance(job, Job)
+                outcomes.append(Outcome(p.uuid, "enqueued", **fields))
+                to_run.append((len(outcomes) - 1, job))
+        if p.session and decision.ended and winner is not None and not winner_in_event:
+            logged = call_log_job(p.session, winner.call_log)
+            if isinstance(logged, Job) and self._claim(logged.once_key):
+                outcomes.append(
+                    Outcome(
+                        p.uuid, "enqueued", purpose="call_log", phone_number=logged.phone_number
+                    )
+                )
+                to_run.append((len(outcomes) - 1, logged))
+        return outcomes, to_run
 
     @staticmethod
-    def _skip_reason(p: Plan, step: Step, state: str, verdict: str) -> str | None:
-        if state == "stale":
+    def _pop_blocked(
+        p: Plan, step: Step, newest: dict[str, bool], view: SessionView, decision: Decision
+    ) -> str | None:
+        party = step.party_id
+        if party is None or not p.session:
+            return None
+        if not newest.get(party, True):
             return (
-                "stale: the session was never seen before every party disconnected "
-                "(a late or replayed event)"
+                f"out of order: sequence {p.sequence} is older than the newest seen for this "
+                "party, which no longer rings"
             )
-        if verdict.startswith("old:"):
-            return (
-                f"out of order: sequence {p.sequence} is older than the newest seen "
-                f"({verdict[4:]}) for this party"
-            )
-        if isinstance(step.outcome, Skip):
-            return step.outcome.reason
-        if verdict == "done":
-            what = {
-                "call_pop": "a call pop for this party of the session",
-                "call_log": "a call log for this extension's call",
-                "message_log": "a message log for this message",
-            }[step.outcome.purpose]
-            return f"already done: {what} was already sent"
+        if party in view.answered or decision.ended:
+            return "no longer ringing: the party has answered or the call has ended"
         return None
 
-    def _run(
-        self, uuid: str | None, job: Job, started: float, *, check_cache: bool = True
-    ) -> Outcome:
+    def _verdict(self, p: Plan) -> list[str]:
+        delivery = keys.delivery(p.uuid) if p.uuid else ""
+        args: list[Any] = [self.dedupe_ttl_s, "" if p.sequence is None else p.sequence]
+        for record in p.parties:
+            talking = "1" if record.party_id in p.answered else "0"
+            args += [record.party_id, record.encode(), talking, "1" if record.own else "0"]
+        session_key = keys.telephony_session(p.session) if p.session else ""
+        raw = self._check(keys=[delivery, session_key], args=args)
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
+
+    def _run(self, uuid: str | None, job: Job, started: float) -> Outcome:
         query = LookupRequest(
             job.phone_number,
             purpose=job.purpose,
@@ -289,7 +328,7 @@ class EventPipeline:
             "phone_number": job.phone_number,
             "message_type": job.message_type,
         }
-        if job.purpose == "call_pop" and check_cache:
+        if job.purpose == "call_pop":
             try:
                 cached = self.service.cached(job.connection, query)
             except ContactLookupError as exc:  # the plan validated it; a config change since
@@ -322,7 +361,7 @@ class EventPipeline:
         if not names:
             return
         try:
-            self.redis.delete(*names)
+            self.state.delete(*names)
         except redis.RedisError:
             log.error(
                 "delivery %s: could not release its dedupe keys; a redelivery will be "
@@ -335,6 +374,7 @@ class EventPipeline:
         status = {}
         try:
             self.redis.ping()
+            self.state.ping()
             status["redis"] = "ok"
         except redis.RedisError as exc:
             status["redis"] = f"unreachable ({type(exc).__name__})"
@@ -351,23 +391,29 @@ class EventPipeline:
         patterns = [
             keys.delivery("*"),
             keys.telephony_session("*"),
-            keys.party_sequence("*", "*"),
             keys.once("*"),
         ]
         deleted = 0
         for pattern in patterns:
-            batch = list(self.redis.scan_iter(pattern, count=500))
+            batch = list(self.state.scan_iter(pattern, count=500))
             for start in range(0, len(batch), 500):
-                deleted += int(self.redis.delete(*batch[start : start + 500]))
+                deleted += int(self.state.delete(*batch[start : start + 500]))
         return deleted
 
 
 def build_pipeline(settings: Any) -> EventPipeline:
-    """An EventPipeline wired from settings: state Redis (dedupe keys, call-pop channel), Celery
-    app, config and service. ``ConfigError`` when the state Redis may evict keys."""
+    """An EventPipeline wired from settings: state Redis (dedupe keys, session state, call-pop
+    channel), Celery app, config and service. ``ConfigError`` when the state Redis may evict
+    keys."""
     from contact_lookup.compose import Runtime
     from tasks.celery_app import create_app
 
     runtime = Runtime(settings)
     runtime.check_state_redis()
-    return EventPipeline(runtime.state_redis, create_app(settings), runtime.config, runtime.service)
+    return EventPipeline(
+        runtime.state_redis,
+        create_app(settings),
+        runtime.config,
+        runtime.service,
+        max_event_age_s=settings.event_max_age_s,
+    )

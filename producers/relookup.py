@@ -1,8 +1,9 @@
 """``contact-lookup relookup NUMBERS --connection NAME``: a batch re-lookup on the relookup queue.
 
-Input: one number per line (``#`` comment lines allowed), or a CSV whose header has a
-``phoneNumber`` column (recognised when the first line has a comma or is that header).
-Numbers are normalised in the connection's region and looked up once each.
+Input: one number per line (``#`` comment lines allowed), or a spreadsheet export with a
+phone number column, in any of the encodings, delimiters and header spellings
+``producers.batchfile`` reads (``--column`` names the column). Numbers are normalised in the
+connection's region and looked up once each.
 
 Output: **one JSON line per input row**, in completion order, to ``--out`` (appended) or
 stdout, each with the row's ``line`` number:
@@ -30,8 +31,6 @@ the input has its line, 1 when the batch stopped or was cancelled, 130 on Ctrl-C
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -54,6 +53,7 @@ from contact_lookup.core.request import LookupRequest
 from contact_lookup.core.service import LookupService
 from contact_lookup.model import contact
 from contact_lookup.model.errors import InvalidInput
+from producers import batchfile
 from tasks.enqueue import enqueue
 
 POLL_INTERVAL_S = 0.2
@@ -120,48 +120,6 @@ class Summary:
         if self.already_done:
             parts.append(f"{self.already_done} already in the results (skipped)")
         return "; ".join(parts)
-
-
-def read_rows(text: str) -> Iterator[tuple[int, str, str]]:
-    """(line number, raw number, kind) for every data row of a plain list or a phoneNumber
-    CSV; kind is ``number``, ``blank`` or ``comment``. InvalidInput for a CSV without a
-    phoneNumber column."""
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip()), "")
-    is_csv = "," in first or first.strip().strip('"').lower() == "phonenumber"
-    if not is_csv:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                yield number, "", "blank"
-            elif line.lstrip().startswith("#"):
-                yield number, "", "comment"
-            else:
-                yield number, line.strip(), "number"
-        return
-    reader = csv.reader(io.StringIO(text))
-    header: list[str] | None = None
-    column = -1
-    for row in reader:
-        if header is None:
-            if not any(cell.strip() for cell in row):
-                continue
-            header = [cell.strip().lower() for cell in row]
-            if "phonenumber" not in header:
-                raise InvalidInput(
-                    "The CSV has no phoneNumber column.",
-                    hint="Name the column of numbers phoneNumber.",
-                )
-            column = header.index("phonenumber")
-            continue
-        raw = row[column].strip() if column < len(row) else ""
-        yield reader.line_num, raw, "number" if raw else "blank"
-
-
-def read_numbers(text: str) -> Iterator[tuple[int, str]]:
-    """(line number, raw number) for each number row (blank and comment rows left out)."""
-    for line, raw, kind in read_rows(text):
-        if kind == "number":
-            yield line, raw
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
@@ -470,12 +428,13 @@ def run(
     budget_of: Callable[[int], Budget] | None = None,
     argv: list[str] | None = None,
     err: TextIO | None = None,
+    column: str | None = None,
 ) -> int:
     """The relookup command (exit status: see the module docstring)."""
     err = err or sys.stderr
     service.config.connection(connection)  # ConfigError (exit 2) for an unknown connection
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    rows = list(read_rows(text))
+    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    rows = batchfile.read_rows(data, name=source, column=column)
     path = Path(out_path) if out_path else None
     done = done_lines(path) if path else {}
     registry = os.path.abspath(out_path) if out_path else None

@@ -10,15 +10,22 @@ from __future__ import annotations
 import random
 
 from contact_lookup.model.errors import RateLimited, TransientCRMError
+from contact_lookup.model.retry import DEFAULT_MAX_DELAY_S, MAX_DEFERRALS, MAX_RETRIES
+
+__all__ = [
+    "MAX_DEFERRALS",
+    "MAX_RETRIES",
+    "Deferred",
+    "deferral_delay_s",
+    "delay_s",
+    "is_deferral",
+]
 
 BASE_DELAY_S = 1.0
-# Every countdown stays well under the broker's visibility timeout (default 600 s), or the
-# Redis transport would deliver the delayed message again before it is due.
-MAX_DELAY_S = 120.0
-MAX_RETRIES = {"call_pop": 5, "call_log": 10, "message_log": 10, "relookup": 8}
-# Deferrals by our own shared limiter do not count as retries, but a job is not deferred for
-# ever either: at the limiter's longest wait (one window) this is hours of patience.
-MAX_DEFERRALS = 500
+# Every countdown is capped (RETRY_MAX_DELAY, this by default) and start-up refuses a broker
+# visibility timeout not above the cap, or the Redis transport would deliver the delayed
+# message again before it is due (contact_lookup.settings).
+MAX_DELAY_S = DEFAULT_MAX_DELAY_S
 # The shortest countdown of a deferral (unless the stress setting asks for the limiter's exact
 # wait): a retry due within milliseconds reaches another worker while this one is still
 # storing its RETRY. The result backend makes that race harmless (tasks/backend.py); this
@@ -26,11 +33,17 @@ MAX_DEFERRALS = 500
 MIN_DEFERRAL_S = 0.25
 
 
-def delay_s(exc: TransientCRMError, attempt: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait before retry number ``attempt + 1`` (attempt counts from 0)."""
+def delay_s(
+    exc: TransientCRMError,
+    attempt: int,
+    rng: random.Random | None = None,
+    cap_s: float = MAX_DELAY_S,
+) -> float:
+    """Seconds to wait before retry number ``attempt + 1`` (attempt counts from 0), at most
+    ``cap_s``."""
     if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
-        return round(min(max(exc.retry_after_s, 0.0), MAX_DELAY_S), 3)
-    ceiling = min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt)
+        return round(min(max(exc.retry_after_s, 0.0), cap_s), 3)
+    ceiling = min(cap_s, BASE_DELAY_S * 2**attempt)
     rng = rng or random.Random()
     return round(ceiling / 2 + rng.uniform(0, ceiling / 2), 3)
 
@@ -47,8 +60,10 @@ def deferral_delay_s(
     *,
     spread: bool = True,
     priority: bool = False,
+    cap_s: float = MAX_DELAY_S,
 ) -> float:
-    """Seconds until a deferred job tries again, at least ``MIN_DEFERRAL_S``.
+    """Seconds until a deferred job tries again, at least ``MIN_DEFERRAL_S``, at most
+    ``cap_s`` (RETRY_MAX_DELAY).
 
     ``wait`` is the limiter's exact wait (``retry_after_s``: until enough tokens are free, or
     until a CRM's hold-off ends). A batch job (``priority`` False) wakes at a uniform random
@@ -67,7 +82,7 @@ def deferral_delay_s(
     wait = exc.retry_after_s if isinstance(exc, RateLimited) and exc.retry_after_s else 0.0
     wait = max(wait, 0.0)
     if not spread:
-        return round(min(wait, MAX_DELAY_S), 3)
+        return round(min(wait, cap_s), 3)
     rng = rng or random.Random()
     if priority:
         width = 0.1 + 0.1 * wait
@@ -75,7 +90,7 @@ def deferral_delay_s(
         width = max(wait, MIN_DEFERRAL_S)
         if window_s and window_s > 0:
             width = min(width, window_s)
-    return round(min(max(wait + rng.uniform(0, width), MIN_DEFERRAL_S), MAX_DELAY_S), 3)
+    return round(min(max(wait + rng.uniform(0, width), MIN_DEFERRAL_S), cap_s), 3)
 
 
 class Deferred(Exception):

@@ -4,7 +4,8 @@ Reliability choices (docs/contracts.md, "Celery on Redis"):
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a job held by a worker that dies is
   delivered again, so the task is idempotent (see tasks/find_contact.py).
 - ``visibility_timeout`` is the same on broker and result backend and longer than the longest
-  retry countdown (tasks.backoff.MAX_DELAY_S), so delayed retries are not redelivered early.
+  retry countdown (RETRY_MAX_DELAY; start-up refuses anything else, contact_lookup.settings),
+  so delayed retries are not redelivered early.
 - prefetch 1: a call pop never waits behind jobs a busy worker has already reserved.
 - JSON only, events on (sent events too) so Flower sees each task from the moment it is sent.
 - A finished result is final (tasks/backend.py: stored by compare-and-set), and task events

@@ -17,6 +17,10 @@ pops). Any other exception a lookup
 raises becomes a failed result (``errorType`` ``UnexpectedError``) whose message, like every
 exception text here, went through the process's redactor: exception messages quote secrets
 (``UnicodeEncodeError`` repeats the header value it could not encode).
+
+An execution about to schedule a retry first checks for a stored successful result: a retry
+of a job that already has one (a copy finished meanwhile) is dropped, so a misconfigured
+broker cannot make a finished job run again.
 """
 
 from __future__ import annotations
@@ -113,8 +117,10 @@ def _deadline(task: Task) -> float | None:
 
 
 def _stored_result(task: Task) -> dict[str, Any] | None:
-    """The result of an earlier run of this very job, when the broker delivered it again."""
-    if not task.request.id or task.request.retries:
+    """The successful result of another execution of this very job (a redelivered copy that
+    finished first), read at every execution, retries included, and before scheduling a retry:
+    a job whose result is stored is not executed or retried again."""
+    if not task.request.id:
         return None
     meta = task.backend.get_task_meta(task.request.id)
     if meta.get("status") == "SUCCESS" and isinstance(meta.get("result"), dict):
@@ -216,15 +222,14 @@ def _retry_or_fail(
     # (no CRM request was made) do not, or a long batch would give up while merely queued.
     crm_retries = int(state.get("crmRetries", 0))
     deferral = backoff.is_deferral(exc)
+    cap = task.app.settings.retry_max_delay_s
     if deferral:
-        spread = getattr(task.app, "settings", None) is None or (
-            task.app.settings.deferral_spread != "none"
-        )
+        spread = task.app.settings.deferral_spread != "none"
         window = _window_s(task, str(kwargs.get("connection")))
         priority = purpose == "call_pop"
-        wait = backoff.deferral_delay_s(exc, window, spread=spread, priority=priority)
+        wait = backoff.deferral_delay_s(exc, window, spread=spread, priority=priority, cap_s=cap)
     else:
-        wait = backoff.delay_s(exc, crm_retries)
+        wait = backoff.delay_s(exc, crm_retries, cap_s=cap)
     wait = broker_countdown_s(task.app, wait)
     rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
     deadline = _deadline(task)
@@ -242,6 +247,10 @@ def _retry_or_fail(
         if too_late and isinstance(exc, RateLimited):
             result["extraDataTracking"]["wouldWaitSeconds"] = wait
         return result
+    twin = _stored_result(task)
+    if twin is not None:  # another copy of this job already succeeded: drop this retry
+        log.info("find_contact %s: retry dropped, the job already has a result", task.request.id)
+        return twin
     reason: Exception = exc
     if deferral:
         reason = _deferred(str(kwargs.get("connection")), wait)

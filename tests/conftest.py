@@ -15,9 +15,11 @@ purged before each test. Tests that exercise the Redis transport itself say so a
 from __future__ import annotations
 
 import atexit
+import copy
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -117,6 +119,17 @@ def settings_for(url: str, config_path: Path | str, **overrides: Any) -> Setting
         config_path=str(config_path),
     )
     return Settings(**{**values, **overrides})
+
+
+def live(event: dict[str, Any], age_s: float = 0.0) -> dict[str, Any]:
+    """A copy of a recorded RingCentral notification whose ``eventTime`` and ``timestamp`` are
+    ``age_s`` seconds ago: the producers judge staleness by them (EVENT_MAX_AGE)."""
+    when = (datetime.now(UTC) - timedelta(seconds=age_s)).isoformat(timespec="milliseconds")
+    data = copy.deepcopy(event)
+    data["timestamp"] = when.replace("+00:00", "Z")
+    if isinstance(data.get("body"), dict):
+        data["body"]["eventTime"] = data["timestamp"]
+    return data
 
 
 @contextmanager

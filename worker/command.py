@@ -63,14 +63,24 @@ def split_metrics_port(args: list[str]) -> tuple[tuple[str, int] | None, list[st
 
 def run(celery_args: list[str]) -> int:
     """Start a worker; every option is Celery's own (``contact-lookup worker --help``) but
-    ``--metrics-port``."""
+    ``--metrics-port``.
+
+    The environment and the connections file are checked first (every connector's options
+    included), so a bad value stops start-up with one line, not the first lookup.
+    """
+    from contact_lookup.compose import load_checked_config
     from contact_lookup.metrics_env import use_multiprocess_dir
+    from contact_lookup.model.errors import ConfigError
 
     bind, celery_args = split_metrics_port(celery_args)
     if bind is not None:
         use_multiprocess_dir()
     from worker import app
 
+    try:
+        load_checked_config(app.settings.config_path)
+    except ConfigError as exc:
+        raise SystemExit(f"contact-lookup: {exc}") from None
     if bind is not None:
         from prometheus_client import start_http_server
 

@@ -33,14 +33,10 @@ def delivery(uuid: str) -> str:
     return _key("delivery", uuid)
 
 
-def party_sequence(session_id: str, party_id: str) -> str:
-    """Newest telephony ``sequence`` seen for one party."""
-    return _key("seq", session_id, party_id)
-
-
 def telephony_session(session_id: str) -> str:
-    """Marks a telephony session as seen (a first-seen session that has already ended is stale)."""
-    return _key("session", session_id)
+    """Hash of a telephony session's parties as seen so far (producers/pipeline.py): per party
+    its latest record, ``|seq``, ``|first``, ``|answered`` and ``|own`` fields."""
+    return _key("call", session_id)
 
 
 def once(kind: str, *parts: str) -> str:

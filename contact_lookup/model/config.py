@@ -7,6 +7,7 @@ connector is built, so it never travels in a task message.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -145,6 +146,9 @@ class Config:
     connections: Mapping[str, Connection]
     extensions: Mapping[str, str] = field(default_factory=dict)
     path: Path | None = None
+    # RingCentral extension ids of IVR menus and call queues: their parties pass a call on
+    # and never get its call log ([telephony] routing_extensions).
+    routing_extensions: frozenset[str] = frozenset()
 
     def connection(self, name: str) -> Connection:
         try:
@@ -279,28 +283,70 @@ def parse_rate_limit(text: str, name: str = "?") -> tuple[int, float]:
         requests, seconds = int(count), float(window or 1)
     except ValueError:
         requests, seconds = 0, 0.0
-    if requests < 1 or seconds <= 0:
+    if requests < 1 or seconds <= 0 or seconds != seconds or seconds == float("inf"):
         raise ConfigError(
-            f"connection {name!r}: rate_limit must look like '50/60' (requests/seconds)"
+            f"connection {name!r}: rate_limit {text!r} is impossible: it must be at least 1 "
+            "request per window of more than 0 seconds, written like '50/60' (requests/seconds)"
         )
     return requests, seconds
 
 
+TABLES = ("connections", "extensions", "telephony")
+TELEPHONY_KEYS = ("routing_extensions",)
+
+
+def _unknown(where: str, key: str, valid: tuple[str, ...] | list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (valid: {', '.join(valid)})"
+    return ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
 def parse_config(data: Mapping[str, Any], base_dir: Path, path: Path | None = None) -> Config:
+    """A Config from the parsed TOML; ConfigError names the file, table and key at fault.
+
+    Top-level tables other than ``TABLES`` and keys of ``[telephony]`` other than
+    ``TELEPHONY_KEYS`` are refused with the closest valid name (a typo must not be ignored).
+    """
+    where = f"connections file {str(path)!r}" if path else "connections file"
+    for key in data:
+        if key not in TABLES:
+            raise _unknown(where, key, TABLES)
     tables = data.get("connections", {})
     if not isinstance(tables, Mapping):
         raise ConfigError("[connections] must be a table of connections")
-    connections = {name: _connection(name, t, base_dir) for name, t in tables.items()}
+    try:
+        connections = {name: _connection(name, t, base_dir) for name, t in tables.items()}
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
     extensions = data.get("extensions", {})
     if not isinstance(extensions, Mapping):
         raise ConfigError("[extensions] must map extension ids to connection names")
     for ext, conn in extensions.items():
         if conn not in connections:
-            raise ConfigError(f"[extensions] {ext} names unknown connection {conn!r}")
+            known = ", ".join(sorted(connections)) or "none"
+            raise ConfigError(
+                f"{where}: [extensions] {ext} names unknown connection {conn!r} "
+                f"(configured: {known})"
+            )
+    telephony = data.get("telephony", {})
+    if not isinstance(telephony, Mapping):
+        raise ConfigError(f"{where}: [telephony] must be a table")
+    for key in telephony:
+        if key not in TELEPHONY_KEYS:
+            raise _unknown(f"{where}: [telephony]", key, TELEPHONY_KEYS)
+    routing = telephony.get("routing_extensions", [])
+    if not isinstance(routing, list) or not all(
+        isinstance(x, str | int) and not isinstance(x, bool) and str(x).isdigit() for x in routing
+    ):
+        raise ConfigError(
+            f"{where}: [telephony] routing_extensions must be a list of RingCentral "
+            'extension ids, e.g. ["62242421016"]'
+        )
     return Config(
         connections=connections,
         extensions={str(k): str(v) for k, v in extensions.items()},
         path=path,
+        routing_extensions=frozenset(str(x) for x in routing),
     )
 
 

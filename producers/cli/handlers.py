@@ -75,6 +75,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.events != "-" and not Path(args.events).is_file():
         raise UsageError(f"no such file: {args.events}")
     producer = build_pipeline(Settings.from_env())
+    producer.recorded = bool(args.recorded)
     try:
         if args.fresh:
             deleted = producer.forget_events()
@@ -155,6 +156,7 @@ def cmd_relookup(args: argparse.Namespace) -> int:
             idle_timeout_s=args.timeout,
             budget_of=budget_of,
             argv=argv,
+            column=args.column,
         )
     except InvalidInput as exc:  # e.g. a CSV without a phoneNumber column
         raise UsageError(exc.user_message()) from None

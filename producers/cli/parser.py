@@ -80,15 +80,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="first forget every delivery/session/once marker (demos; never on a live system)",
     )
+    p.add_argument(
+        "--recorded",
+        action="store_true",
+        help="a recorded stream: judge event age (EVENT_MAX_AGE) by the newest eventTime read "
+        "so far, not by the clock (demos, fixtures); without it a replay of yesterday is stale",
+    )
     p.set_defaults(handler=h.cmd_replay)
 
     p = sub.add_parser(
         "relookup",
         help="look up a batch of numbers on the relookup queue",
-        description="One number per line, or a CSV with a phoneNumber column.",
+        description="One number per line, or a CSV/TSV export (UTF-8 with or without BOM, "
+        "UTF-16, comma/semicolon/tab) with a phone number column.",
     )
     p.add_argument(
         "numbers", metavar="NUMBERS", nargs="?", help="numbers file (.txt or .csv), or -"
+    )
+    p.add_argument(
+        "--column",
+        metavar="NAME",
+        default=None,
+        help="header of the column holding the numbers (default: phoneNumber, Phone, "
+        "phone number, Telephone, Number, Mobile...; case and spaces ignored)",
     )
     p.add_argument("--connection", help="connection name from the config file (required)")
     p.add_argument("--refresh", action="store_true", help="bypass the cache")

@@ -23,7 +23,7 @@ from contact_lookup.settings import Settings
 from localredis import EmbeddedRedis
 from tasks.celery_app import QUEUES, ContactLookupCelery, create_app
 from tasks.enqueue import enqueue
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, live
 from tests.fakecrm import FakeCRM, fake_toml, wait_for
 from tests.faults.faultkit import WorkerProcess, base_env, figure, wait_finished
 
@@ -144,7 +144,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "ringcentral"
 
 
 def fixture_event(name: str, uuid: str) -> bytes:
-    event = json.loads((FIXTURES / f"{name}.json").read_text())
+    event = live(json.loads((FIXTURES / f"{name}.json").read_text()))  # a live event, not stale
     event["uuid"] = uuid
     return json.dumps(event).encode()
 

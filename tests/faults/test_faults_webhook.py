@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from localredis import free_port
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, live
 from tests.faults.faultkit import Proc, base_env, figure
 
 pytestmark = pytest.mark.faults
@@ -29,8 +29,8 @@ MAX_BODY_BYTES = 256 * 1024  # INTERFACE: a body this large is refused (producer
 
 
 def fixture(name: str, uuid: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    data["uuid"] = uuid
+    data: dict[str, Any] = live(json.loads((FIXTURES / f"{name}.json").read_text()))
+    data["uuid"] = uuid  # a live event (eventTime now), not a stale recording
     return copy.deepcopy(data)
 
 

@@ -90,6 +90,10 @@ def test_a_worker_killed_mid_batch_loses_no_job(
             REDIS_URL=faults_url,
             CONTACT_LOOKUP_CONFIG=str(toml),
             VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT_S),
+            # start-up refuses a visibility timeout not above the longest countdown and a
+            # call-pop deadline not below it: both made shorter with it
+            RETRY_MAX_DELAY=str(VISIBILITY_TIMEOUT_S - 1),
+            CALL_POP_DEADLINE=str(VISIBILITY_TIMEOUT_S - 1),
             **crm.env(),
         )
         # force_refresh: every job asks the CRM, so jobs are in flight at the kill.

@@ -150,6 +150,7 @@ def test_webhook_dedupe_holds_while_the_cache_redis_evicts(
 ) -> None:
     toml = write_config(tmp_path, 'default = "demo"\n')
     producer = build_pipeline(settings_for(redis_url, toml, cache_url=lru_url))
+    producer.recorded = True  # 2024 fixtures: judged by their own eventTimes, not stale
     try:
         events = [fixture(n) for n in ("inbound_ringing", "answered", "disconnected")]
         first = [o.action for e in events for o in producer.handle(e)]

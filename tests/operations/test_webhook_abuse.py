@@ -30,7 +30,7 @@ import requests
 from contact_lookup.compose import Runtime
 from contact_lookup.core.request import LookupRequest
 from localredis import free_port
-from tests.conftest import ROOT, settings_for
+from tests.conftest import ROOT, live, settings_for
 from tests.operations.conftest import command, sample, scrape, start_on_free_port
 from tests.processes import Proc, base_env
 
@@ -238,7 +238,7 @@ def test_a_cached_call_pop_is_counted_and_timed(
     runtime = Runtime(settings_for(ops_url, connections))
     warm = runtime.service.lookup("demo", LookupRequest("+14155550100", purpose="call_log"))
     assert warm["matchedContactInfo"][0]["name"] == "Ada Lovelace"  # now in the cache
-    ringing = json.loads((FIXTURES / "inbound_ringing.json").read_text())
+    ringing = live(json.loads((FIXTURES / "inbound_ringing.json").read_text()))  # not stale
     ringing["uuid"] = "ops-cached-pop-1"
     answer = post(base, json.dumps(ringing).encode())
     assert answer.json()["actions"] == ["answered-from-cache"]

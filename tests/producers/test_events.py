@@ -96,6 +96,8 @@ def test_concurrent_producers_send_one_call_pop_and_one_call_log(
     """Eight processes' worth of producers receive the same call from eight subscriptions
     at once: the compare-and-set and once-keys are atomic in Redis."""
     producers = [build_pipeline(settings_for(pr_url, config_path)) for _ in range(8)]
+    for producer in producers:
+        producer.recorded = True  # 2024 fixtures: judged by their own eventTimes
     stream = [fixture(n) for n in ("inbound_ringing", "answered", "disconnected")]
     barrier = threading.Barrier(len(producers))
     actions: list[str] = []
@@ -115,7 +117,10 @@ def test_concurrent_producers_send_one_call_pop_and_one_call_log(
         t.join(20)
     try:
         assert len(queued(client, "call_pop")) == 1 and len(queued(client, "call_log")) == 1
-        assert actions.count("enqueued") == 2 and len(actions) == 3 * len(producers)
+        assert actions.count("enqueued") == 2
+        # one line per event, plus at most one call-log line from an event that was not the
+        # Disconnected one but was the first to see the call ended (its events raced)
+        assert 3 * len(producers) <= len(actions) <= 3 * len(producers) + 1
     finally:
         for p in producers:
             p.app.close()

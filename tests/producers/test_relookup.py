@@ -103,7 +103,10 @@ def test_relookup_answers_from_the_cache_unless_refresh(
     worker: ContactLookupCelery, tmp_path: Path, capsys: Capsys, client: redis.Redis
 ) -> None:
     source = tmp_path / "numbers.csv"
-    source.write_text('name,phoneNumber\n"Lovelace, Ada",+14155550100\nTuring,+14155550123\n')
+    # Excel's "CSV UTF-8": a BOM before the header, CRLF line ends, quoted fields
+    source.write_bytes(
+        b'\xef\xbb\xbfname,phoneNumber\r\n"Lovelace, Ada",+14155550100\r\nTuring,+14155550123\r\n'
+    )
     assert main(["relookup", str(source), "--connection", "demo"]) == 0
     first = by_line(capsys.readouterr().out)
     assert [(r["line"], r["phoneNumber"]) for r in first] == [
@@ -155,9 +158,16 @@ def test_relookup_keeps_a_bounded_window_and_stops_when_no_worker_answers(
 
 def test_relookup_usage_errors(env: Path, tmp_path: Path, capsys: Capsys) -> None:
     csv_file = tmp_path / "bad.csv"
-    csv_file.write_text("name,phone\nAda,+14155550100\n")
-    assert main(["relookup", str(csv_file), "--connection", "demo"]) == 2
-    assert "phoneNumber column" in capsys.readouterr().err
+    csv_file.write_text("name,email\nAda,ada@example.com\n")
+    out = tmp_path / "results.jsonl"
+    out.write_text('{"line": 1, "phoneNumber": "+14155550100", "result": {}}\n')
+    before = out.read_bytes()
+    assert main(["relookup", str(csv_file), "--connection", "demo", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{csv_file} line 1: no phone number column in the header ('name', 'email')" in err
+    assert out.read_bytes() == before  # nothing already written is lost
+    assert main(["relookup", str(csv_file), "--connection", "demo", "--column", "tel"]) == 2
+    assert "no column 'tel' in the header" in capsys.readouterr().err
     assert main(["relookup", str(csv_file), "--connection", "nope"]) == 2
     assert "unknown connection 'nope'" in capsys.readouterr().err
     assert main(["relookup", str(tmp_path / "missing.txt"), "--connection", "demo"]) == 2

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from producers.cli import main
-from tests.conftest import purge_amqp_queues
+from tests.conftest import live, purge_amqp_queues
 from tests.producers.conftest import (
     DEMO_EXT,
     SALES_EXT,
@@ -110,7 +110,7 @@ def test_a_call_answered_then_ended_is_logged_once(
     ("name", "reason"),
     [
         ("transfer_disconnected", "disconnected by BlindTransfer: the call goes on elsewhere"),
-        ("gone", "status Gone: the call was transferred"),
+        ("gone", "status Gone: the call goes on elsewhere"),
     ],
 )
 def test_transfers_are_not_logged(
@@ -206,20 +206,40 @@ def test_an_update_older_than_the_newest_seen_is_ignored(
     _, lines = replay(capsys, tmp_path, [fixture("answered"), fixture("out_of_order_setup")])
     assert lines[1]["action"] == "skipped"
     assert lines[1]["reason"].startswith(
-        "out of order: sequence 1 is older than the newest seen (3)"
+        "out of order: sequence 1 is older than the newest seen for this party"
     )
     assert not queued(client, "call_pop")
 
 
-def test_a_session_first_seen_when_it_has_ended_is_stale(
+def test_a_call_first_seen_when_it_has_ended_is_logged_once(
     env: Path, client: redis.Redis, capsys: Capsys, tmp_path: Path
 ) -> None:
-    stale = fixture("stale_disconnected")
-    copy_from_account_subscription = {**stale, "uuid": "other-subscription"}
-    _, lines = replay(capsys, tmp_path, [stale, copy_from_account_subscription])
-    assert [x["action"] for x in lines] == ["skipped", "skipped"]
-    assert all(x["reason"].startswith("stale:") for x in lines)
-    assert not queued(client, "call_log")
+    """Its early events were never received: the call is still logged, once, even when the
+    same event comes again from another subscription (another uuid)."""
+    ended = fixture("stale_disconnected")
+    copy_from_account_subscription = {**ended, "uuid": "other-subscription"}
+    _, lines = replay(capsys, tmp_path, [ended, copy_from_account_subscription])
+    assert [x["action"] for x in lines] == ["enqueued", "skipped"]
+    assert lines[1]["reason"].startswith("already done: a call log for this call")
+    assert [j["kwargs"]["phoneNumber"] for j in queued(client, "call_log")] == ["+442079460958"]
+
+
+def test_an_event_older_than_the_horizon_is_stale_by_its_event_time(
+    env: Path, client: redis.Redis, capsys: Capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stale is measured by eventTime against the clock (EVENT_MAX_AGE), not "never seen live"."""
+    monkeypatch.setenv("EVENT_MAX_AGE", "3600")
+    old = live(fixture("inbound_ringing"), age_s=3700)
+    fresh = live(variant("disconnected", uuid="fresh-one"), age_s=3500)
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(old) + "\n" + json.dumps(fresh) + "\n")
+    capsys.readouterr()
+    assert main(["replay", str(path)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[0]["action"] == "skipped" and lines[0]["reason"].startswith("stale:")
+    assert "3600 s horizon (EVENT_MAX_AGE)" in lines[0]["reason"]
+    assert lines[1]["action"] == "enqueued" and lines[1]["purpose"] == "call_log"
+    assert not queued(client, "call_pop")
 
 
 def test_duplicate_deliveries_are_recognised_by_uuid(

@@ -38,7 +38,7 @@ def test_watch_prints_a_call_pop_answered_from_the_cache(
     events.write_text(json.dumps(fixture("inbound_ringing")) + "\n")
     capsys.readouterr()
     thread = start_watch(capsys)
-    assert main(["replay", str(events)]) == 0
+    assert main(["replay", str(events), "--recorded"]) == 0
     thread.join(5)
     assert not thread.is_alive()
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
