@@ -8,7 +8,7 @@ Contract reproduced (docs/contracts.md "CRMs", checked against Clio's public doc
 - Match: ``query`` is Clio's wildcard search: a contact matches when the query occurs
   (case-insensitively) anywhere in its name, title, e-mail, any phone number, any address
   field, its company's name or any custom field value (Clio API v4 docs, Contacts
-  ``query``; /work/shared/vendor/README.md). So ``102`` finds a contact at "102 Harbour St",
+  ``query``; tests/contract/fixtures/SOURCES.md). So ``102`` finds a contact at "102 Harbour St",
   and a number finds a contact whose custom field holds someone else's number: a hit is not
   a phone match. Seeds may carry ``address`` (a street line) and ``custom_fields``
   (``{name: value}``).

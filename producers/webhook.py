@@ -46,9 +46,9 @@ log = logging.getLogger("contact_lookup.webhook")
 
 MAX_BODY_BYTES = 256 * 1024  # a telephony notification is a few KiB; a large group SMS, tens
 MAX_VALIDATION_TOKEN = 512  # keeps the handshake answer well under RingCentral's 1 KiB cap
-# RingCentral's notification bodies nest at most 5 levels (tests/fixtures/ringcentral,
-# /work/shared/vendor/rc); 32 leaves room for new fields and keeps json.loads far from
-# Python's recursion limit.
+# RingCentral's notification bodies nest at most 5 levels (tests/fixtures/ringcentral and
+# its SOURCES.md); 32 leaves room for new fields and keeps json.loads far from Python's
+# recursion limit.
 MAX_JSON_DEPTH = 32
 
 # A JSON string, or an unterminated one up to the end: always matches, never backtracks

@@ -1,7 +1,7 @@
 """``crm = "clio"``: Clio Manage API v4 contacts, ``query`` search verified on phone numbers.
 
 Clio documents ``query`` as a wildcard search over name, address, e-mail, custom fields,
-matter and company names (docs.developers.clio.com, Contacts; /work/shared/vendor/README.md),
+matter and company names (docs.developers.clio.com, Contacts; tests/contract/fixtures/SOURCES.md),
 not a phone match: a contact with "102" in its street address comes back for ``102``. Every
 contact is therefore asked for its ``phone_numbers{number}`` and kept only when one of them is
 the looked-up number (``Connector.verify``). Clio has no extension field: extension lookups

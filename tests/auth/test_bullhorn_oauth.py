@@ -1,7 +1,7 @@
 """Bullhorn: refresh grant (single-use refresh tokens), then ``/rest-services/login`` for a
 new BhRestToken. A 401 on a timed-out session (the body Bullhorn documents:
 ``{"errorMessage": "Bad 'BhRestToken' or timed-out.", "errorMessageKey":
-"errors.authentication.invalidRestToken", "errorCode": 401}``, /work/shared/vendor/README.md)
+"errors.authentication.invalidRestToken", "errorCode": 401}``, tests/contract/fixtures/SOURCES.md)
 renews the session with a *fresh* access token, never the expired one."""
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ def test_error_array_mapping() -> None:
         c.check(resp(403, "API_DISABLED_FOR_ORG"))
     with pytest.raises(RateLimited):
         c.check(resp(403, "REQUEST_LIMIT_EXCEEDED"))
-    # The two published variants (/work/shared/vendor/README.md): total vs concurrent.
+    # The two published variants (tests/contract/fixtures/SOURCES.md): total vs concurrent.
     waits = {}
     for message in (
         "TotalRequests Limit exceeded.",
