@@ -8,6 +8,8 @@ burst of jobs that failed together does not retry together.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
+from typing import Any
 
 from contact_lookup.model.errors import RateLimited, TransientCRMError
 from contact_lookup.model.retry import DEFAULT_MAX_DELAY_S, MAX_DEFERRALS, MAX_RETRIES
@@ -16,6 +18,8 @@ __all__ = [
     "MAX_DEFERRALS",
     "MAX_RETRIES",
     "Deferred",
+    "RetryDecision",
+    "decide_retry",
     "deferral_delay_s",
     "delay_s",
     "is_deferral",
@@ -109,3 +113,70 @@ class Deferred(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """What a job does after a transient failure (``decide_retry``).
+
+    ``retry``: schedule a retry in ``wait_s`` seconds with ``state`` as its ``retryState``;
+    else give up with a failed result whose message starts with ``why`` (``too_late``: the
+    wait would outlast a call pop's deadline). ``deferral``: the failure was the shared
+    limiter's deferral (no CRM request was made).
+    """
+
+    retry: bool
+    wait_s: float
+    deferral: bool
+    why: str = ""
+    too_late: bool = False
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def decide_retry(
+    exc: TransientCRMError,
+    purpose: str,
+    state: dict[str, Any],
+    *,
+    now: float,
+    deadline: float | None,
+    cap_s: float = MAX_DELAY_S,
+    window_s: float | None = None,
+    spread: bool = True,
+    min_countdown_s: float = 0.0,
+    rng: random.Random | None = None,
+) -> RetryDecision:
+    """The retry rule, pure (tests/unit/test_backoff_and_kwargs.py):
+
+    - the wait: a deferral's spread wait (``deferral_delay_s``), else the CRM's own wait or
+      exponential backoff (``delay_s``), at most ``cap_s``, at least ``min_countdown_s`` (the
+      broker's shortest countdown: 1 s on RabbitMQ);
+    - give up when the wait would end at or after ``deadline`` (a call pop's phone stopped
+      ringing), after ``MAX_RETRIES[purpose]`` retries the CRM caused, or after
+      ``MAX_DEFERRALS`` waits in all; deferrals do not count as CRM retries, or a long batch
+      would give up while merely queued;
+    - else retry, with ``state`` (``retryState``: ``waits``, ``crmRetries``, ``rateLimit``)
+      carrying the waits so far.
+    """
+    waits: list[float] = list(state.get("waits", []))
+    crm_retries = int(state.get("crmRetries", 0))
+    deferral = is_deferral(exc)
+    if deferral:
+        priority = purpose == "call_pop"
+        wait = deferral_delay_s(exc, window_s, rng, spread=spread, priority=priority, cap_s=cap_s)
+    else:
+        wait = delay_s(exc, crm_retries, rng, cap_s=cap_s)
+    wait = max(min_countdown_s, wait)
+    rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
+    if deadline is not None and now + wait >= deadline:
+        why = "The call pop could not be answered before the phone stopped ringing. "
+        return RetryDecision(False, wait, deferral, why, too_late=True)
+    out_of_retries = not deferral and crm_retries >= MAX_RETRIES[purpose]
+    if out_of_retries or len(waits) >= MAX_DEFERRALS:
+        return RetryDecision(False, wait, deferral, f"Gave up after {len(waits)} retries. ")
+    new_state = {
+        "waits": [*waits, wait],
+        "crmRetries": crm_retries + (0 if deferral else 1),
+        "rateLimit": rate_limit,
+    }
+    return RetryDecision(True, wait, deferral, state=new_state)

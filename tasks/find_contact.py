@@ -217,34 +217,25 @@ def _retry_or_fail(
     exc: TransientCRMError,
     state: dict[str, Any],
 ) -> dict[str, Any]:
+    settings = task.app.settings
+    decision = backoff.decide_retry(
+        exc,
+        purpose,
+        state,
+        now=time.time(),
+        deadline=_deadline(task),
+        cap_s=settings.retry_max_delay_s,
+        window_s=_window_s(task, str(kwargs.get("connection"))),
+        spread=settings.deferral_spread != "none",
+        min_countdown_s=broker_countdown_s(task.app, 0.0),
+    )
     waits: list[float] = list(state.get("waits", []))
-    # Retries the CRM caused count against MAX_RETRIES; the shared limiter's own deferrals
-    # (no CRM request was made) do not, or a long batch would give up while merely queued.
-    crm_retries = int(state.get("crmRetries", 0))
-    deferral = backoff.is_deferral(exc)
-    cap = task.app.settings.retry_max_delay_s
-    if deferral:
-        spread = task.app.settings.deferral_spread != "none"
-        window = _window_s(task, str(kwargs.get("connection")))
-        priority = purpose == "call_pop"
-        wait = backoff.deferral_delay_s(exc, window, spread=spread, priority=priority, cap_s=cap)
-    else:
-        wait = backoff.delay_s(exc, crm_retries, cap_s=cap)
-    wait = broker_countdown_s(task.app, wait)
-    rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
-    deadline = _deadline(task)
-    too_late = deadline is not None and time.time() + wait >= deadline
-    out_of_retries = (not deferral and crm_retries >= backoff.MAX_RETRIES[purpose]) or len(
-        waits
-    ) >= backoff.MAX_DEFERRALS
-    if too_late or out_of_retries:
-        why = (
-            "The call pop could not be answered before the phone stopped ringing. "
-            if too_late
-            else f"Gave up after {len(waits)} retries. "
-        )
-        result = contact.failure(exc, tracking=_wait_tracking(waits, rate_limit), prefix=why)
-        if too_late and isinstance(exc, RateLimited):
+    wait = decision.wait_s
+    if not decision.retry:
+        rate_limit = exc.rate_limit.tracking() if exc.rate_limit else {}
+        tracking = _wait_tracking(waits, rate_limit)
+        result = contact.failure(exc, tracking=tracking, prefix=decision.why)
+        if decision.too_late and isinstance(exc, RateLimited):
             result["extraDataTracking"]["wouldWaitSeconds"] = wait
         return result
     twin = _stored_result(task)
@@ -252,7 +243,7 @@ def _retry_or_fail(
         log.info("find_contact %s: retry dropped, the job already has a result", task.request.id)
         return twin
     reason: Exception = exc
-    if deferral:
+    if decision.deferral:
         reason = _deferred(str(kwargs.get("connection")), wait)
         log.info("find_contact %s: %s (deferral %d)", task.request.id, reason, len(waits) + 1)
     else:
@@ -263,13 +254,8 @@ def _retry_or_fail(
             len(waits) + 1,
             wait,
         )
-    new_state = {
-        "waits": [*waits, wait],
-        "crmRetries": crm_retries + (0 if deferral else 1),
-        "rateLimit": rate_limit,
-    }
     retry = task.retry(
-        kwargs={**kwargs, "retryState": new_state}, countdown=wait, exc=reason, throw=False
+        kwargs={**kwargs, "retryState": decision.state}, countdown=wait, exc=reason, throw=False
     )
     # Celery keeps the retry's traceback in the result backend and sends it to Flower. The
     # CRM error's cause (a requests error) can quote a request URL that holds a token

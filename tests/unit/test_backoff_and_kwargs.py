@@ -1,5 +1,6 @@
 import json
 import random
+from typing import Any
 
 import pytest
 
@@ -87,3 +88,46 @@ def test_a_deferral_reason_keeps_its_wake_up_time_through_json() -> None:
     reason = backoff.Deferred("deferred until 01:02:03Z", 1796000523.456)
     assert str(reason) == "deferred until 01:02:03Z"
     assert backoff.Deferred(*json.loads(json.dumps(reason.args))).until == 1796000523.456
+
+
+# ----- the retry decision, pure (tasks/backoff.decide_retry) -------------------------------
+def _decide(exc: Any, purpose: str = "call_log", state: Any = None, **kw: Any) -> Any:
+    from tasks.backoff import decide_retry
+
+    kw.setdefault("now", 1000.0)
+    kw.setdefault("deadline", None)
+    return decide_retry(exc, purpose, state or {}, rng=random.Random(7), **kw)
+
+
+def test_a_crm_failure_retries_with_backoff_and_counts_a_crm_retry() -> None:
+
+    d = _decide(CRMUnavailable("503", status_code=503), state={"waits": [1.0], "crmRetries": 1})
+    assert d.retry and not d.deferral and 1.0 <= d.wait_s <= 2.0
+    assert d.state == {"waits": [1.0, d.wait_s], "crmRetries": 2, "rateLimit": {}}
+
+
+def test_a_deferral_does_not_count_against_the_crm_retries() -> None:
+    deferred = RateLimited(retry_after_s=3.0, status_code=None)  # the limiter's own: no HTTP
+    d = _decide(deferred, state={"waits": [], "crmRetries": 10})  # call_log allows 10
+    assert d.retry and d.deferral and d.state["crmRetries"] == 10
+    assert 3.0 <= d.wait_s <= 6.0  # spread after the limiter's wait, at most that wait again
+
+
+def test_out_of_crm_retries_gives_up_but_deferrals_do_not() -> None:
+    crm_429 = RateLimited(retry_after_s=2.0, status_code=429)
+    gave_up = _decide(crm_429, state={"waits": [1.0] * 10, "crmRetries": 10})
+    assert not gave_up.retry and gave_up.why.startswith("Gave up after 10 retries")
+
+
+def test_a_call_pop_gives_up_when_the_wait_outlasts_its_deadline() -> None:
+    crm_429 = RateLimited(retry_after_s=30.0, status_code=429)
+    d = _decide(crm_429, "call_pop", now=1000.0, deadline=1010.0)
+    assert not d.retry and d.too_late and d.wait_s == 30.0
+    assert _decide(crm_429, "call_pop", now=1000.0, deadline=1031.0).retry
+
+
+def test_the_cap_and_the_brokers_shortest_countdown_bound_the_wait() -> None:
+    crm_429 = RateLimited(retry_after_s=500.0, status_code=429)
+    assert _decide(crm_429, cap_s=120.0).wait_s == 120.0
+    quick = RateLimited(retry_after_s=0.2, status_code=429)
+    assert _decide(quick, min_countdown_s=1.0).wait_s == 1.0  # RabbitMQ: whole seconds
