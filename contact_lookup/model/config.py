@@ -132,13 +132,7 @@ class Connection:
         var = self.options.get(key)
         if not isinstance(var, str) or not var:
             raise ConfigError(f"connection {self.name!r}: option {key!r} is required")
-        env = os.environ if env is None else env
-        value = env.get(var, "")
-        if not value:
-            raise ConfigError(
-                f"connection {self.name!r}: environment variable {var} ({key}) is not set"
-            )
-        return value
+        return self.env_secret(var, key, env)
 
 
 @dataclass(frozen=True)

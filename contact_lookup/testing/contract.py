@@ -49,6 +49,7 @@ from contact_lookup.core.request import LookupRequest
 from contact_lookup.core.service import LookupService
 from contact_lookup.model import phone
 from contact_lookup.model.config import Connection, parse_config
+from contact_lookup.model.contact import FIELDS as CONTACT_FIELDS
 from contact_lookup.model.errors import AuthRejected, CRMUnavailable, RateLimited
 from contact_lookup.model.trace import DebugTrace
 
@@ -80,18 +81,7 @@ EXPECTED_CREATED = {
     "Katherine Johnson": "2020-09-13T12:26:40Z",
     "Margaret Hamilton": "2017-03-15T09:30:00Z",
 }
-SPEC_FIELDS = {
-    "id",
-    "name",
-    "phone",
-    "type",
-    "title",
-    "company",
-    "email",
-    "createdDate",
-    "mostRecentActivityDate",
-    "additionalInfo",
-}
+SPEC_FIELDS = frozenset(CONTACT_FIELDS)  # the spec's contact fields
 
 
 class Vendor(Protocol):
