@@ -43,6 +43,9 @@ from tests.faults.faultkit import (
 pytestmark = pytest.mark.faults
 
 CANARY = "cnry7Q3xZ9p2LmK8"  # URL-safe: it is the broker's Redis password too
+# A second canary, the token of one connection under a variable whose name says nothing of
+# secrets: redaction must come from the configured token_env, not from name suffixes.
+ODD_CANARY, ODD_ENV = "oddc4Rw8Jm2NxB6", "CRM_ACCESS_CREDENTIAL"
 FLOWER_AUTH = ("ops", "flower-faults-pw")
 FIXTURES = ROOT / "tests" / "fixtures" / "ringcentral"
 EVENTS = ["inbound_ringing", "disconnected", "sms_inbound", "internal_call"]
@@ -72,16 +75,25 @@ def up(url: str) -> bool:
 def test_the_canary_is_nowhere(
     tmp_path: Path, faults_url: str, faults_redis: redis.Redis, broker: EmbeddedRedis
 ) -> None:
-    sims = {crm: quick_drip(simulator_class(crm)(CONTACTS, token=CANARY)).start() for crm in CRMS}
+    odd_crm = CRMS[0]
+    sims = {
+        crm: quick_drip(
+            simulator_class(crm)(CONTACTS, token=ODD_CANARY if crm == odd_crm else CANARY)
+        ).start()
+        for crm in CRMS
+    }
     procs: list[Proc] = []
     try:
         tables: dict[str, dict[str, Any]] = {
             "demo": {"crm": "json", "contacts": "contacts.json", "rc_account": "809646016"}
         }
         for crm, sim in sims.items():
-            tables[crm] = {**sim.connection(), "rc_account": "canary"}
+            table = {**sim.connection(), "rc_account": "canary"}
+            if crm == odd_crm:
+                table["token_env"] = ODD_ENV
+            tables[crm] = table
             closed = f"http://127.0.0.1:{free_port()}"
-            tables[f"{crm}_refused"] = {**sim.connection(), "base_url": closed}
+            tables[f"{crm}_refused"] = {**table, "base_url": closed}
         shutil.copy(EXAMPLES / "contacts.json", tmp_path / "contacts.json")
         toml = write_connections(tmp_path / "cl.toml", tables, default="demo")
         env = base_env(
@@ -94,7 +106,8 @@ def test_the_canary_is_nowhere(
             RC_VERIFICATION_TOKEN=CANARY,
             CALL_POP_DEADLINE="3",
             CRM_HTTP_TIMEOUT="1",
-            **{sim.token_env: CANARY for sim in sims.values()},
+            **{sim.token_env: CANARY for crm, sim in sims.items() if crm != odd_crm},
+            **{ODD_ENV: ODD_CANARY},
         )
         json_worker = WorkerProcess(
             {**env, "LOG_FORMAT": "json"}, tmp_path, "json-worker", queues="call_pop"
@@ -226,7 +239,8 @@ def test_the_canary_is_nowhere(
                 get(f"{flower_url}/api/workers?refresh=1", auth=FLOWER_AUTH).text,
             ]
             assert "json-worker@" in flower_pages[1] and "text-worker@" in flower_pages[1]
-            end = [scan_redis(broker_client, CANARY), scan_redis(faults_redis, CANARY)]
+            end = [scan_redis(client, canary) for client in (broker_client, faults_redis)
+                   for canary in (CANARY, ODD_CANARY)]  # fmt: skip
         finally:
             broker_client.close()
     finally:
@@ -235,14 +249,21 @@ def test_the_canary_is_nowhere(
         for sim in sims.values():
             sim.stop()
 
+    ODD = ODD_CANARY.encode()
     log_lines = [(p.name, line) for p in procs for line in p.log_lines()]
     assert any("ready." in line for _, line in log_lines)  # the logs were captured
     found = {
         "redis (mid-run)": [k for _, _, hits in mid for k in hits],
-        "redis (retry states)": [m[:120].decode() for m in retry_metas if CANARY.encode() in m],
+        "redis (retry states)": [
+            m[:120].decode() for m in retry_metas if CANARY.encode() in m or ODD in m
+        ],
         "redis (end)": [k for _, _, hits in end for k in hits],
-        "flower": [i for i, page in enumerate(flower_pages) if CANARY in page],
-        "logs": [f"{name}: {line[:200]}" for name, line in log_lines if CANARY in line],
+        "flower": [i for i, p in enumerate(flower_pages) if CANARY in p or ODD_CANARY in p],
+        "logs": [
+            f"{name}: {line[:200]}"
+            for name, line in log_lines
+            if CANARY in line or ODD_CANARY in line
+        ],
     }
     leaks = {where: hits for where, hits in found.items() if hits}
     figure(
