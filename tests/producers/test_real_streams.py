@@ -16,7 +16,7 @@ import redis
 
 from producers.pipeline import EventPipeline, build_pipeline
 from producers.telephony import REASONS, ReasonRule
-from tests.conftest import flushed_db
+from tests.conftest import flushed_db, purge_amqp_queues
 from tests.producers.conftest import (
     FIXTURES,
     SALES_EXT,
@@ -68,6 +68,7 @@ def pipeline_for(pr_url: str, tmp_path: Path) -> Iterator[Any]:
 
 def run(producer: EventPipeline, client: redis.Redis, events: list[dict[str, Any]]) -> Any:
     client.flushdb()
+    purge_amqp_queues()  # on a RabbitMQ run the queues live there, not in this database
     producer._newest_event_time = None
     lines = [o.line() for e in events for o in producer.handle(e)]
     return lines, all_queued(client)
