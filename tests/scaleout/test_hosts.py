@@ -92,6 +92,10 @@ class Cluster:
             REDIS_URL=inside,
             CONTACT_LOOKUP_CONFIG=str(toml),
             VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT_S),
+            # start-up refuses a visibility timeout not above the longest countdown and a
+            # call-pop deadline not below it: both made shorter with it
+            RETRY_MAX_DELAY=str(VISIBILITY_TIMEOUT_S - 1),
+            CALL_POP_DEADLINE=str(VISIBILITY_TIMEOUT_S - 1),
             CRM_HTTP_TIMEOUT="2",
             **crm.env(),
         )

@@ -110,6 +110,10 @@ def run_kills(
             BROKER_URL=broker_url,
             CONTACT_LOOKUP_CONFIG=str(toml),
             VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT_S),
+            # start-up refuses a visibility timeout not above the longest countdown and a
+            # call-pop deadline not below it: both made shorter with it
+            RETRY_MAX_DELAY=str(VISIBILITY_TIMEOUT_S - 1),
+            CALL_POP_DEADLINE=str(VISIBILITY_TIMEOUT_S - 1),
             **crm.env(),
         )
         ids = [

@@ -160,6 +160,10 @@ def test_workers_and_webhook_follow_a_sentinel_failover(
         CACHE_URL=urls["cache"],
         CONTACT_LOOKUP_CONFIG=str(toml),
         VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT_S),
+        # start-up refuses a visibility timeout not above the longest countdown and a
+        # call-pop deadline not below it: both made shorter with it
+        RETRY_MAX_DELAY=str(VISIBILITY_TIMEOUT_S - 1),
+        CALL_POP_DEADLINE=str(VISIBILITY_TIMEOUT_S - 1),
     )
     old_master = sentinels.master.port
     producer = build_pipeline(settings)
