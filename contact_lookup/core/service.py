@@ -10,9 +10,12 @@ both, never an empty success.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from contact_lookup.connectors.base import Connector, ConnectorSource
+from contact_lookup.core import callpop
 from contact_lookup.core.cache import ContactCache
 from contact_lookup.core.coalesce import Coalescer
 from contact_lookup.core.guard import Guard
@@ -31,7 +34,19 @@ from contact_lookup.model.errors import (
 from contact_lookup.model.purpose import Purpose
 from contact_lookup.model.trace import DebugTrace
 
-__all__ = ["LookupRequest", "LookupService", "Prepared"]
+__all__ = ["CachedPop", "LookupRequest", "LookupService", "Prepared"]
+
+
+@dataclass(frozen=True)
+class CachedPop:
+    """A call pop answerable from the cache in one Redis script: the message is
+    ``before + contacts + after``, where ``contacts`` is the cached JSON array with ``extra``
+    (the placeholder, or "") added as its last element(s)."""
+
+    prepared: Prepared
+    before: str
+    after: str
+    extra: str
 
 
 class LookupService:
@@ -55,8 +70,13 @@ class LookupService:
         self.connectors = connectors
         self.guard = Guard(limiter, coalescer)
 
-    def prepare(self, connection_name: str, request: LookupRequest) -> Prepared:
-        """Validate the request; InvalidInput or ConfigError when it can never succeed."""
+    def prepare(
+        self, connection_name: str, request: LookupRequest, *, normalised: bool = False
+    ) -> Prepared:
+        """Validate the request; InvalidInput or ConfigError when it can never succeed.
+
+        ``normalised``: ``request.phone_number`` is already E.164 (the producers' plan parsed
+        it), so it is not parsed again."""
         conn = self.config.connection(connection_name)
         try:
             Purpose.parse(request.purpose)
@@ -81,7 +101,9 @@ class LookupService:
             return Prepared(
                 conn, number, [number], self.cache.key(conn, number, [], is_extension=True)
             )
-        number = phone.to_e164(request.phone_number, conn.region)
+        number = (
+            request.phone_number if normalised else phone.to_e164(request.phone_number, conn.region)
+        )
         formats = phone.split_formats(
             conn.formats if request.overriding_format is None else request.overriding_format
         )
@@ -143,6 +165,37 @@ class LookupService:
         if contacts is None:
             return None
         return self.cached_result(prepared, request, contacts)
+
+    def cached_pop(
+        self,
+        connection_name: str,
+        request: LookupRequest,
+        telephony_session_id: str | None,
+    ) -> CachedPop | None:
+        """What the producers' one-script fast path needs to answer this call pop from the
+        cache inside Redis (producers/pipeline.py): the cache key and the call-pop message
+        cut around the cached contacts (``callpop.template``). ``request.phone_number`` is
+        already normalised (the plan's E.164 number or extension digits): no parsing here.
+
+        None when the result would depend on the contacts beyond listing them (a resolution
+        strategy applies): the caller then uses ``cached``. InvalidInput / ConfigError
+        propagate, as from ``cached``.
+        """
+        prepared = self.prepare(connection_name, request, normalised=True)
+        if request.resolve or (Purpose(request.purpose).is_logging and prepared.connection.resolve):
+            return None
+        # Built as ``cached_result`` builds it (real contacts, so no not-found message), with
+        # the contacts replaced by the mark the template is cut at.
+        shape = contact.success([{}], prepared.number, tracking={"isCached": True})
+        before, after = callpop.template(
+            telephony_session_id,
+            request.phone_number,
+            {**shape, "matchedContactInfo": callpop.CONTACTS_MARK},
+        )
+        extra = ""
+        if prepared.connection.create_option:
+            extra = "," + json.dumps(contact.placeholder(), separators=(",", ":"))
+        return CachedPop(prepared, before, after, extra)
 
     def cached_result(
         self, prepared: Prepared, request: LookupRequest, contacts: list[dict[str, Any]]
