@@ -200,7 +200,11 @@ def create_app(settings: Settings) -> ContactLookupCelery:
         accept_content=["json"],
         result_accept_content=["json"],
         result_expires=int(settings.result_expires_s),
-        result_extended=True,
+        # No result_extended: nothing reads a stored result's name, args, kwargs, worker or
+        # queue (Flower has them from the task events), and writing them cost every STARTED
+        # and SUCCESS write a second copy of the kwargs, a phone number among them. The one
+        # field used, ``retries`` (relookup's progress), is stored by tasks/backend.py.
+        result_extended=False,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
@@ -208,6 +212,8 @@ def create_app(settings: Settings) -> ContactLookupCelery:
         task_queues=purpose_queues(settings.broker_url),
         task_default_queue="call_pop",
         task_routes=(route_by_purpose,),
+        # STARTED: relookup and ``lookup`` tell a held job from a lost one by it; its write
+        # also answers the task's already-done check (tasks/backend.py ``stored_success``).
         task_track_started=True,
         task_send_sent_event=True,
         worker_send_task_events=True,
