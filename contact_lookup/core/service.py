@@ -16,7 +16,7 @@ from typing import Any
 
 from contact_lookup.connectors.base import Connector, ConnectorSource
 from contact_lookup.core import callpop
-from contact_lookup.core.cache import ContactCache
+from contact_lookup.core.cache import ContactCache, Pending
 from contact_lookup.core.coalesce import Coalescer
 from contact_lookup.core.guard import Guard
 from contact_lookup.core.ratelimit import RateLimiter
@@ -137,10 +137,14 @@ class LookupService:
                         hint="Set extension_lookup = false on this connection.",
                     )
 
-                def work() -> dict[str, Any]:
-                    return self._from_crm(prepared, request, connector, trace)
+                # The cache write rides on the coalescing hand-off script (one round trip).
+                pending = self.cache.pending()
 
-                result = self.guard.run(prepared, request, connector, work)
+                def work() -> dict[str, Any]:
+                    return self._from_crm(prepared, request, connector, trace, pending)
+
+                result = self.guard.run(prepared, request, connector, work, pending)
+                self.cache.flush(pending)
             except (PermanentCRMError, InvalidInput) as exc:
                 return self._finish(contact.failure(exc), trace)
         return self._finish(self._decorate(result, prepared, request), trace)
@@ -217,6 +221,7 @@ class LookupService:
         request: LookupRequest,
         connector: Connector,
         trace: DebugTrace | None = None,
+        pending: Pending | None = None,
     ) -> dict[str, Any]:
         extension = request.is_extension
         try:
@@ -232,7 +237,7 @@ class LookupService:
                 raise
             outcome = fresh.find(prepared.terms, extension=extension)
         if outcome.contacts and outcome.complete:
-            self.cache.put(prepared.cache_key, outcome.contacts)
+            self.cache.put(prepared.cache_key, outcome.contacts, pending)
         elif request.force_refresh:
             self.cache.delete(prepared.cache_key)  # the CRM says the cached match is stale
         tracking = outcome.rate_limit.tracking() if outcome.rate_limit else {}

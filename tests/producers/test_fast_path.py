@@ -5,7 +5,7 @@ sees them (commands a script runs are marked ``lua`` there)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from contact_lookup.core.request import LookupRequest
 from producers.pipeline import _CHECK, EventPipeline, build_pipeline
 from tests.conftest import settings_for
 from tests.producers.conftest import DEMO_EXT, fixture, queued
+from tests.redismonitor import client_commands
 
 NUMBER = "+14155550100"  # the caller of the inbound_ringing fixture, c-1001 in contacts.json
 
@@ -25,23 +26,6 @@ def producer(pr_url: str, config_path: Path) -> Iterator[EventPipeline]:
     p.recorded = True  # the fixture is a 2024 recording: its own clock
     yield p
     p.app.close()
-
-
-def client_commands(client: redis.Redis, run: Callable[[], object]) -> list[str]:
-    """The commands clients sent while ``run()`` ran (not those of scripts), by MONITOR."""
-    marker = "fast-path-test-end"
-    with client.monitor() as m:
-        run()
-        client.echo(marker)
-        seen = []
-        while True:
-            cmd = m.next_command()
-            if cmd["command"] == f"ECHO {marker}":
-                return seen
-            name = str(cmd["command"]).split(" ")[0].upper()
-            # a connection's set-up (the marker's own connection) is not a round trip per pop
-            if cmd.get("client_type") != "lua" and name not in ("HELLO", "SELECT", "CLIENT"):
-                seen.append(name)
 
 
 def test_a_cached_call_pop_is_one_script_call_and_its_message_is_the_workers_shape(
