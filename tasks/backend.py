@@ -138,9 +138,11 @@ class FinalResultBackend(RedisBackend):
         )
         meta["task_id"] = task_id if isinstance(task_id, str) else task_id.decode()
         if request is not None:
-            # Without result_extended (celery_app.py) Celery stores neither: ``retries`` tells
-            # relookup a job's successive RETRY states apart; ``queue`` says where it ran.
+            # Without result_extended (celery_app.py) Celery stores none of these: ``retries``
+            # tells relookup a job's successive RETRY states apart; ``queue`` and ``worker``
+            # say where it ran. Its args and kwargs (a phone number) are left out.
             meta["retries"] = getattr(request, "retries", None)
+            meta["worker"] = getattr(request, "hostname", None)
             info = getattr(request, "delivery_info", None) or {}
             meta["queue"] = info.get("routing_key")
         expires = self.failure_expires if state == states.FAILURE else self.expires

@@ -200,10 +200,10 @@ def create_app(settings: Settings) -> ContactLookupCelery:
         accept_content=["json"],
         result_accept_content=["json"],
         result_expires=int(settings.result_expires_s),
-        # No result_extended: nothing reads a stored result's name, args, kwargs, worker or
-        # queue (Flower has them from the task events), and writing them cost every STARTED
-        # and SUCCESS write a second copy of the kwargs, a phone number among them. The one
-        # field used, ``retries`` (relookup's progress), is stored by tasks/backend.py.
+        # No result_extended: nothing reads a stored result's name, args or kwargs (Flower
+        # has them from the task events), and they cost every STARTED and SUCCESS write a
+        # second copy of the kwargs, a phone number among them. The fields that are read,
+        # ``retries`` (relookup's progress), ``queue`` and ``worker``, tasks/backend.py stores.
         result_extended=False,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

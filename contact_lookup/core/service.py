@@ -71,12 +71,18 @@ class LookupService:
         self.guard = Guard(limiter, coalescer)
 
     def prepare(
-        self, connection_name: str, request: LookupRequest, *, normalised: bool = False
+        self,
+        connection_name: str,
+        request: LookupRequest,
+        *,
+        normalised: bool = False,
+        terms: bool = True,
     ) -> Prepared:
         """Validate the request; InvalidInput or ConfigError when it can never succeed.
 
         ``normalised``: ``request.phone_number`` is already E.164 (the producers' plan parsed
-        it), so it is not parsed again."""
+        it), so it is not parsed again. ``terms=False``: no search terms (a cache read needs
+        none; formatting them parses the number)."""
         conn = self.config.connection(connection_name)
         try:
             Purpose.parse(request.purpose)
@@ -110,7 +116,7 @@ class LookupService:
         return Prepared(
             conn,
             number,
-            phone.queries(number, ",".join(formats)),
+            phone.queries(number, ",".join(formats)) if terms else [],
             self.cache.key(conn, number, formats),
         )
 
@@ -185,7 +191,7 @@ class LookupService:
         strategy applies): the caller then uses ``cached``. InvalidInput / ConfigError
         propagate, as from ``cached``.
         """
-        prepared = self.prepare(connection_name, request, normalised=True)
+        prepared = self.prepare(connection_name, request, normalised=True, terms=False)
         if request.resolve or (Purpose(request.purpose).is_logging and prepared.connection.resolve):
             return None
         # Built as ``cached_result`` builds it (real contacts, so no not-found message), with
