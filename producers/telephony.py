@@ -27,9 +27,22 @@ id. A routing leg is a party that passes the call on rather than talking:
 - its extension is listed in ``[telephony] routing_extensions`` (IVR menus and call queues:
   RingCentral extension types IvrMenu and Department), or
 - it ended with a pass-on reason (``REASONS``) or the status Gone, or
+- it is an Inbound party that ended with no reason, never answered, and whose Disconnected
+  says ``missedCall: false``: nobody talked on it and RingCentral says nobody missed the call
+  there ("missedCall: If 'True' means the call was missed by the party", RingCentral's
+  Account/Extension Telephony Sessions Event reference, ringcentral-api-docs
+  ``docs/notifications/event-filters/account-telephony-sessions.md``). That is how an IVR
+  menu's party ends in RingCentral's captured stream
+  (``tests/fixtures/ringcentral/inbound-pstn-ivr-to-user.jsonl``: ``Setup`` then
+  ``Disconnected``, no ``Proceeding``, no reason, ``missedCall: false``), and a queue's own
+  party likewise. It is read from the party's last event alone, so it holds in any order,
+  including when that Disconnected arrives before the next party was ever seen; or
 - it ended with no reason without ever answering, and another own party joined the session
-  after it (a later ``sequence``): the call went on from it, as an IVR menu's party does in
-  RingCentral's captured stream (``tests/fixtures/ringcentral/inbound-pstn-ivr-to-user.jsonl``).
+  after it (a later ``sequence``): the call went on from it (for bodies without
+  ``missedCall``).
+
+A call that only ever reached routing legs (the caller hung up in the IVR menu) gets no call
+log, as with ``routing_extensions``.
 """
 
 from __future__ import annotations
@@ -103,6 +116,7 @@ _LOG = (
     "CallReplied",  # declined with a text reply: a missed call for the party
     "CallFinished",
     "CallDropped",
+    "Voicemail",  # listed in the event reference's reason enum: reached voicemail, missed
 )
 REASONS: Mapping[str, ReasonRule] = {
     **{r: ReasonRule.HAND_OVER for r in _PASS_ON},
@@ -140,6 +154,8 @@ class PartyRecord:
     sequence: int | None
     routing: bool = False
     call_log: dict[str, Any] | str | None = None
+    direction: str | None = None  # Inbound | Outbound, as sent
+    missed: bool | None = None  # the event's missedCall (None: not sent)
 
     def encode(self) -> str:
         return json.dumps(
@@ -150,6 +166,8 @@ class PartyRecord:
                 "seq": self.sequence,
                 "routing": self.routing,
                 "log": self.call_log,
+                "dir": self.direction,
+                "missed": self.missed,
             },
             separators=(",", ":"),
         )
@@ -165,6 +183,8 @@ class PartyRecord:
             data.get("seq"),
             bool(data.get("routing")),
             data.get("log"),
+            data.get("dir"),
+            data.get("missed"),
         )
 
 
@@ -233,6 +253,8 @@ def _is_leg(p: PartyRecord, own: list[PartyRecord], view: SessionView) -> bool:
         return True
     if code_rule(p.code) is not CodeRule.ENDED:
         return True
+    if p.reason is None and p.party_id not in view.answered and is_routing_end(p):
+        return True
     if p.reason is None and p.party_id not in view.answered and p.sequence is not None:
         # An IVR menu's party: ends with no reason, never answered, and the call goes on to
         # another own party that first appears after it ended.
@@ -242,3 +264,10 @@ def _is_leg(p: PartyRecord, own: list[PartyRecord], view: SessionView) -> bool:
             for q in own
         )
     return False
+
+
+def is_routing_end(p: PartyRecord) -> bool:
+    """An Inbound party's end that RingCentral marks as not missed (``missedCall: false``).
+    With no reason and no answer seen, it is a routing leg (IVR menu, queue): see the module
+    docstring."""
+    return p.direction == "Inbound" and p.missed is False and code_rule(p.code) is CodeRule.ENDED
