@@ -19,7 +19,8 @@ later is treated like no reason (the party's own call ended), so a call is never
 
 One call, one call log: ``decide`` reads every party of a session seen so far (whatever order
 their events came in) and names the one own party the call log is for, once every party seen
-has ended. Which party: among own parties that ended for a logging reason and are not a
+has ended (a far end only ever seen ringing, before the last own party ended, counts as
+ended: see ``_over``). Which party: among own parties that ended for a logging reason and are not a
 routing leg, one that answered (Answered, Hold or Parked seen) beats one that only rang or
 reached voicemail; then the one that ended last (highest ``sequence``); then the lowest party
 id. A routing leg is a party that passes the call on rather than talking:
@@ -231,7 +232,7 @@ def decide(view: SessionView) -> Decision:
     the same events are in."""
     if not view.parties:
         return Decision(False, why="no party seen")
-    if not all(code_rule(p.code) in TERMINAL for p in view.parties.values()):
+    if not _over(view):
         return Decision(False, why="the call has not ended: a party is still on it")
     own = [p for p in view.parties.values() if p.own]
     candidates = [p for p in own if not _is_leg(p, own, view)]
@@ -246,6 +247,32 @@ def decide(view: SessionView) -> Decision:
 
     best = max(candidates, key=rank)
     return Decision(True, best)
+
+
+def _over(view: SessionView) -> bool:
+    """Every party seen has ended; or every own party has, and each other party still on
+    was only ever seen ringing, before the last own party ended (an unanswered outbound call
+    whose far end's Disconnected never came: RingCentral does not notify every party, see
+    "Current limitations" in its Telephony Session Notification guide). A far end that was
+    seen talking (as the PSTN caller is while an IVR hands the call on) keeps the call open."""
+    parties = list(view.parties.values())
+    if all(code_rule(p.code) in TERMINAL for p in parties):
+        return True
+    own = [p for p in parties if p.own]
+    if not own or any(code_rule(p.code) not in TERMINAL for p in own):
+        return False
+    last_own_end = max(p.sequence or 0 for p in own)
+    return all(
+        code_rule(p.code) in TERMINAL
+        or (
+            code_rule(p.code) is CodeRule.RINGING
+            and p.party_id not in view.answered
+            and p.sequence is not None
+            and p.sequence < last_own_end
+        )
+        for p in parties
+        if not p.own
+    )
 
 
 def _is_leg(p: PartyRecord, own: list[PartyRecord], view: SessionView) -> bool:

@@ -219,3 +219,31 @@ def test_delivery_marks_and_call_state_live_on_the_non_evicting_state_redis(
         assert any(":delivery:" in n for n in names) and any(":call:" in n for n in names)
         assert any(":once:call_log:" in n for n in names)
         assert not [k for k in client.keys("*") if b":delivery:" in k or b":call:" in k]
+
+
+PARTIAL_STREAM = "outbound-user-to-pstn-partial.jsonl"
+PARTIAL_USER_EXT = "170848004"  # ringcentral-call-control-js's test account and user
+PARTIAL_CALLEE = "+14155550174"
+
+
+def test_a_partial_real_stream_gets_exactly_one_call_log_in_any_order(
+    pipeline_for: Any, client: redis.Redis
+) -> None:
+    """RingCentral's own call-control SDK test notifications: sequences 2, 3 and 8 of one
+    unanswered outbound call (the user's Setup and Disconnected on the extension path, the
+    PSTN party's Proceeding on the account path; the PSTN party's Disconnected is not in the
+    material). In every order, and as an extension-level subscription sees it (2 and 8
+    only): exactly one call log, for the user's extension. Before, the call stayed open
+    whenever the PSTN party's Proceeding came before the user's Disconnected (a far end seen
+    ringing kept 'every party seen has ended' false for ever)."""
+    producer = pipeline_for()
+    events = stream(PARTIAL_STREAM)
+    own_path = [e for e in events if "/extension/" in e["event"]]
+    assert [e["body"]["sequence"] for e in own_path] == [2, 8]
+    for label, ordered in [*orders(events), ("extension path", own_path)]:
+        _, queues = run(producer, client, ordered)
+        logs = [
+            (j["kwargs"]["phoneNumber"], j["kwargs"]["rcExtensionId"]) for j in queues["call_log"]
+        ]
+        assert logs == [(PARTIAL_CALLEE, PARTIAL_USER_EXT)], label
+        assert not queues["call_pop"], label  # demo: outbound_pop = false

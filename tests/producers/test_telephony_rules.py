@@ -164,6 +164,21 @@ def test_an_inbound_party_ended_unanswered_and_not_missed_is_a_leg_on_its_own() 
     assert (encoded.direction, encoded.missed) == ("Inbound", False)
 
 
+def test_a_far_end_only_seen_ringing_before_the_own_party_ended_does_not_hold_the_call_open() -> (
+    None
+):
+    """An unanswered outbound call whose PSTN party's Disconnected never came (RingCentral
+    does not notify every party): logged when the user's party ends. A far end seen talking,
+    or ringing after the own party ended, keeps the call open."""
+    user = party("user", "Disconnected", 8)
+    assert decide(view(user, party("pstn", "Proceeding", 3, own=False))).party == user
+    talking = view(user, party("pstn", "Proceeding", 3, own=False), answered=("pstn",))
+    assert not decide(talking).ended
+    assert not decide(view(user, party("pstn", "Proceeding", 9, own=False))).ended
+    assert not decide(view(user, party("pstn", "Answered", 4, own=False))).ended
+    assert not decide(view(party("pstn", "Proceeding", 3, own=False))).ended
+
+
 def test_the_decision_does_not_depend_on_the_order_records_are_held_in() -> None:
     records = [
         party("a", "Disconnected", 4, "AttendedTransfer"),
