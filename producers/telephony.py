@@ -36,8 +36,12 @@ id. A routing leg is a party that passes the call on rather than talking:
   menu's party ends in RingCentral's captured stream
   (``tests/fixtures/ringcentral/inbound-pstn-ivr-to-user.jsonl``: ``Setup`` then
   ``Disconnected``, no ``Proceeding``, no reason, ``missedCall: false``), and a queue's own
-  party likewise. It is read from the party's last event alone, so it holds in any order,
-  including when that Disconnected arrives before the next party was ever seen; or
+  party likewise. It holds in any order, including when that Disconnected arrives before
+  the next party was ever seen. Unless the call ended with it: a far end (a party without
+  the subscriber's extension) that ended in the same or the adjacent notification by
+  ``sequence`` makes it a candidate, as a party that talked but whose Answered was never
+  received (the call's early events lost) ends exactly like this. So a call abandoned in
+  the IVR menu is logged for the menu's extension unless ``routing_extensions`` lists it; or
 - it ended with no reason without ever answering, and another own party joined the session
   after it (a later ``sequence``): the call went on from it (for bodies without
   ``missedCall``).
@@ -281,7 +285,9 @@ def _is_leg(p: PartyRecord, own: list[PartyRecord], view: SessionView) -> bool:
     if code_rule(p.code) is not CodeRule.ENDED:
         return True
     if p.reason is None and p.party_id not in view.answered and is_routing_end(p):
-        return True
+        # An IVR menu's end, unless the call ended with it: a far end that ended in the same
+        # or an adjacent notification (a talking party whose Answered never came).
+        return not _ended_with_far_end(p, view)
     if p.reason is None and p.party_id not in view.answered and p.sequence is not None:
         # An IVR menu's party: ends with no reason, never answered, and the call goes on to
         # another own party that first appears after it ended.
@@ -291,6 +297,21 @@ def _is_leg(p: PartyRecord, own: list[PartyRecord], view: SessionView) -> bool:
             for q in own
         )
     return False
+
+
+def _ended_with_far_end(p: PartyRecord, view: SessionView) -> bool:
+    """A party other than the subscriber's ended in the same notification as ``p`` or the one
+    next to it by ``sequence`` (the captures: the user's Disconnected 11, the PSTN caller's
+    12; the IVR menu's 5, the caller's 12)."""
+    if p.sequence is None:
+        return False
+    return any(
+        not q.own
+        and code_rule(q.code) in TERMINAL
+        and q.sequence is not None
+        and abs(q.sequence - p.sequence) <= 1
+        for q in view.parties.values()
+    )
 
 
 def is_routing_end(p: PartyRecord) -> bool:

@@ -150,8 +150,14 @@ def test_an_inbound_party_ended_unanswered_and_not_missed_is_a_leg_on_its_own() 
 
     remote = party("remote", "Disconnected", 12, own=False)
     ivr = ended("ivr", 5, "Inbound", False)
-    early = decide(view(ivr, remote))
-    assert early.ended and early.party is None, early
+    for seen in ((ivr,), (ivr, remote)):
+        early = decide(view(*seen))
+        assert early.ended and early.party is None, early
+    # The call ended with it (the far end's end is the same or the next notification): a
+    # party that talked but whose Answered was never received.
+    for far_end in (5, 6, 4):
+        lost = decide(view(ivr, party("remote", "Disconnected", far_end, own=False)))
+        assert lost.party == ivr, far_end
     user = ended("user", 11, "Inbound", False)
     assert decide(view(ivr, remote, user, answered=("user",))).party == user
     for candidate in (
