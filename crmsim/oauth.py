@@ -21,11 +21,13 @@
   ``/oauth/v1/access-tokens/{token}``; Bullhorn's ``{restUrl}settings/...`` is in
   ``crmsim/bullhorn.py``) answers for the user who granted the access token, in the vendor's
   shape; ``identity_failures`` makes the next ones answer 500.
-- Knobs and counters: ``token_calls`` (every token-endpoint request), ``refreshes``,
+- Knobs and counters: ``token_calls`` (every token-endpoint request), ``refreshes`` (and
+  ``refresh_times``),
   ``fail_next(status, count)`` (answer 503/429 instead), ``hang_s`` (hold each token request).
 
-The hook into ``crmsim.base.Simulator`` is two lines in its dispatch; vendor modules are
-untouched, so their own auth checks and 401 bodies stay as they are.
+The hook into ``crmsim.base.Simulator`` is two lines in its dispatch; vendor modules keep
+their own auth checks and 401 bodies (Bullhorn's ``settings/`` route, behind its REST session,
+is the one identity endpoint in a vendor module).
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class OAuthServer:
         self.codes: dict[str, tuple[str, str]] = {}  # code -> (redirect_uri, user)
         self.token_calls = 0
         self.refreshes = 0
+        self.refresh_times: list[float] = []  # time.monotonic() of each successful refresh
         self.issued_refresh: list[str] = []  # every refresh token issued, in order
         self.failures: deque[int] = deque()
 
@@ -266,6 +269,7 @@ class OAuthServer:
             if grant is None:
                 return self._invalid_grant("refresh token revoked, expired or already used")
             self.refreshes += 1
+            self.refresh_times.append(time.monotonic())
             new_refresh = None
             if self.rotate:
                 del self.refresh[token]

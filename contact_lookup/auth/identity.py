@@ -71,9 +71,7 @@ def _pick(body: Any, *names: str) -> dict[str, Any]:
     return out
 
 
-def who(
-    connection: Connection, record: TokenRecord, *, timeout_s: float = 10.0
-) -> dict[str, Any]:
+def who(connection: Connection, record: TokenRecord, *, timeout_s: float = 10.0) -> dict[str, Any]:
     """The connected user (``crm`` plus the vendor's own fields); IdentityUnavailable if the
     vendor's identity endpoint cannot be read."""
     session = requests.Session()
