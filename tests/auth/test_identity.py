@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 
 from contact_lookup.auth import flows
 from contact_lookup.model.config import load_config
@@ -50,6 +51,28 @@ def test_seed_names_the_connected_user_per_vendor(
         out = flows.seed(tokens, config.connection("crm"), refresh)
         assert out["state"] == "valid" and out["connectedAs"] == EXPECTED[cls]
         assert oauth.identity_calls >= 1
+        text = json.dumps(out)
+        for secret in (*oauth.access, *oauth.issued_refresh, oauth.client_secret):
+            assert secret not in text
+
+
+@pytest.mark.parametrize("cls", list(EXPECTED), ids=lambda c: c.__name__)
+def test_connect_names_the_connected_user_per_vendor(
+    cls: type[Simulator], redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    with oauth_sim(cls, lifetime_s=600) as (_sim, oauth):
+        config = load_config(write_config(tmp_path / "c.toml", "crm", oauth.connection()))
+        tokens = manager(redis_client, oauth)
+
+        def browser(url: str, _redirect: str) -> str:  # the user approves on the vendor's page
+            answer = requests.get(url + "&user=ada-lovelace", allow_redirects=False, timeout=10)
+            return str(answer.headers["Location"])
+
+        out = flows.connect(tokens, config.connection("crm"), redirect_uri=None,
+                            get_redirect=browser, env=oauth.env())  # fmt: skip
+        assert out["state"] == "valid" and out["connectedAs"] == EXPECTED[cls]
+        stored = tokens.store.load("crm")
+        assert stored is not None and stored.refresh_token == oauth.newest_refresh_token
         text = json.dumps(out)
         for secret in (*oauth.access, *oauth.issued_refresh, oauth.client_secret):
             assert secret not in text
