@@ -7,14 +7,19 @@ One refresh per token: the core refreshes a token when half its life is left (th
 never more than half the lifetime), so each 3 s token is replaced once, about 1.5 s after it
 was issued, by one thread of one worker for all sixteen. The test checks it three ways:
 
+- the count: ``elapsed / refreshes`` lies between ``0.9 * LIFETIME_S / 2`` and
+  ``LIFETIME_S / 2 + LATE_S`` (40 refreshes in 60 s when measured). Below: more than one
+  refresh per token; above: tokens refreshed late or not at all. A refresh is made by the
+  first lookup after it is due and lookups run back to back (about 90 a second), so it is
+  late by far less than ``LATE_S``, which leaves room for a slow, shared CI machine; one
+  refresh per thread would be sixteen times the count, one per process twice;
 - the gap between consecutive refreshes (timed by the simulator) is never below
-  ``LIFETIME_S / 2 - SLACK_S``: two refreshes for one token would be milliseconds apart;
-- the mean gap is at most ``LIFETIME_S / 2 + LATE_S``: a refresh is made by the first lookup
-  after it is due, and lookups run back to back, so it is late by at most one lookup batch
-  (``LATE_S`` allows a slow, shared CI machine);
-- so the count is ``elapsed / (LIFETIME_S / 2)`` within those bounds, every refresh succeeded
-  (``token_calls == refreshes``: with rotation on, a second refresh of one token would use a
-  spent refresh token and be refused) and the store holds the vendor's newest refresh token.
+  ``LIFETIME_S / 4``: two refreshes for one token would be milliseconds apart, while the
+  clock noise between the store (which dates a token from before its request) and the
+  simulator is one request's latency;
+- every refresh succeeded (``token_calls == refreshes``: with rotation on, a second refresh
+  of one token would use a spent refresh token and be refused) and the store holds the
+  vendor's newest refresh token.
 
 The canary: no access token, refresh token, client secret or TOKEN_ENCRYPTION_KEY appears in
 any Redis value (results with debug traces, task messages, token store), worker log line, or
@@ -45,7 +50,6 @@ from tests.processes import Proc, WorkerProcess, base_env
 
 RUN_S = 60.0
 LIFETIME_S = 3.0
-SLACK_S = 0.5  # timing noise between the store's clock and the simulator's, per refresh
 LATE_S = 0.5  # a due refresh waits for the next lookup: one batch on a busy machine
 FLOWER_AUTH = ("ops", "flower-auth-pw")
 
@@ -162,10 +166,9 @@ def test_three_second_tokens_on_two_worker_processes_for_a_minute(
               f" gaps min {min(gaps):.2f} s mean {mean_gap:.2f} s")  # fmt: skip
         assert not failed, failed[:3]
         assert len(results) >= 300
-        period = LIFETIME_S / 2
-        assert min(gaps) >= period - SLACK_S, gaps  # never two refreshes for one token
-        assert mean_gap <= period + LATE_S, gaps  # and every token was refreshed when due
-        assert elapsed / (period + LATE_S) - 1 <= len(times) <= elapsed / (period - SLACK_S) + 1
+        period = LIFETIME_S / 2  # each token is refreshed once, when half its life is left
+        assert 0.9 * period <= elapsed / len(times) <= period + LATE_S, (elapsed, len(times))
+        assert min(gaps) >= LIFETIME_S / 4, gaps  # never two refreshes for one token
         assert token_calls == len(times)  # every refresh used the newest refresh token
         assert tokens.store.load("crm").refresh_token == oauth.newest_refresh_token
 
