@@ -34,6 +34,7 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
 import redis
 import requests
 
@@ -85,6 +86,7 @@ def get(url: str) -> requests.Response:
     return requests.get(url, auth=FLOWER_AUTH, timeout=10)
 
 
+@pytest.mark.timeout(240)  # the 60 s run, Flower's start and the scans, on a busy machine
 def test_three_second_tokens_on_two_worker_processes_for_a_minute(
     redis_url: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
