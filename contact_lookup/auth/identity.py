@@ -6,10 +6,11 @@ printed or put in an exception (HubSpot's answer echoes the token: it is dropped
 
 Sources (the vendors' developer documentation, checked with the ``search`` tool):
 
-- Clio: ``GET /api/v4/users/who_am_i`` ("Return the data for the current User",
-  docs.developers.clio.com/api-reference, Users) on the region's host; default fields are
-  ``id`` and ``etag`` only, so ``fields=id,name,email`` is asked for. Answer
-  ``{"data": {"id", "name", "email"}}``.
+- Clio: ``GET /api/v4/users/who_am_i`` (docs.developers.clio.com/api-reference, Users: the
+  user the access token belongs to) on the region's host; Clio answers only ``id`` and
+  ``etag`` unless ``fields`` names more, so ``fields=id,name,email`` is asked for. Answer
+  ``{"data": {"id", "name", "email"}}`` (the shape public Clio integrations read after
+  their token exchange).
 - Pipedrive: ``GET {api_domain}/api/v1/users/me`` (pipedrive.readme.io/docs/
   marketplace-getting-user-data: "After you've obtained a valid access token, you can get
   user's info by requesting the /users/me API endpoint"); answer ``{"success": true, "data":
@@ -23,8 +24,9 @@ Sources (the vendors' developer documentation, checked with the ``search`` tool)
   service behind the token answer's ``id`` URL, help.salesforce.com "Identity URLs", answers
   the same user): ``{"user_id", "organization_id", "preferred_username", "name", "email"}``.
 - Bullhorn: a REST session (``/rest-services/login``, bullhorn.github.io/rest-api-docs
-  "Login"), then ``GET {restUrl}settings/userId,corporationName`` (rest-api-docs
-  "Settings": ``{"userId": 1234, "corporationName": "..."}``).
+  "Login": ``{BhRestToken, restUrl}``), then the settings operation
+  ``GET {restUrl}settings/userId,corporationName`` (rest-api-docs "Settings"; one member per
+  named setting: ``{"userId": 1234, "corporationName": "..."}``).
 """
 
 from __future__ import annotations
