@@ -20,8 +20,8 @@ later is treated like no reason (the party's own call ended), so a call is never
 One call, one call log: ``decide`` reads every party of a session seen so far (whatever order
 their events came in) and names the one own party the call log is for, once every party seen
 has ended (a far end only ever seen ringing, before the last own party ended, counts as
-ended: see ``_over``). Which party: among own parties that ended for a logging reason and are not a
-routing leg, one that answered (Answered, Hold or Parked seen) beats one that only rang or
+ended: see ``_over``). Which party: among own parties that ended for a logging reason and
+are not a routing leg, one that answered (Answered, Hold or Parked seen) beats one that only rang or
 reached voicemail; then the one that ended last (highest ``sequence``); then the lowest party
 id. A routing leg is a party that passes the call on rather than talking:
 
@@ -35,19 +35,18 @@ id. A routing leg is a party that passes the call on rather than talking:
   ``docs/notifications/event-filters/account-telephony-sessions.md``). That is how an IVR
   menu's party ends in RingCentral's captured stream
   (``tests/fixtures/ringcentral/inbound-pstn-ivr-to-user.jsonl``: ``Setup`` then
-  ``Disconnected``, no ``Proceeding``, no reason, ``missedCall: false``), and a queue's own
-  party likewise. It holds in any order, including when that Disconnected arrives before
-  the next party was ever seen. Unless the call ended with it: a far end (a party without
-  the subscriber's extension) that ended in the same or the adjacent notification by
-  ``sequence`` makes it a candidate, as a party that talked but whose Answered was never
-  received (the call's early events lost) ends exactly like this. So a call abandoned in
-  the IVR menu is logged for the menu's extension unless ``routing_extensions`` lists it; or
+  ``Disconnected``, no ``Proceeding``, no reason, ``missedCall: false``). It holds in any
+  order, including when that Disconnected arrives before the next party was ever seen. Unless
+  the call ended with it: a far end (a party without the subscriber's extension) that ended in
+  the same or the adjacent notification by ``sequence`` makes it a candidate, as a party that
+  talked but whose Answered was never received (the call's early events lost) ends exactly
+  like this. So a call abandoned in the IVR menu is logged for the menu's extension unless
+  ``routing_extensions`` lists it; or
 - it ended with no reason without ever answering, and another own party joined the session
   after it (a later ``sequence``): the call went on from it (for bodies without
   ``missedCall``).
 
-A call that only ever reached routing legs (the caller hung up in the IVR menu) gets no call
-log, as with ``routing_extensions``.
+A call that reached only recognised legs gets no call log.
 """
 
 from __future__ import annotations
