@@ -68,11 +68,17 @@ def test_clio_matters_for_each_real_match(make_harness: Make) -> None:
 
 def test_pipedrive_open_deals_and_live_leads(make_harness: Make) -> None:
     h = make_harness("pipedrive", PEOPLE)
-    (mara,) = h.connector(additional_fields=["deals", "leads"]).find([NUMBER]).contacts
+    trace = DebugTrace()
+    c = h.connector(trace=trace, additional_fields=["deals", "leads"])
+    (mara,) = c.find([NUMBER]).contacts
     assert mara["additionalInfo"] == {
         "deals": [{"const": "21", "title": "Renewal", "id": 21}],
         "leads": [{"const": "5a1e-lead", "title": "Upsell", "id": "5a1e-lead"}],
     }
+    # GET /v1/leads answers unarchived leads; Pipedrive removed archived_status from it
+    # (pipedrive/client-nodejs CHANGELOG), so the read must not depend on it.
+    (leads,) = [e["url"] for e in trace.entries if "/api/v1/leads" in e.get("url", "")]
+    assert "person_id=" in leads and "archived_status" not in leads
 
 
 def test_without_additional_fields_nothing_is_fetched(make_harness: Make) -> None:
