@@ -216,9 +216,13 @@ class BullhornConnector(HttpConnector):
                 wait = max(0.0, state.reset - time.time())
         return RATE_LIMIT_WAIT_S if wait is None else wait
 
-    # Bullhorn's ``ratelimit-limit`` / ``-remaining`` / ``-reset`` headers (the IETF RateLimit
-    # header fields draft, whose reset is seconds left), which RingCentral's App Connect
-    # Bullhorn connector reads; absent on older pods.
+    # ``ratelimit-limit`` / ``-remaining`` / ``-reset``: the names are confirmed by
+    # RingCentral's App Connect Bullhorn connector, which reads exactly these from Bullhorn's
+    # search and entity responses (ringcentral/rc-unified-crm-extension
+    # ``src/connectors/bullhorn/index.ts`` @fa94f96). Bullhorn's own reference documents no
+    # rate-limit header (bullhorn/rest-api-docs ``_errors.md``: "429 Rate Limited -- Wait 1
+    # second then retry request"), so the reset's unit is UNCONFIRMED: read as seconds left,
+    # as the IETF RateLimit header fields draft these names come from defines it.
     rate_limit_headers = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
     rate_limit_reset_is_delta = True
 
