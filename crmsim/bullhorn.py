@@ -417,6 +417,11 @@ class BullhornSimulator(Simulator):
         rest = req.path[len(self.rest_path) :]
         if rest.startswith("search/") and req.method in ("GET", "POST"):
             return self._search(req, rest.removeprefix("search/"))
+        if rest.startswith("settings/") and req.method == "GET":
+            # rest-api-docs "Settings": GET settings/{name},{name} -> {name: value, ...}
+            known = {"userId": 1234, "corporationName": "Sim Staffing", "corporationId": 42}
+            names = rest.removeprefix("settings/").split(",")
+            return SimResponse(200, {n: known[n] for n in names if n in known})
         return _bh_error(404, f"No such resource: {req.path}")
 
     def rate_limit_headers(self, state: WindowState) -> dict[str, str]:
