@@ -150,8 +150,11 @@ class PipedriveConnector(HttpConnector):
         """``add_time`` / ``update_time`` of every person, from the cache or batched reads.
 
         The search item carries no creation time, so persons not cached are read with
-        ``GET /api/v2/persons?ids=1,2,...`` (Pipedrive API v2 "Get all persons": ``ids``, up
-        to 100 per request): one request per 100 persons, however many match, each paid for
+        ``GET /api/v2/persons?ids=1,2,...`` (Pipedrive API v2 "Get all persons": ``ids`` is an
+        "Optional comma separated string array of up to 100 entity ids to fetch ... If any of
+        the requested entities do not exist or are not visible, they are not included in the
+        response": pipedrive/client-nodejs ``src/versions/v2/api/persons-api.ts`` @97e5382):
+        one request per 100 persons, however many match, each paid for
         through the budget like any request. Answers are cached in ``self.shared`` (per
         connection, across lookups and threads) for ``person_ttl_s``. A person deleted since
         the search is absent from the answer and has no dates (the CRM holds none); any error
