@@ -8,11 +8,16 @@ Protocol, all in Redis (keys from contact_lookup/core/keys.py, every one with a 
 
 1. **Elect.** A Lua script sets ``coalesce(name)`` to a fresh token (``SET NX PX``) or returns
    the token already there. Whoever set it is the *leader*; the others are its *followers*,
-   bound to that token (so a follower can never read the slot of an earlier leader).
+   bound to that token (so a follower can never read the slot of an earlier leader). When
+   the connection is rate limited the guard runs the election inside the limiter's script
+   (``RateLimiter.take`` with ``lead``, core/guard.py): one round trip, the lock taken only
+   with the leader's tokens.
 2. **Lead.** The leader runs the lookup (through the rate limiter: followers take no tokens),
    then, in one script, stores ``{"ok": true, "result": ...}`` in ``coalesce_result`` for
    ``result_ttl_s``, pushes a wake-up onto ``coalesce_wake`` and deletes the lock if it is
-   still its own. On any exception it stores ``{"ok": false}`` instead and re-raises.
+   still its own; the same script writes the lookup's cache entry when the cache is on this
+   Redis (``Pending``, core/cache.py). On any exception it stores ``{"ok": false}`` instead
+   and re-raises.
 3. **Follow.** A follower blocks on the wake-up list with ``BLMOVE wake wake`` (a rotation:
    the element stays, so every follower wakes, and one that arrives after the wake-up returns
    at once), in slices of at most a second, for at most ``wait_s`` in all, then reads the slot.
