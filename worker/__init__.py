@@ -35,6 +35,7 @@ def _app() -> ContactLookupCelery:
     from celery import signals
 
     signals.worker_init.connect(startup_checks, weak=False)
+    signals.celeryd_init.connect(name_events, weak=False)
     if settings.log_format == "json":
         signals.celeryd_init.connect(json_only_output, weak=False)
     import tasks.find_contact  # noqa: F401  (registers the task on this app)
@@ -77,6 +78,15 @@ def startup_checks(**_: object) -> None:
             log.warning("starting anyway: %s: %s", line.item, line.detail)
     if fatal:
         raise SystemExit(2)
+
+
+def name_events(sender: object = None, **_: object) -> None:
+    """Celery ``celeryd_init`` (sender: the node name): the task-sent events of this worker's
+    retries carry its node name, not ``gen<PID>@host`` (tasks.events.name_producer)."""
+    from tasks.events import name_producer
+
+    if isinstance(sender, str):
+        name_producer(sender)
 
 
 def json_only_output(instance: Any = None, **_: object) -> None:
