@@ -310,7 +310,7 @@ def registry() -> CollectorRegistry:
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         combined = CollectorRegistry()
-        combined.register(_CompactingCollector(path))  # type: ignore[arg-type]
+        combined.register(_CompactingCollector(path))
         return combined
     return REGISTRY
 
