@@ -22,7 +22,11 @@ environment, connections file or secret; a broker, result backend or Redis that 
 refuses our password or may evict keys; a CRM that rejects the credentials. Not fatal (the
 worker logs a warning and starts): a Redis or broker that does not answer yet (Celery keeps
 reconnecting; a deployment often starts the worker first) and a CRM that cannot be reached
-or refuses for another reason (a CRM briefly down must not stop the call pops of the others).
+or refuses for another reason (a CRM briefly down must not stop the call pops of the others),
+and any probe failure of an OAuth connection (``auth = "oauth2"``/``"jwt-bearer"``: its
+grants are made and renewed at run time, some per extension only). The probe builds its
+connector the way lookups do (``Runtime.connectors``: the token store for OAuth connections)
+and sends one request outside the shared rate-limit budget.
 """
 
 from __future__ import annotations
@@ -129,7 +133,6 @@ def environment() -> tuple[Settings | None, Line]:
 def lines(settings: Settings, *, probe: bool = True) -> Iterator[Line]:
     """Every item after ``environment``, in order; ``probe=False`` skips the CRM probes."""
     from contact_lookup.compose import load_checked_config
-    from contact_lookup.connectors.registry import ConnectorFactory
     from contact_lookup.preflight import secret_variables, variable_problem
 
     config = None
@@ -153,16 +156,25 @@ def lines(settings: Settings, *, probe: bool = True) -> Iterator[Line]:
     yield redis_line("state", settings.state_url)
     if config is None or not probe:
         return
-    factory = ConnectorFactory(timeout_s=min(settings.http_timeout_s, 10.0))
+    from contact_lookup.compose import Runtime
+
+    runtime = Runtime(settings)  # connectors built as for lookups (token store included)
 
     def one(name: str) -> Line:
+        connection = config.connections[name]
         if name in unfit:
             return Line(False, f"connection {name}", "not probed: a secret is missing")
         try:
-            connector = factory.build(config.connections[name])
-        except ContactLookupError as exc:
-            return Line(False, f"connection {name}", exc.user_message())
-        return probe_line(name, lambda: connector.search(PROBE_NUMBER))
+            connector = runtime.connectors.build(connection)
+            line = probe_line(name, lambda: connector.search(PROBE_NUMBER))
+        except ContactLookupError as exc:  # the token store's own refusals included
+            line = Line(False, f"connection {name}", exc.user_message())
+        if connection.uses_token_store and not line.ok:
+            # OAuth grants are made and renewed at run time (``contact-lookup auth``), some
+            # per extension only: one missing or stale grant must not stop a worker.
+            line.detail += " (an OAuth connection: see `contact-lookup auth status`)"
+            line.fatal = False
+        return line
 
     names = list(config.connections)
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:

@@ -128,3 +128,29 @@ def test_a_worker_refuses_a_broker_that_refuses_its_password(
     assert len(lines) == 1, lines
     assert "broker:" in lines[0] and "refused the connection" in lines[0]
     assert "wrong-Pw-77" not in "".join(lines)  # the URL is shown redacted
+
+
+def test_an_oauth_connection_without_a_grant_is_a_warning_not_a_refusal(
+    ops_url: str, tmp_path: Path
+) -> None:
+    """OAuth grants are made at run time (``contact-lookup auth connect``), some per extension
+    only: a connection whose store holds no grant yet must not stop a worker."""
+    from crmsim.oauth import enable
+    from tests.auth.authkit import KEY, write_config
+
+    with ClioSimulator(json.loads((EXAMPLES / "contacts.json").read_text())) as sim:
+        oauth = enable(sim)
+        toml = write_config(tmp_path / "oauth.toml", "crm", oauth.connection())
+        env = base_env(
+            REDIS_URL=ops_url,
+            CONTACT_LOOKUP_CONFIG=str(toml),
+            TOKEN_ENCRYPTION_KEY=KEY,
+            STARTUP_CRM_PROBE="on",
+            **oauth.env(),
+        )
+        proc = start(worker(tmp_path, env, "oauthless"))
+        proc.stop()
+    logs = proc.logs()
+    assert "not starting" not in logs
+    warned = [line for line in logs.splitlines() if "starting anyway:" in line]
+    assert len(warned) == 1 and "connection crm:" in warned[0] and "OAuth" in warned[0], warned
