@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import redis
 
+from contact_lookup.auth.manager import TokenManager
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.model.purpose import PURPOSES
 from contact_lookup.testing.contract import SEED
@@ -77,6 +78,23 @@ def db_url() -> Iterator[str]:
         yield url
 
 
+def connected(
+    sim: CapsuleSimulator, oauth: OAuthServer, db_url: str, tmp_path: Path, *, expired: bool = False
+) -> tuple[Path, redis.Redis, TokenManager, dict[str, str]]:
+    """The connections file, a grant in the token store (``expired``: its access token
+    already is), and the environment of a worker or command using them."""
+    toml = tmp_path / "cl.toml"
+    toml.write_text(oauth_template(sim, oauth))
+    client = redis.Redis.from_url(db_url)
+    tokens = manager(client, oauth)
+    seed(tokens, oauth, "capsule", expired=expired)
+    env = base_env(
+        **oauth.env(), REDIS_URL=db_url, CONTACT_LOOKUP_CONFIG=str(toml), TOKEN_ENCRYPTION_KEY=KEY
+    )
+    env.pop("STATE_URL", None)
+    return toml, client, tokens, env
+
+
 def secrets_of(oauth: OAuthServer) -> list[str]:
     return [*oauth.access, *oauth.issued_refresh, oauth.client_secret, KEY]
 
@@ -85,15 +103,7 @@ def test_oauth2_rest_connection_through_a_worker(
     capsule: tuple[CapsuleSimulator, OAuthServer], db_url: str, tmp_path: Path
 ) -> None:
     sim, oauth = capsule
-    toml = tmp_path / "cl.toml"
-    toml.write_text(oauth_template(sim, oauth))
-    client = redis.Redis.from_url(db_url)
-    tokens = manager(client, oauth)
-    seed(tokens, oauth, "capsule")
-    env = base_env(
-        **oauth.env(), REDIS_URL=db_url, CONTACT_LOOKUP_CONFIG=str(toml), TOKEN_ENCRYPTION_KEY=KEY
-    )
-    env.pop("STATE_URL", None)
+    toml, client, tokens, env = connected(sim, oauth, db_url, tmp_path)
     app = create_app(settings_for(db_url, toml))
     results: list[dict[str, Any]] = []
 
@@ -146,15 +156,7 @@ def test_connectors_try_an_oauth2_rest_connection_masks_the_access_token(
     capsule: tuple[CapsuleSimulator, OAuthServer], db_url: str, tmp_path: Path
 ) -> None:
     sim, oauth = capsule
-    toml = tmp_path / "cl.toml"
-    toml.write_text(oauth_template(sim, oauth))
-    client = redis.Redis.from_url(db_url)
-    tokens = manager(client, oauth)
-    seed(tokens, oauth, "capsule", expired=True)  # `try` must refresh it first
-    env = base_env(
-        **oauth.env(), REDIS_URL=db_url, CONTACT_LOOKUP_CONFIG=str(toml), TOKEN_ENCRYPTION_KEY=KEY
-    )
-    env.pop("STATE_URL", None)
+    _toml, client, tokens, env = connected(sim, oauth, db_url, tmp_path, expired=True)
     done = subprocess.run(
         [sys.executable, "-m", "producers.cli", "connectors", "try", "capsule", ADA],
         capture_output=True,
@@ -163,7 +165,8 @@ def test_connectors_try_an_oauth2_rest_connection_masks_the_access_token(
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert oauth.refreshes == 1
+    assert oauth.refreshes == 1  # the expired token was refreshed before the request
+    assert tokens.store.load("capsule").refresh_token == oauth.newest_refresh_token
     assert '"Authorization": "***"' in done.stdout  # masked (and redacted as credential-shaped)
     assert '"firstName": "Ada"' in done.stdout
     for secret in secrets_of(oauth):
