@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -73,17 +73,9 @@ class RestConnector(HttpConnector):
     crm = "rest"
     options = {section: Option(dict, _HELP[section]) for section in SECTIONS}
 
-    # docs/connectors.md: an extension lookup matches ``extensions`` or ``phones`` exactly.
+    # docs/connectors.md: an extension lookup matches ``extensions`` or ``phones`` exactly (the
+    # base class's rule, given both lists: see ``_record``).
     supports_extension = True
-
-    def verify(
-        self, record: Mapping[str, Any], queries: Sequence[str], *, extension: bool = False
-    ) -> str | None:
-        """The base class's rule; for an extension, ``extensions`` or ``phones`` equal to it."""
-        if extension:
-            values = [*(record.get(EXTENSIONS) or ()), *(record.get(PHONES) or ())]
-            return phone.matching_extension(values, queries[0])
-        return super().verify(record, queries)
 
     @classmethod
     def check_connection(cls, connection: Connection) -> None:
@@ -237,8 +229,8 @@ class RestConnector(HttpConnector):
         for key in self.template.fields:
             out[key] = self._evaluate(key, raw)
         out[PHONES] = _strings(out.get(PHONES))
-        if EXTENSIONS in out:
-            out[EXTENSIONS] = _strings(out[EXTENSIONS])
+        # Where a template has no extension field, a CRM keeps extensions among the phones.
+        out[EXTENSIONS] = [*_strings(out.get(EXTENSIONS)), *out[PHONES]]
         return out
 
     # ----- vendor signals, as the template names them ----------------------------------------

@@ -263,6 +263,21 @@ def test_records_a_wide_search_returns_are_verified_against_their_phones(
     assert outcome.contacts[0]["phone"] == SHARED
 
 
+def test_an_extension_lookup_matches_an_extension_kept_among_the_phones(
+    make_rest: MakeRest,
+) -> None:
+    seed = [
+        {"id": "d", "name": "Front Desk", "phone": "101", "createdDate": 1546300800},
+        # Capsule's contains-search also returns 1010 and a number ending in 101.
+        {"id": "m", "name": "Meeting Room", "phone": "1010", "createdDate": 1546300800},
+        {"id": "o", "name": "Office", "phone": "+14155550101", "createdDate": 1546300800},
+    ]
+    h = make_rest("capsule", seed)
+    outcome = rest(h).find(["101"], extension=True)
+    assert [(c["name"], c["phone"]) for c in outcome.contacts] == [("Front Desk", "101")]
+    assert outcome.dropped == 2  # the base class's extension rule: equal, not contained
+
+
 def test_a_number_stored_in_another_format_is_verified_in_the_region(
     make_rest: MakeRest,
 ) -> None:
