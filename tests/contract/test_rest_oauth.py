@@ -33,6 +33,7 @@ from contact_lookup.auth.manager import TokenManager
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.model.purpose import PURPOSES
 from contact_lookup.testing.contract import SEED
+from crmsim.base import SimRequest, SimResponse
 from crmsim.capsule import SEARCH_PATH, CapsuleSimulator
 from crmsim.oauth import OAuthServer, enable
 from tasks.celery_app import create_app
@@ -66,9 +67,26 @@ def oauth_template(sim: CapsuleSimulator, oauth: OAuthServer) -> str:
     return text
 
 
+class RecordingCapsule(CapsuleSimulator):
+    """Notes each search's bearer token as presented, and whether it was valid then."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.presented: list[tuple[str, bool]] = []
+
+    def _dispatch(self, req: SimRequest) -> tuple[SimResponse | None, str | None]:
+        if req.path == SEARCH_PATH and self.oauth is not None:
+            token = (req.header("Authorization") or "").removeprefix("Bearer ")
+            with self.oauth.lock:
+                valid = self.oauth.access.get(token, 0.0) > time.time()
+            with self.lock:
+                self.presented.append((token, valid))
+        return super()._dispatch(req)
+
+
 @pytest.fixture
-def capsule() -> Iterator[tuple[CapsuleSimulator, OAuthServer]]:
-    with CapsuleSimulator(SEED) as sim:
+def capsule() -> Iterator[tuple[RecordingCapsule, OAuthServer]]:
+    with RecordingCapsule(SEED) as sim:
         yield sim, enable(sim, lifetime_s=LIFETIME_S, rotate=True)
 
 
@@ -100,7 +118,7 @@ def secrets_of(oauth: OAuthServer) -> list[str]:
 
 
 def test_oauth2_rest_connection_through_a_worker(
-    capsule: tuple[CapsuleSimulator, OAuthServer], db_url: str, tmp_path: Path
+    capsule: tuple[RecordingCapsule, OAuthServer], db_url: str, tmp_path: Path
 ) -> None:
     sim, oauth = capsule
     toml, client, tokens, env = connected(sim, oauth, db_url, tmp_path)
@@ -125,9 +143,24 @@ def test_oauth2_rest_connection_through_a_worker(
         while oauth.refreshes < 2 and time.monotonic() < deadline:
             assert lookup(SHARED)["successful"] is True, results[-1]
         assert oauth.refreshes >= 2, "the token store never refreshed the access token"
+        # {token} was the current access token in every request: never an expired one, and
+        # a new one after each refresh (the seeded one, then at least two more).
+        assert all(valid for _, valid in sim.presented), "the CRM saw an expired token"
+        assert len({token for token, _ in sim.presented}) >= 3
 
         # Reactive: the CRM invalidates the token the store believes valid; the lookup meets
-        # 401, the core refreshes once and the same lookup succeeds with the new token.
+        # 401, the core refreshes once and the same lookup succeeds with the new token. The
+        # stored token must be well outside the refresh margin first (half its lifetime), or
+        # the core would refresh it before sending and never meet the 401.
+        def left_s() -> float:
+            record = tokens.store.load("capsule")
+            assert record is not None
+            return record.expires_at - time.time()
+
+        deadline = time.monotonic() + 4 * LIFETIME_S
+        while left_s() < LIFETIME_S / 2 + 1.0 and time.monotonic() < deadline:
+            assert lookup(SHARED)["successful"] is True, results[-1]
+        before = len(sim.presented)
         oauth.expire_access_tokens()
         refreshes, searches = oauth.refreshes, sim.by_path[SEARCH_PATH]
         again = lookup(SHARED)
@@ -138,6 +171,10 @@ def test_oauth2_rest_connection_through_a_worker(
         ]
         assert oauth.refreshes == refreshes + 1  # one refresh, not one per request or thread
         assert sim.by_path[SEARCH_PATH] > searches + 1  # rejected requests, then sent again
+        rejected = [token for token, valid in sim.presented[before:] if not valid]
+        retried = [token for token, valid in sim.presented[before:] if valid]
+        assert rejected and retried and len(set(retried)) == 1  # one new token for the retry
+        assert set(rejected).isdisjoint(retried)
     assert tokens.store.load("capsule").refresh_token == oauth.newest_refresh_token
 
     # Nothing secret in any result (debug traces included), worker log line or Redis value.
@@ -153,7 +190,7 @@ def test_oauth2_rest_connection_through_a_worker(
 
 
 def test_connectors_try_an_oauth2_rest_connection_masks_the_access_token(
-    capsule: tuple[CapsuleSimulator, OAuthServer], db_url: str, tmp_path: Path
+    capsule: tuple[RecordingCapsule, OAuthServer], db_url: str, tmp_path: Path
 ) -> None:
     sim, oauth = capsule
     _toml, client, tokens, env = connected(sim, oauth, db_url, tmp_path, expired=True)
