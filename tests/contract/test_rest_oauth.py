@@ -144,9 +144,9 @@ def test_oauth2_rest_connection_through_a_worker(
             assert lookup(SHARED)["successful"] is True, results[-1]
         assert oauth.refreshes >= 2, "the token store never refreshed the access token"
         # {token} was the current access token in every request: never an expired one, and
-        # a new one after each refresh (the seeded one, then at least two more).
+        # the new one after each refresh (the seeded one may age out while the worker starts).
         assert all(valid for _, valid in sim.presented), "the CRM saw an expired token"
-        assert len({token for token, _ in sim.presented}) >= 3
+        assert len({token for token, _ in sim.presented}) >= oauth.refreshes >= 2
 
         # Reactive: the CRM invalidates the token the store believes valid; the lookup meets
         # 401, the core refreshes once and the same lookup succeeds with the new token. The
