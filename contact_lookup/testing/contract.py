@@ -105,7 +105,8 @@ class Vendor(Protocol):
     """What the contract uses of a simulator (the ``crmsim`` simulators have all of it).
 
     ``inject(fault)``: answer the next request with ``"500"``, ``"503"``, ``"timeout"`` (hold
-    it ``HANG_S``), ``"malformed"`` or ``"truncated"``; ``set_rate_limit((requests, seconds))``;
+    it ``HANG_S``), ``"malformed"`` or ``"truncated"``; ``force_rate_limited(count,
+    retry_after_s)``: the vendor's rate-limit answer; ``set_rate_limit((requests, seconds))``;
     ``reset_counters()``; ``requests`` and ``rate_limited`` counters; ``token_env``;
     ``rate_limit_headers(state)``: the headers it sends for a window state (empty: none).
     """
