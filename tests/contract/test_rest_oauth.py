@@ -209,3 +209,37 @@ def test_connectors_try_an_oauth2_rest_connection_masks_the_access_token(
     for secret in secrets_of(oauth):
         assert secret not in done.stdout + done.stderr
     client.close()
+
+
+def test_the_operators_path_auth_seed_then_lookup_local(
+    capsule: tuple[RecordingCapsule, OAuthServer], db_url: str, tmp_path: Path
+) -> None:
+    """docs/connectors.md's worked example as an operator runs it: a refresh token from
+    Capsule's OAuth flow stored with ``auth seed`` (which refreshes at once to prove it),
+    then a lookup through the same store."""
+    sim, oauth = capsule
+    toml = tmp_path / "cl.toml"
+    toml.write_text(oauth_template(sim, oauth))
+    _access, refresh = oauth.issue()
+    env = base_env(
+        **oauth.env(),
+        REDIS_URL=db_url,
+        CONTACT_LOOKUP_CONFIG=str(toml),
+        TOKEN_ENCRYPTION_KEY=KEY,
+        CAPSULE_REFRESH=refresh,
+    )
+    env.pop("STATE_URL", None)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "producers.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+    seeded = cli("auth", "seed", "capsule", "--refresh-token-env", "CAPSULE_REFRESH")
+    assert seeded.returncode == 0, seeded.stderr
+    assert oauth.refreshes == 1
+    found = cli("lookup", ADA, "--connection", "capsule", "--local")
+    assert found.returncode == 0, found.stderr
+    assert '"Ada Lovelace"' in found.stdout
+    assert sim.presented and all(valid for _, valid in sim.presented)
+    for secret in secrets_of(oauth):
+        assert secret not in seeded.stdout + seeded.stderr + found.stdout + found.stderr
