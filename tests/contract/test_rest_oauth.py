@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 
 from contact_lookup.auth.manager import TokenManager
 from contact_lookup.core.request import LookupRequest
@@ -243,3 +244,49 @@ def test_the_operators_path_auth_seed_then_lookup_local(
     assert sim.presented and all(valid for _, valid in sim.presented)
     for secret in secrets_of(oauth):
         assert secret not in seeded.stdout + seeded.stderr + found.stdout + found.stderr
+
+
+def test_auth_connect_on_capsule_uses_the_configured_authorize_url(
+    capsule: tuple[RecordingCapsule, OAuthServer], db_url: str, tmp_path: Path
+) -> None:
+    """``authorize_url``: Capsule's authorization page is ``/oauth/authorise``
+    (developer.capsulecrm.com/v2/overview/authentication), not the ``/oauth/authorize``
+    beside ``token_url`` that a ``rest`` connection otherwise gets. With the key set, the
+    authorization-code flow of ``auth connect --listen`` completes and a lookup follows."""
+    from tests.auth.test_auth_cli import free_port, read_authorize_url
+
+    sim, oauth = capsule
+    toml = tmp_path / "cl.toml"
+    text = oauth_template(sim, oauth)
+    text = text.replace(
+        'auth = "oauth2"', f'auth = "oauth2"\nauthorize_url = "{sim.url}/oauth/authorise"'
+    )
+    toml.write_text(text)
+    env = base_env(**oauth.env(), REDIS_URL=db_url, CONTACT_LOOKUP_CONFIG=str(toml),
+                   TOKEN_ENCRYPTION_KEY=KEY)  # fmt: skip
+    env.pop("STATE_URL", None)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "producers.cli", "auth", "connect", "capsule",
+         "--listen", f"127.0.0.1:{port}", "--timeout", "30"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = read_authorize_url(proc)
+        assert url.startswith(f"{sim.url}/oauth/authorise?"), url
+        page = requests.get(url, timeout=10)
+        assert page.status_code == 200, page.text
+        assert page.url.startswith(f"http://127.0.0.1:{port}/callback?code=")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    command = [sys.executable, "-m", "producers.cli", "lookup", ADA, "--connection", "capsule"]
+    found = subprocess.run(
+        [*command, "--local"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert found.returncode == 0, found.stderr
+    assert '"Ada Lovelace"' in found.stdout
+    for secret in secrets_of(oauth):
+        assert secret not in out + err + found.stdout + found.stderr
