@@ -1,4 +1,4 @@
-"""Benchmark 14: worker processes on 1, 2 and 3 "hosts" (Linux network namespaces,
+"""Benchmark 15: worker processes on 1, 2 and 3 "hosts" (Linux network namespaces,
 bench/netns.py), each reaching the broker Redis and the CRM simulator only over its veth.
 
 One worker process per host (``--pool threads -c 4``), started one after another: the batch
@@ -93,7 +93,7 @@ def batch(app: ContactLookupCelery, conn: str, nums: list[str], skip: int) -> fl
 
 
 def several_hosts(ctx: Context) -> Outcome:
-    out = Outcome(14, "Workers on 1, 2 and 3 network-namespace hosts, 100 ms CRM")
+    out = Outcome(15, "Workers on 1, 2 and 3 network-namespace hosts, 100 ms CRM")
     if not available():
         print(f"skipped: {SKIP_REASON}")
         out.skipped = SKIP_REASON

@@ -16,11 +16,21 @@ https://bullhorn.github.io/Getting-Started-with-REST/):
   required and checked against the entity's fields; ``clientCorporation(name)`` selects
   sub-fields of a to-one association. The answer is ``{"total", "start", "count", "data"}``;
   ``count`` defaults to 20 and is capped at 500.
-* Match: a Lucene subset: ``field:"value"`` or ``field:value``, ``AND``, ``OR``, ``NOT`` and
-  parentheses. Phone fields are matched as whole keyword terms: the value must equal the stored
-  string (case-insensitive), so ``phone:"+14155550100"`` does not find ``(415) 555-0100``. An
-  unquoted value holding Lucene syntax characters (``+ - ( ) :`` ...) is a parse error (400),
-  as with Lucene's query parser: values must be quoted.
+* Match: Lucene as Bullhorn's ``search`` runs it ("performed against a Lucene index",
+  bullhorn/rest-api-docs ``_search.md``, which links Lucene's classic query parser syntax):
+  every field value is analysed into lower-cased alphanumeric tokens, so ``+44 2079460958``
+  is indexed as ``44``, ``2079460958`` and ``phone:2079460958`` finds it, whatever the
+  country. A quoted value is a phrase (its tokens in order, adjacent: ``phone:"(415)
+  555-0100"`` finds ``415.555.0100`` and ``+1 415 555 0100`` but not ``+14155550100``); an
+  unquoted value matches any of its tokens (``phone:415-555-0100`` finds everyone with
+  ``555`` in the phone); ``*``/``?`` wildcards match single tokens; ``AND``, ``OR``, ``NOT``,
+  ``&&``/``||``, parentheses and ``field:(a b)`` groups; clauses side by side are ORed
+  (Lucene's default operator, as in the doc's ``id:10125 10126 ...``) and a clause without
+  a field searches every field. Unquoted ``+``, ``(`` etc. inside a value are a parse
+  error (400). So a search proves only that the number's tokens occur, never that it is
+  the caller's number: the connector must verify.
+* Placement: ``search/Placement`` on ``candidate.id`` / ``jobOrder.clientContact.id`` /
+  ``status`` (seeded from a Candidate's ``placements``).
 * Dates: ``dateAdded`` / ``dateLastModified`` in epoch milliseconds.
 * Rate limit: 429 whose message says to wait one second and retry, with no rate-limit headers
   (Bullhorn's own SDK sleeps 1 s and retries: supportforums.bullhorn.com viewtopic t=34864).
@@ -33,6 +43,7 @@ a seed ``isDeleted: true`` marks a soft-deleted record, which Bullhorn keeps in 
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import secrets
@@ -66,7 +77,10 @@ FIELDS = {
     "Lead": (*_COMMON_FIELDS, "companyName"),
 }
 FIELDS["JobOrder"] = ("id", "title", "isOpen", "clientContact")
-TO_ONE = {"clientCorporation", "clientContact"}
+# Placement: one Candidate in one JobOrder (bullhorn/rest-api-docs entityref/_placement.md);
+# ``status`` defaults to "Placed".
+FIELDS["Placement"] = ("id", "status", "dateBegin", "dateEnd", "jobOrder", "candidate")
+TO_ONE = {"clientCorporation", "clientContact", "jobOrder", "candidate"}
 
 
 def _epoch_ms(value: object) -> int | None:
@@ -114,23 +128,63 @@ def to_record(seed: Mapping[str, Any], index: int) -> tuple[str, dict[str, Any]]
     return entity, record
 
 
-# ----- a Lucene subset ---------------------------------------------------------------------------
+# ----- a Lucene subset, with Lucene's analysis -------------------------------------------------
 class LuceneError(ValueError):
     pass
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
+def analyse(value: object) -> list[str]:
+    """A field value or query text as Lucene's standard analyser indexes it: lower-cased
+    alphanumeric tokens, every other character a separator. ``(415) 555-0100`` is
+    ``415 555 0100``; ``+14155550100`` is ``14155550100``; a boolean is ``true``/``1`` or
+    ``false``/``0`` (Bullhorn's own example queries ``isDeleted:0``)."""
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return ["true", "1"] if value else ["false", "0"]
+    return _WORD.findall(str(value).lower())
+
+
+def _values(record: Mapping[str, Any], field_name: str | None) -> list[Any]:
+    """The values a term searches: one field, or every field (Lucene's default field, which
+    takes a clause written without ``field:``)."""
+    if field_name is not None:
+        return [record.get(field_name)]
+    return [v for k, v in record.items() if not isinstance(v, Mapping | list) and k != "_score"]
+
+
 @dataclass
 class Term:
-    field: str
+    """``field:value`` (``field`` None: the default field). ``phrase``: the value was quoted,
+    so its tokens must appear in that order, next to each other; unquoted, any of its
+    tokens is enough (the classic query parser ORs the tokens of one unquoted value, so
+    ``phone:415-555-0100`` finds every record with ``555`` in its phone). A value with
+    ``*`` or ``?`` is a wildcard matched against each token, not analysed."""
+
+    field: str | None
     value: str
+    phrase: bool = False
 
     def matches(self, record: Mapping[str, Any]) -> bool:
-        stored = record.get(self.field)
-        if stored is None:
-            return False
-        if isinstance(stored, bool):
-            stored = "true" if stored else "false"
-        return str(stored).lower() == self.value.lower()
+        wildcard = not self.phrase and ("*" in self.value or "?" in self.value)
+        wanted = analyse(self.value)
+        for stored in _values(record, self.field):
+            tokens = analyse(stored)
+            if wildcard:
+                pattern = self.value.lower()
+                if any(fnmatch.fnmatchcase(t, pattern) for t in tokens):
+                    return True
+            elif not self.phrase:
+                if any(w in tokens for w in wanted):
+                    return True
+            elif wanted:
+                n = len(wanted)
+                if any(tokens[i : i + n] == wanted for i in range(len(tokens) - n + 1)):
+                    return True
+        return False
 
 
 @dataclass
@@ -146,10 +200,12 @@ class Op:
 
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<term>[A-Za-z_][\w.]*):"
-    r'(?:"(?P<quoted>(?:\\.|[^"\\])*)"|(?P<bare>[^\s()"]+))|(?P<word>[^\s()]+))'
+    r"\s*(?:(?P<lp>\()|(?P<rp>\))|(?:(?P<field>[A-Za-z_][\w.]*):)?"
+    r'(?:"(?P<quoted>(?:\\.|[^"\\])*)"|(?P<bare>[^\s()"]+)|(?P<group>(?=\())))'
 )
-_BARE_OK = re.compile(r"[\w.@]+")
+# Lucene's syntax characters (+ - && || ! ( ) { } [ ] ^ " ~ : \ /) must be escaped or the
+# value quoted; ``-`` inside a word is not an operator, ``*`` and ``?`` are wildcards.
+_BARE_OK = re.compile(r"[\w.@*?][\w.@*?-]*")
 
 
 def _tokens(text: str) -> list[tuple[str, Any]]:
@@ -160,34 +216,37 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
             raise LuceneError(f"Cannot parse query at character {pos}")
-        pos = m.end()
+        pos = m.end() + (m["group"] is not None)  # field:( takes its parenthesis
         if m["lp"]:
             out.append(("(", None))
         elif m["rp"]:
             out.append((")", None))
-        elif m["term"]:
-            if m["quoted"] is not None:
-                value = re.sub(r"\\(.)", r"\1", m["quoted"])
-            else:
-                value = m["bare"]
-                if not _BARE_OK.fullmatch(value):
-                    raise LuceneError(
-                        f"Cannot parse '{m['term']}:{value}': special characters "
-                        "must be escaped or the value quoted"
-                    )
-            out.append(("term", Term(m["term"], value)))
-        elif m["word"] in ("AND", "OR", "NOT"):
-            out.append((m["word"], None))
+        elif m["group"] is not None:
+            out.append(("field(", m["field"]))  # field:( ... ): the group's default field
+        elif m["quoted"] is not None:
+            value = re.sub(r"\\(.)", r"\1", m["quoted"])
+            out.append(("term", Term(m["field"], value, phrase=True)))
+        elif m["field"] is None and m["bare"] in ("AND", "OR", "NOT", "&&", "||"):
+            out.append(({"&&": "AND", "||": "OR"}.get(m["bare"], m["bare"]), None))
         else:
-            raise LuceneError(f"Cannot parse '{m['word']}': expected field:value")
+            value = m["bare"]
+            if not _BARE_OK.fullmatch(value):
+                raise LuceneError(
+                    f"Cannot parse '{m['field'] or ''}:{value}': special characters "
+                    "must be escaped or the value quoted"
+                )
+            out.append(("term", Term(m["field"], value)))
     return out
 
 
 class _Parser:
-    """expr := and ('OR' and)*; and := unary ('AND' unary)*; unary := 'NOT' unary | atom."""
+    """expr := and ('OR'? and)*  (Lucene's default operator is OR: clauses side by side are
+    alternatives); and := unary ('AND' unary)*; unary := 'NOT' unary | atom;
+    atom := term | '(' expr ')' | field ':(' expr ')'."""
 
     def __init__(self, tokens: list[tuple[str, Any]]) -> None:
         self.tokens, self.pos = tokens, 0
+        self.fields: list[str | None] = [None]
 
     def peek(self) -> str | None:
         return self.tokens[self.pos][0] if self.pos < len(self.tokens) else None
@@ -198,6 +257,8 @@ class _Parser:
         return token
 
     def parse(self) -> Term | Op:
+        if not self.tokens:
+            raise LuceneError("Empty query")
         node = self.expr()
         if self.peek() is not None:
             raise LuceneError("Unexpected input after the end of the query")
@@ -205,8 +266,9 @@ class _Parser:
 
     def expr(self) -> Term | Op:
         args = [self.conj()]
-        while self.peek() == "OR":
-            self.take()
+        while self.peek() in ("OR", "NOT", "term", "(", "field("):
+            if self.peek() == "OR":
+                self.take()
             args.append(self.conj())
         return args[0] if len(args) == 1 else Op("OR", args)
 
@@ -222,15 +284,19 @@ class _Parser:
             self.take()
             return Op("NOT", [self.unary()])
         kind = self.peek()
-        if kind == "(":
-            self.take()
+        if kind in ("(", "field("):
+            _, group_field = self.take()
+            self.fields.append(group_field if kind == "field(" else self.fields[-1])
             node = self.expr()
+            self.fields.pop()
             if self.peek() != ")":
                 raise LuceneError("Missing closing parenthesis")
             self.take()
             return node
         if kind == "term":
             term: Term = self.take()[1]
+            if term.field is None:
+                term.field = self.fields[-1]
             return term
         raise LuceneError("Expected a field:value term")
 
@@ -275,24 +341,55 @@ class BullhornSimulator(Simulator):
         self, contacts: str | Path | Iterable[Mapping[str, Any]] = (), **kwargs: Any
     ) -> None:
         super().__init__(contacts, **kwargs)
-        self.records: dict[str, list[dict[str, Any]]] = {e: [] for e in (*ENTITIES, "JobOrder")}
+        self.records: dict[str, list[dict[str, Any]]] = {
+            e: [] for e in (*ENTITIES, "JobOrder", "Placement")
+        }
+        jobs: dict[Any, dict[str, Any]] = {}
         for index, seed in enumerate(self.contacts):
             entity, record = to_record(seed, index)
             self.records[entity].append(record)
             # Seed "job_orders": [{id, title, isOpen}] of a ClientContact (its JobOrders).
             for job in seed.get("job_orders") or []:
-                self.records["JobOrder"].append(
-                    {
-                        "id": job["id"],
-                        "title": job.get("title"),
-                        "isOpen": bool(job.get("isOpen", True)),
-                        "clientContact": {"id": record["id"]},
-                        "clientContact.id": record["id"],  # what Lucene's dotted field reads
-                    }
-                )
+                record_job = {
+                    "id": job["id"],
+                    "title": job.get("title"),
+                    "isOpen": bool(job.get("isOpen", True)),
+                    "clientContact": {"id": record["id"]},
+                    "clientContact.id": record["id"],  # what Lucene's dotted field reads
+                }
+                jobs[job["id"]] = record_job
+                self.records["JobOrder"].append(record_job)
+        # Seed "placements" of a Candidate: [{id, job_order (a seeded job order's id, or
+        # {id, title} of one no ClientContact owns), status, dateBegin}].
+        for seed in self.contacts:
+            for placed in seed.get("placements") or []:
+                self.records["Placement"].append(self._placement(seed, placed, jobs))
         self.sessions: set[str] = set()
         self.logins = 0
         self.reject_sessions = False
+
+    @staticmethod
+    def _placement(
+        seed: Mapping[str, Any], placed: Mapping[str, Any], jobs: Mapping[Any, Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        ref = placed.get("job_order")
+        job = jobs.get(ref) if not isinstance(ref, Mapping) else ref
+        job = job or {"id": ref, "title": None}
+        owner = job.get("clientContact")
+        first, last = _split_name(str(seed.get("name") or ""))
+        cid = int(seed["id"]) if str(seed.get("id")).isdigit() else seed.get("id")
+        return {
+            "id": placed["id"],
+            "status": placed.get("status") or "Placed",
+            "dateBegin": _epoch_ms(placed.get("dateBegin")),
+            "dateEnd": _epoch_ms(placed.get("dateEnd")),
+            "jobOrder": {"id": job["id"], "title": job.get("title")},
+            "candidate": {"id": cid, "firstName": first, "lastName": last},
+            # What Lucene's dotted fields read.
+            "candidate.id": cid,
+            "jobOrder.id": job["id"],
+            "jobOrder.clientContact.id": owner["id"] if isinstance(owner, Mapping) else None,
+        }
 
     # ----- knobs for tests -----------------------------------------------------------------
     def expire_sessions(self) -> None:
@@ -320,6 +417,11 @@ class BullhornSimulator(Simulator):
         rest = req.path[len(self.rest_path) :]
         if rest.startswith("search/") and req.method in ("GET", "POST"):
             return self._search(req, rest.removeprefix("search/"))
+        if rest.startswith("settings/") and req.method == "GET":
+            # rest-api-docs "Settings": GET settings/{name},{name} -> {name: value, ...}
+            known = {"userId": 1234, "corporationName": "Sim Staffing", "corporationId": 42}
+            names = rest.removeprefix("settings/").split(",")
+            return SimResponse(200, {n: known[n] for n in names if n in known})
         return _bh_error(404, f"No such resource: {req.path}")
 
     def rate_limit_headers(self, state: WindowState) -> dict[str, str]:

@@ -17,11 +17,17 @@
   token is let through to the vendor's own route, any other token meets the vendor's own 401.
 - **Rotation**: ``rotate=True`` issues a new refresh token on every refresh and the used one
   stops working (Bullhorn always rotates). ``revoke()`` invalidates every grant.
-- Knobs and counters: ``token_calls`` (every token-endpoint request), ``refreshes``,
+- **Who is connected**: each vendor's identity endpoint (``IDENTITY_PATHS``; HubSpot's
+  ``/oauth/v1/access-tokens/{token}``; Bullhorn's ``{restUrl}settings/...`` is in
+  ``crmsim/bullhorn.py``) answers for the user who granted the access token, in the vendor's
+  shape; ``identity_failures`` makes the next ones answer 500.
+- Knobs and counters: ``token_calls`` (every token-endpoint request), ``refreshes`` (and
+  ``refresh_times``),
   ``fail_next(status, count)`` (answer 503/429 instead), ``hang_s`` (hold each token request).
 
-The hook into ``crmsim.base.Simulator`` is two lines in its dispatch; vendor modules are
-untouched, so their own auth checks and 401 bodies stay as they are.
+The hook into ``crmsim.base.Simulator`` is two lines in its dispatch; vendor modules keep
+their own auth checks and 401 bodies (Bullhorn's ``settings/`` route, behind its REST session,
+is the one identity endpoint in a vendor module).
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ TOKEN_PATHS = {
     "hubspot": "/oauth/v1/token",
     "salesforce": "/services/oauth2/token",
     "bullhorn": "/oauth/token",
+    # Capsule (reached through crm = "rest"): developer.capsulecrm.com/v2/overview/authentication,
+    # "OAuth 2": api.capsulecrm.com/oauth/token and /oauth/authorise; an invalid or expired
+    # bearer token is 401.
+    "capsule": "/oauth/token",
 }
 AUTHORIZE_PATHS = {
     "clio": "/oauth/authorize",
@@ -53,8 +63,17 @@ AUTHORIZE_PATHS = {
     "hubspot": "/oauth/authorize",
     "salesforce": "/services/oauth2/authorize",
     "bullhorn": "/oauth/authorize",
+    "capsule": "/oauth/authorise",
 }
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# Who is connected (contact_lookup/auth/identity.py has the vendors' documentation).
+IDENTITY_PATHS = {
+    "clio": ("/api/v4/users/who_am_i", "/api/v4/users/who_am_i.json"),
+    "pipedrive": ("/api/v1/users/me", "/v1/users/me"),
+    "salesforce": ("/services/oauth2/userinfo",),
+}
+HUBSPOT_TOKEN_INFO = "/oauth/v1/access-tokens/"
+ORG_ID, USER_ID = "00D000000000001", "005000000000001"
 
 
 @dataclass
@@ -86,10 +105,14 @@ class OAuthServer:
         self.jwt_public_key: str | None = None
         self.lock = threading.Lock()
         self.access: dict[str, float] = {}  # access token -> expiry (epoch s)
+        self.access_user: dict[str, str] = {}  # access token -> the user who granted it
+        self.identity_calls = 0
+        self.identity_failures = 0  # answer the next N identity requests with a 500
         self.refresh: dict[str, Grant] = {}  # live refresh tokens
         self.codes: dict[str, tuple[str, str]] = {}  # code -> (redirect_uri, user)
         self.token_calls = 0
         self.refreshes = 0
+        self.refresh_times: list[float] = []  # time.monotonic() of each successful refresh
         self.issued_refresh: list[str] = []  # every refresh token issued, in order
         self.failures: deque[int] = deque()
 
@@ -97,7 +120,7 @@ class OAuthServer:
     def issue(self, user: str = "sim-user") -> tuple[str, str]:
         """A fresh grant as if a user had connected: (access token, refresh token)."""
         with self.lock:
-            access, refresh = self._new_access(), self._new_refresh(user)
+            access, refresh = self._new_access(user), self._new_refresh(user)
         return access, refresh
 
     def revoke(self) -> None:
@@ -126,8 +149,66 @@ class OAuthServer:
             return self._token(req)
         if req.path == AUTHORIZE_PATHS[self.vendor] and req.method == "GET":
             return self._authorize(req)
+        if req.method == "GET" and self._is_identity(req.path):
+            answer = self._identity(req)
+            if answer is not None:
+                return answer
         self._admit(req)
         return None
+
+    # ----- who is connected ----------------------------------------------------------------------
+    def _is_identity(self, path: str) -> bool:
+        if self.vendor == "hubspot":
+            return path.startswith(HUBSPOT_TOKEN_INFO)
+        if self.vendor == "bullhorn":
+            return "/settings/" in path
+        return path in IDENTITY_PATHS.get(self.vendor, ())
+
+    def _identity(self, req: SimRequest) -> SimResponse | None:
+        """The vendor's identity answer for a live access token; None lets the vendor's own
+        route answer (its 401 for a bad token; Bullhorn's settings need its REST session)."""
+        with self.lock:
+            self.identity_calls += 1
+            if self.identity_failures:
+                self.identity_failures -= 1
+                return SimResponse(500, b"<html>identity service down</html>",
+                                   {"Content-Type": "text/html"})  # fmt: skip
+        if self.vendor == "bullhorn":
+            return None
+        now = time.time()
+        if self.vendor == "hubspot":
+            token = req.path[len(HUBSPOT_TOKEN_INFO) :]
+        else:
+            auth = req.headers.get("Authorization") or req.headers.get("authorization") or ""
+            token = auth[7:] if auth.startswith("Bearer ") else ""
+        with self.lock:
+            live = self.access.get(token, 0.0) > now
+            user = self.access_user.get(token, "sim-user")
+            expires_in = int(self.access.get(token, now) - now)
+        if not live:
+            if self.vendor == "hubspot":
+                return SimResponse(404, {"status": "error", "message": "Token not found",
+                                         "correlationId": secrets.token_hex(8)})  # fmt: skip
+            return None
+        name, email = user.replace("-", " ").title(), f"{user}@example.com"
+        if self.vendor == "clio":
+            return SimResponse(200, {"data": {"id": 344001, "etag": '"1"', "name": name,
+                                              "email": email}})  # fmt: skip
+        if self.vendor == "pipedrive":
+            data = {"id": 777, "name": name, "email": email, "company_id": 5001,
+                    "company_name": "Sim Company", "company_domain": "simco"}  # fmt: skip
+            return SimResponse(200, {"success": True, "data": data})
+        if self.vendor == "hubspot":
+            return SimResponse(200, {
+                "token": token, "user": email, "hub_domain": "sim.hubspot.com", "hub_id": 62515,
+                "app_id": 456, "expires_in": expires_in, "user_id": 123,
+                "token_type": "access", "scopes": ["oauth", "crm.objects.contacts.read"],
+            })  # fmt: skip
+        return SimResponse(200, {  # salesforce UserInfo
+            "sub": f"{self.sim.url}/id/{ORG_ID}/{USER_ID}", "user_id": USER_ID,
+            "organization_id": ORG_ID, "preferred_username": email, "nickname": user,
+            "name": name, "email": email, "user_type": "STANDARD",
+        })  # fmt: skip
 
     def _admit(self, req: SimRequest) -> None:
         now = time.time()
@@ -172,7 +253,8 @@ class OAuthServer:
             if found is None or found[0] != params.get("redirect_uri"):
                 return self._invalid_grant("invalid authorization code")
             with self.lock:
-                body = self._answer(self._new_access(), self._new_refresh(found[1]), first=True)
+                access = self._new_access(found[1])
+                body = self._answer(access, self._new_refresh(found[1]), first=True)
             return SimResponse(200, body)
         return SimResponse(400, {"error": "unsupported_grant_type"})
 
@@ -192,11 +274,12 @@ class OAuthServer:
             if grant is None:
                 return self._invalid_grant("refresh token revoked, expired or already used")
             self.refreshes += 1
+            self.refresh_times.append(time.monotonic())
             new_refresh = None
             if self.rotate:
                 del self.refresh[token]
                 new_refresh = self._new_refresh(grant.user)
-            body = self._answer(self._new_access(), new_refresh or token, first=False)
+            body = self._answer(self._new_access(grant.user), new_refresh or token, first=False)
         return SimResponse(200, body)
 
     def _jwt(self, params: dict[str, str]) -> SimResponse:
@@ -215,7 +298,7 @@ class OAuthServer:
         if claims.get("iss") != self.client_id:
             return self._invalid_grant("invalid client_id")
         with self.lock:
-            body = self._answer(self._new_access(), None, first=False)
+            body = self._answer(self._new_access(str(claims.get("sub") or "")), None, first=False)
         return SimResponse(200, body)
 
     def _invalid_grant(self, description: str) -> SimResponse:
@@ -237,7 +320,7 @@ class OAuthServer:
             body: dict[str, Any] = {
                 "access_token": access,
                 "instance_url": self.sim.url,
-                "id": f"{self.sim.url}/id/00D000000000001/005000000000001",
+                "id": f"{self.sim.url}/id/{ORG_ID}/{USER_ID}",
                 "token_type": "Bearer",
                 "issued_at": str(int(time.time() * 1000)),
                 "signature": secrets.token_urlsafe(16),
@@ -256,9 +339,10 @@ class OAuthServer:
             body.update(scope="base,contacts:read", api_domain=self.sim.url)
         return body
 
-    def _new_access(self) -> str:
+    def _new_access(self, user: str = "sim-user") -> str:
         token = "at-" + secrets.token_urlsafe(18)
         self.access[token] = time.time() + self.lifetime_s
+        self.access_user[token] = user
         return token
 
     def _new_refresh(self, user: str) -> str:

@@ -171,8 +171,11 @@ class PipedriveSimulator(Simulator):
         )
 
     def related(self, req: SimRequest) -> SimResponse:
-        """Deals (``status`` filter) or leads (``archived_status``) of ``person_id``; seeds
-        give ``deals`` / ``leads`` as ``[{id, title, status | is_archived}]``."""
+        """Deals (``status`` filter) or leads of ``person_id``; seeds give ``deals`` / ``leads``
+        as ``[{id, title, status | is_archived}]``. ``GET /v1/leads`` answers the leads that
+        are not archived and has no ``archived_status`` any more (pipedrive/client-nodejs
+        CHANGELOG: "Removed deprecated `archived_status` query parameter from leads
+        endpoints"; archived ones are ``GET /v1/leads/archived``): the parameter is ignored."""
         person = self.by_id.get(int(req.arg("person_id") or 0))
         if req.path == DEALS_PATH:
             wanted = req.arg("status") or "all_not_deleted"
@@ -182,12 +185,7 @@ class PipedriveSimulator(Simulator):
                 if wanted == "all_not_deleted" or d.get("status", "open") == wanted
             ]
         else:
-            archived = req.arg("archived_status") == "archived"
-            items = [
-                d
-                for d in (person or {}).get("leads") or []
-                if bool(d.get("is_archived")) == archived
-            ]
+            items = [d for d in (person or {}).get("leads") or [] if not d.get("is_archived")]
         return SimResponse(
             200, {"success": True, "data": items, "additional_data": {"next_cursor": None}}
         )

@@ -4,7 +4,8 @@
   id, ``redirect_uri``, ``state``, scopes) is shown to the operator; the redirect comes back
   either to a one-request local listener (``--listen 127.0.0.1:PORT``; the redirect URI
   registered with the vendor must be ``http://127.0.0.1:PORT/callback``) or pasted on stdin;
-  ``state`` is checked, the code exchanged and the tokens stored.
+  ``state`` is checked, the code exchanged and the tokens stored; then the vendor's identity
+  endpoint names who is connected (``connected``), never a token.
 - ``seed``: store tokens obtained elsewhere (CI, a migration from App Connect). Without an
   access token the refresh token is used at once, which also proves it works.
 - ``status``: one record per grant, never a token.
@@ -20,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from contact_lookup.auth import vendors
+from contact_lookup.auth import identity, vendors
 from contact_lookup.auth.endpoint import ClientCredentials, InvalidGrant, TokenEndpoint, TokenSet
 from contact_lookup.auth.manager import TokenManager
 from contact_lookup.model.config import Config, Connection
@@ -61,7 +62,24 @@ def seed(
     manager.store.save(connection.name, tokens, user=user, auth=connection.auth)
     if not access_token:
         manager.get(connection, user)  # refresh now: proves the refresh token works
-    return status_of(manager, connection, user)
+    return connected(manager, connection, user)
+
+
+def connected(
+    manager: TokenManager, connection: Connection, user: str | None = None
+) -> dict[str, Any]:
+    """The grant's status plus who is connected (``connectedAs``, from the vendor's identity
+    endpoint, ``identity.py``). An identity endpoint that fails leaves the stored tokens as
+    they are: ``connectedAs`` is None and ``identityError`` says why."""
+    out = status_of(manager, connection, user)
+    record = manager.store.load(connection.name, user)
+    if record is None or not record.access_token:
+        return {**out, "connectedAs": None, "identityError": "no access token stored"}
+    try:
+        found = identity.who(connection, record, timeout_s=manager.timeout_s)
+    except identity.IdentityUnavailable as exc:
+        return {**out, "connectedAs": None, "identityError": f"could not be read ({exc})"}
+    return {**out, "connectedAs": found}
 
 
 def status_of(
@@ -203,7 +221,7 @@ def connect(
     except InvalidGrant:
         raise AuthRevoked(connection.name, "was not granted: the code was refused") from None
     manager.store.save(connection.name, tokens, user=user, auth=connection.auth)
-    return status_of(manager, connection, user)
+    return connected(manager, connection, user)
 
 
 def rotate_key(manager: TokenManager) -> int:
@@ -219,6 +237,7 @@ def _iso(epoch: float) -> str | None:
 
 __all__ = [
     "connect",
+    "connected",
     "listen_for_redirect",
     "revoke",
     "rotate_key",

@@ -18,8 +18,14 @@ isDeleted:false`` posted to ``search/ClientContact``, ``search/Candidate`` and `
 each followed through ``start``/``total`` for at most ``MAX_PAGES`` pages: a phone number
 shared by more records than that is a switchboard, not a person to pop.
 
-Matching: Lucene term match on the stored string, so every formatted variant is a different
-term and ``plan`` keeps them all (the base behaviour).
+Matching: Bullhorn's index analyses phone values into tokens, and a quoted value is a phrase
+of its tokens (bullhorn/rest-api-docs ``_search.md``: "performed against a Lucene index").
+``+14155550100`` (one token) and ``(415) 555-0100`` (three) are different phrases, so ``plan``
+keeps every formatted variant (the base behaviour); and a national variant such as
+``2079460958`` also finds ``+44 2079460958``: hits are only candidates, which the base
+class's verification keeps or drops.
+
+Additional fields: ``job_orders`` and ``placements`` (``BullhornConnector.additional_info``).
 
 Errors: 429 -> ``RateLimited``: the wait from ``Retry-After`` or the ``ratelimit-reset``
 header where sent, else 1 s (Bullhorn's message and its SDK say wait one second and retry:
@@ -66,6 +72,26 @@ ENTITIES = {
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 500  # Bullhorn caps a search page at 500 records
 MAX_PAGES = 5
 RATE_LIMIT_WAIT_S = 1.0
+# additional_fields: the entity searched, its fields, and per matched entity the Lucene query
+# that links it to the match (see ``BullhornConnector.additional_info``).
+ENDED_PLACEMENT = ("Completed", "Terminated")
+_NOT_ENDED = " ".join(f'AND NOT status:"{s}"' for s in ENDED_PLACEMENT)
+LINKED: dict[str, tuple[str, str, dict[str, str]]] = {
+    "job_orders": (
+        "JobOrder",
+        "id,title",
+        {"ClientContact": "clientContact.id:{id} AND isOpen:true"},
+    ),
+    "placements": (
+        "Placement",
+        "id,status,jobOrder(id,title),candidate(id,firstName,lastName)",
+        {
+            "Candidate": f"candidate.id:{{id}} {_NOT_ENDED}",
+            "ClientContact": f"jobOrder.clientContact.id:{{id}} {_NOT_ENDED}",
+        },
+    ),
+}
+LINKED_MAX = 100
 _SESSION, _LOCK = "bullhorn.session", "bullhorn.lock"
 
 
@@ -118,17 +144,39 @@ def to_contact(entity: str, item: Any) -> dict[str, Any]:
     }
 
 
+def linked_title(name: str, entity: str, item: Mapping[str, Any]) -> Any:
+    """A job order's title; a placement's job title (and, for a ClientContact, who was
+    placed)."""
+    if name == "job_orders":
+        return item.get("title")
+    job = item.get("jobOrder")
+    title = job.get("title") if isinstance(job, Mapping) else None
+    who = item.get("candidate")
+    if entity == "ClientContact" and isinstance(who, Mapping):
+        person = " ".join(str(p) for p in (who.get("firstName"), who.get("lastName")) if p)
+        if person:
+            return f"{title}: {person}" if title else person
+    return title
+
+
 class BullhornConnector(HttpConnector):
     crm = "bullhorn"
     default_rate_limit = (10, 1.0)  # none documented: a conservative guess
     options = {
         "page_size": Option(int, "records per search page", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE),
         "additional_fields": Option(
-            list, "additionalInfo to fetch for each match: job_orders", [], choices=("job_orders",)
+            list,
+            "additionalInfo to fetch for each match: job_orders, placements",
+            [],
+            choices=("job_orders", "placements"),
         ),
     }
     requests_per_query = 3  # one search per entity: ClientContact, Candidate, Lead
-    additional_fields = {"job_orders": "a ClientContact's open job orders"}
+    additional_fields = {
+        "job_orders": "a ClientContact's open job orders",
+        "placements": "a Candidate's placements, or those of a ClientContact's job orders "
+        "(not Completed or Terminated)",
+    }
     _state: RateLimitState | None = None  # the newest ratelimit-* headers seen
     _state_lock = threading.Lock()  # shared by instances: held only for one comparison
 
@@ -168,34 +216,54 @@ class BullhornConnector(HttpConnector):
                 wait = max(0.0, state.reset - time.time())
         return RATE_LIMIT_WAIT_S if wait is None else wait
 
-    # Bullhorn's ``ratelimit-limit`` / ``-remaining`` / ``-reset`` headers (the IETF RateLimit
-    # header fields draft, whose reset is seconds left), which RingCentral's App Connect
-    # Bullhorn connector reads; absent on older pods.
+    # ``ratelimit-limit`` / ``-remaining`` / ``-reset``: the names are confirmed by
+    # RingCentral's App Connect Bullhorn connector, which reads exactly these from Bullhorn's
+    # search and entity responses (ringcentral/rc-unified-crm-extension
+    # ``src/connectors/bullhorn/index.ts`` @fa94f96). Bullhorn's own reference documents no
+    # rate-limit header (bullhorn/rest-api-docs ``_errors.md``: "429 Rate Limited -- Wait 1
+    # second then retry request"), so the reset's unit is UNCONFIRMED: read as seconds left,
+    # as the IETF RateLimit header fields draft these names come from defines it.
     rate_limit_headers = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
     rate_limit_reset_is_delta = True
 
     def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """``job_orders``: one ``search/JobOrder`` with ``clientContact.id:ID AND
-        isOpen:true`` (Bullhorn REST reference, JobOrder entity; Lucene search), up to 100, for
-        a ClientContact; Candidates and Leads own no job orders (none is asked for). Each
-        ``{"const": str(id), "title": title, "id": id}``."""
-        if name != "job_orders":
+        """The match's job orders or placements, each ``{"const": str(id), "title", "id"}``,
+        from one ``search/{JobOrder|Placement}`` of up to ``LINKED_MAX`` records (Lucene
+        search supports both entities: bullhorn/rest-api-docs ``_search.md``), charged to the
+        budget and traced like every request. Leads own neither: none is asked for.
+
+        ``job_orders``: a ClientContact's, ``clientContact.id:ID AND isOpen:true`` (JobOrder
+        entity: ``clientContact`` to-one, ``isOpen``).
+
+        ``placements``: a Candidate's (``candidate.id:ID``) or a ClientContact's through its
+        job orders (``jobOrder.clientContact.id:ID``): the Placement entity "corresponds to a
+        single JobOrder and a single Candidate" and has no contact of its own
+        (bullhorn/rest-api-docs ``entityref/_placement.md``). Placements whose ``status``
+        is one of the two that reference names as ended (``Completed``, ``Terminated``) are
+        left out. The title is the job order's title, with the placed candidate's name for
+        a ClientContact's.
+        """
+        if name not in LINKED:
             return super().additional_info(name, match)
-        if match.get("type") != ENTITIES["ClientContact"][1] or not str(match["id"]).isdigit():
+        entity = {v[1]: k for k, v in ENTITIES.items()}.get(str(match.get("type")), "")
+        target, fields, by_entity = LINKED[name]
+        link = by_entity.get(entity)
+        if link is None or not str(match.get("id")).isdigit():
             return []
+        query = link.format(id=match["id"])
         body = self._call(
             "POST",
-            "search/JobOrder",
-            json={"query": f"clientContact.id:{match['id']} AND isOpen:true"},
-            params={"fields": "id,title", "start": 0, "count": 100},
+            f"search/{target}",
+            json={"query": query},
+            params={"fields": fields, "start": 0, "count": LINKED_MAX},
         )
         data = body.get("data") if isinstance(body, Mapping) else None
         if not isinstance(data, list):
-            raise CRMUnavailable("Bullhorn answered a job order search without its data list.")
+            raise CRMUnavailable(f"Bullhorn answered a {target} search without its data list.")
+        items = [i for i in data if isinstance(i, Mapping) and i.get("id") is not None]
         return [
-            {"const": str(j["id"]), "title": j.get("title"), "id": j["id"]}
-            for j in data
-            if isinstance(j, Mapping) and j.get("id") is not None
+            {"const": str(i["id"]), "title": linked_title(name, entity, i), "id": i["id"]}
+            for i in items
         ]
 
     # ----- search ----------------------------------------------------------------------------

@@ -84,9 +84,18 @@ class ClioConnector(HttpConnector):
         return SearchPage(records, state)
 
     def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """``matters``: ``GET /api/v4/matters.json?client_id=ID&status=open,pending`` (Clio
-        API v4, Matters: ``client_id`` and ``status`` filters), one page of up to 200; each
-        ``{"const": str(id), "title": "display_number description", "id": id}``."""
+        """``matters``: ``GET /api/v4/matters.json?client_id=ID&status=open,pending``, one page
+        of up to 200; each ``{"const": str(id), "title": "display_number description",
+        "id": id}``.
+
+        Sources: ``client_id`` is the filter RingCentral's App Connect Clio connector sends
+        (ringcentral/rc-unified-crm-extension ``src/connectors/clio/index.ts`` @fa94f96,
+        ``matters.json?client_id=...``); the status values ``open``, ``pending``, ``closed``
+        are Clio's (docs.developers.clio.com/guides/clio-manage/matters/, "Matter Status",
+        which also names the list filters). That ``status`` takes a comma-separated list
+        (``open,pending``) is stated only by third-party schemas generated from Clio's API
+        reference (e.g. the usefulapi Clio MCP ``clio_list_matters``): not confirmed on a
+        Clio page we could read. App Connect filters closed matters client-side instead."""
         if name != "matters":
             return super().additional_info(name, match)
         body, resp = self.request_json(

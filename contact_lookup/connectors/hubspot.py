@@ -115,9 +115,13 @@ class HubSpotConnector(HttpConnector):
 
     def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
         """``deals``: one ``POST /crm/v3/objects/deals/search`` filtered on
-        ``associations.contact EQ id`` and ``hs_is_closed EQ false`` (HubSpot CRM search
-        docs, "search by associations"), up to 100; each ``{"const": id, "title": dealname,
-        "id": id}``."""
+        ``associations.contact EQ id`` and ``hs_is_closed EQ false``, up to 100; each
+        ``{"const": id, "title": dealname, "id": id}``. The pseudo-property
+        ``associations.{objectType}`` is HubSpot's documented way to search through
+        associations (developers.hubspot.com "Search the CRM", whose example filters
+        tickets on ``"propertyName": "associations.contact", "operator": "EQ"``);
+        ``hs_is_closed`` is HubSpot's default deal property "Is Deal Closed?" (its
+        use as a search filter is not shown in a vendor example we found)."""
         if name != "deals":
             return super().additional_info(name, match)
         filters = [

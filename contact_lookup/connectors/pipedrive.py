@@ -30,8 +30,15 @@ from contact_lookup.model.config import MAX_CONCURRENCY_CAP
 from contact_lookup.model.errors import CRMUnavailable, RateLimited, RateLimitState
 from contact_lookup.model.phone import national_digits
 
-# The daily token budget's headers, newest first, and the hold when it is spent.
-DAILY_HEADERS = ("x-daily-ratelimit-token-remaining", "x-daily-requests-left")
+# The daily token budget's header, and the hold when it is spent. UNCONFIRMED by Pipedrive's
+# own pages: pipedrive.readme.io "Rate limiting" (token-based budget, "resets at the start of
+# the next day") names no header for it; ``x-daily-ratelimit-token-remaining`` is what a
+# third-party client reports the live API sending. NOT ``x-daily-requests-left``: the same
+# page documents that one as the POST/PUT fair-usage count ("how many requests you can still
+# make to POST/PUT endpoints during the ongoing day (calculated in UTC). Applicable only to
+# api_token requests"; its example notes it "only appears in responses for POST and PUT
+# endpoints"). A lookup only GETs, so it neither spends nor is held by that count.
+DAILY_HEADERS = ("x-daily-ratelimit-token-remaining",)
 DAILY_WAIT_S = 3600.0
 
 
@@ -143,8 +150,11 @@ class PipedriveConnector(HttpConnector):
         """``add_time`` / ``update_time`` of every person, from the cache or batched reads.
 
         The search item carries no creation time, so persons not cached are read with
-        ``GET /api/v2/persons?ids=1,2,...`` (Pipedrive API v2 "Get all persons": ``ids``, up
-        to 100 per request): one request per 100 persons, however many match, each paid for
+        ``GET /api/v2/persons?ids=1,2,...`` (Pipedrive API v2 "Get all persons": ``ids`` is an
+        "Optional comma separated string array of up to 100 entity ids to fetch ... If any of
+        the requested entities do not exist or are not visible, they are not included in the
+        response": pipedrive/client-nodejs ``src/versions/v2/api/persons-api.ts`` @97e5382):
+        one request per 100 persons, however many match, each paid for
         through the budget like any request. Answers are cached in ``self.shared`` (per
         connection, across lookups and threads) for ``person_ttl_s``. A person deleted since
         the search is absent from the answer and has no dates (the CRM holds none); any error
@@ -226,19 +236,17 @@ class PipedriveConnector(HttpConnector):
         return state
 
     def additional_info(self, name: str, match: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """``deals``: ``GET /api/v2/deals?person_id=ID&status=open`` (API v2 "Get all deals");
-        ``leads``: ``GET /api/v1/leads?person_id=ID&archived_status=not_archived`` (leads have
-        no v2 list). Each ``{"const": str(id), "title": title, "id": id}``, one page."""
+        """``deals``: ``GET /api/v2/deals?person_id=ID&status=open`` (API v2 "Get all deals":
+        ``person_id``, ``status`` open|won|lost|deleted; pipedrive/client-nodejs
+        ``src/versions/v2/api/deals-api.ts``); ``leads``: ``GET /api/v1/leads?person_id=ID``,
+        which answers only leads that are not archived (v1 "Get all leads"; its
+        ``archived_status`` parameter was removed: client-nodejs CHANGELOG, and v2 has no
+        lead list, only search). Each ``{"const": str(id), "title": title, "id": id}``, one
+        page."""
         if name == "deals":
             path, params = "api/v2/deals", {"person_id": match["id"], "status": "open"}
         elif name == "leads":
-            path, params = (
-                "api/v1/leads",
-                {
-                    "person_id": match["id"],
-                    "archived_status": "not_archived",
-                },
-            )
+            path, params = "api/v1/leads", {"person_id": match["id"]}
         else:
             return super().additional_info(name, match)
         body, resp = self.request_json(
@@ -263,8 +271,8 @@ class PipedriveConnector(HttpConnector):
     def retry_after(self, resp: requests.Response) -> float | None:
         """The 2-second burst window's wait, or an hourly probe when the daily token budget
         is spent (pipedrive.readme.io "Rate limiting": the budget "resets at the start of
-        the next day", whose time zone is not given; ``x-daily-ratelimit-token-remaining``,
-        formerly ``x-daily-requests-left``, says 0)."""
+        the next day", whose time zone is not given; ``x-daily-ratelimit-token-remaining``
+        says 0: see ``DAILY_HEADERS``)."""
         if self.daily_budget_spent(resp):
             return DAILY_WAIT_S
         return super().retry_after(resp)

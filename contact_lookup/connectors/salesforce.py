@@ -65,7 +65,10 @@ RETURNING = (
 )
 # SOSL reserved characters (SOQL and SOSL Reference, "FIND"): escaped with a backslash.
 RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")
-_API_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+# ``Sforce-Limit-Info: api-usage=25/5000; per-app-api-usage=17/250(appName=sample-app)``
+# (REST API Developer Guide, "Limit Info Header"; the same value in simple-salesforce's
+# tests/test_api.py): the org's usage, and the connected app's own where it has a limit.
+_API_USAGE = re.compile(r"(?<![\w-])(per-app-)?api-usage=(\d+)/(\d+)")
 _VERSION = re.compile(r"\d+\.\d")
 _RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")  # 15- or 18-character id
 
@@ -197,12 +200,17 @@ class SalesforceConnector(HttpConnector):
         return SearchPage([to_contact(item) for item in records], self.rate_limit_state(resp))
 
     def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:
-        m = _API_USAGE.search(resp.headers.get("Sforce-Limit-Info", ""))
-        if not m:
+        """The tighter of the org's ``api-usage`` and the app's ``per-app-api-usage``
+        (whichever leaves fewer requests), so the shared budget follows the one that will
+        refuse first. A rolling 24-hour allocation: there is no reset instant to report."""
+        usages = [
+            (max(0, int(m[3]) - int(m[2])), int(m[3]))
+            for m in _API_USAGE.finditer(resp.headers.get("Sforce-Limit-Info", ""))
+        ]
+        if not usages:
             return None
-        used, allocation = int(m[1]), int(m[2])
-        # A rolling 24-hour allocation: there is no reset instant to report.
-        return RateLimitState(remaining=max(0, allocation - used), amount=allocation)
+        remaining, allocation = min(usages)
+        return RateLimitState(remaining=remaining, amount=allocation)
 
     def check(self, resp: requests.Response) -> None:
         code = resp.status_code

@@ -273,8 +273,25 @@ def cmd_auth_seed(args: argparse.Namespace) -> int:
         expires_in=args.expires_in,
         user=args.extension,
     )
+    _say_who(status)
     print(json.dumps(status))
     return 0
+
+
+def _say_who(status: dict[str, Any]) -> None:
+    """``Connected NAME as USER`` on stderr (the JSON on stdout has it as ``connectedAs``);
+    never a token."""
+    from contact_lookup.auth import identity
+
+    who = status.get("connectedAs")
+    if who:
+        line = f"Connected {status['connection']} as {identity.describe(who)}."
+    else:
+        line = (
+            f"Connected {status['connection']}; tokens stored, but who is connected "
+            f"{status.get('identityError') or 'could not be read'}."
+        )
+    print(line, file=sys.stderr, flush=True)
 
 
 def cmd_auth_status(args: argparse.Namespace) -> int:
@@ -337,5 +354,6 @@ def cmd_auth_connect(args: argparse.Namespace) -> int:
         get_redirect=get_redirect,
         user=args.extension,
     )
+    _say_who(status)
     print(json.dumps(status))
     return 0

@@ -68,11 +68,17 @@ def test_clio_matters_for_each_real_match(make_harness: Make) -> None:
 
 def test_pipedrive_open_deals_and_live_leads(make_harness: Make) -> None:
     h = make_harness("pipedrive", PEOPLE)
-    (mara,) = h.connector(additional_fields=["deals", "leads"]).find([NUMBER]).contacts
+    trace = DebugTrace()
+    c = h.connector(trace=trace, additional_fields=["deals", "leads"])
+    (mara,) = c.find([NUMBER]).contacts
     assert mara["additionalInfo"] == {
         "deals": [{"const": "21", "title": "Renewal", "id": 21}],
         "leads": [{"const": "5a1e-lead", "title": "Upsell", "id": "5a1e-lead"}],
     }
+    # GET /v1/leads answers unarchived leads; Pipedrive removed archived_status from it
+    # (pipedrive/client-nodejs CHANGELOG), so the read must not depend on it.
+    (leads,) = [e["url"] for e in trace.entries if "/api/v1/leads" in e.get("url", "")]
+    assert "person_id=" in leads and "archived_status" not in leads
 
 
 def test_without_additional_fields_nothing_is_fetched(make_harness: Make) -> None:
@@ -186,3 +192,88 @@ def test_insightly_open_opportunities_and_projects_of_a_contact(make_harness: Ma
         "projects": [{"const": "81", "title": "Rollout", "id": 81}],
     }
     assert sum(n for p, n in h.vendor.by_path.items() if p.endswith("/Links")) == 1
+
+
+class CountingBudget:
+    """A budget that records what it was asked to pay for (``RequestBudget``)."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
+    def take(self, requests: int = 1) -> None:
+        self.taken += requests
+
+    def observe(self, state: object) -> None:
+        return None
+
+
+def test_bullhorn_placements_of_a_candidate_and_of_a_client_contacts_jobs(
+    make_harness: Make,
+) -> None:
+    """A Candidate's placements (``candidate.id``), a ClientContact's through its job orders
+    (``jobOrder.clientContact.id``), ended ones left out, a Lead none; one ``search/Placement``
+    per Candidate or ClientContact, each paid for and in the debug trace."""
+    people = [
+        {
+            **PEOPLE[0],
+            "id": 4201,
+            "job_orders": [{"id": 901, "title": "Welder, night shift"}],
+        },
+        {
+            "id": 4202,
+            "name": "Cand Idate",
+            "phone": NUMBER,
+            "type": "Candidate",
+            "placements": [
+                {"id": 701, "job_order": 901, "status": "Approved"},
+                {"id": 702, "job_order": 901, "status": "Completed"},
+                {"id": 703, "job_order": {"id": 950, "title": "Forklift driver"}},
+            ],
+        },
+        # Not the caller, but placed in Mara's job order: one of Mara's placements.
+        {
+            "id": 4203,
+            "name": "Other Placed",
+            "phone": "+16505550199",
+            "type": "Candidate",
+            "placements": [{"id": 704, "job_order": 901, "status": "Terminated"}],
+        },
+        {
+            "id": 4204,
+            "name": "Pat Placed",
+            "phone": "+16505550198",
+            "type": "Candidate",
+            "placements": [{"id": 705, "job_order": 901}],
+        },
+        {"id": 4205, "name": "Lee Lead", "phone": NUMBER, "type": "Lead"},
+    ]
+    h = make_harness("bullhorn", people)
+    trace, budget = DebugTrace(), CountingBudget()
+    c = h.connector(trace=trace, additional_fields=["placements"])
+    c.budget = budget
+    info = {x["name"]: x["additionalInfo"] for x in c.find([NUMBER]).contacts}
+    assert info == {
+        "Mara Client": {
+            "placements": [
+                {"const": "701", "title": "Welder, night shift: Cand Idate", "id": 701},
+                {"const": "705", "title": "Welder, night shift: Pat Placed", "id": 705},
+            ]
+        },
+        "Cand Idate": {
+            "placements": [
+                {"const": "701", "title": "Welder, night shift", "id": 701},
+                {"const": "703", "title": "Forklift driver", "id": 703},
+            ]
+        },
+        "Lee Lead": {"placements": []},
+    }
+    assert h.vendor.by_path["/rest-services/sim001/search/Placement"] == 2
+    assert sum("search/Placement" in e.get("url", "") for e in trace.entries) == 2
+    assert budget.taken == h.vendor.requests  # login, 3 searches, 2 placement searches
+
+
+def test_bullhorn_additional_fields_are_job_orders_and_placements(make_harness: Make) -> None:
+    h = make_harness("bullhorn", PEOPLE)
+    validate_connection(h.connection(additional_fields=["job_orders", "placements"]))
+    with pytest.raises(ConfigError, match="additional_fields"):
+        validate_connection(h.connection(additional_fields=["deals"]))

@@ -187,3 +187,24 @@ def test_spent_daily_budget_holds_off_for_an_hourly_probe(make_harness: Make) ->
         h.find("+14155550177")  # the search passes, the person read is refused
     assert info.value.retry_after_s == 3600.0  # not the burst window's second
     assert "daily" in info.value.message
+
+
+class PostPutCountSpent(PipedriveSimulator):
+    """A burst-window 429 on an api_token account whose POST/PUT fair-usage count is spent
+    (``x-daily-requests-left: 0``, pipedrive.readme.io "Rate limiting": POST/PUT only)."""
+
+    def rate_limit_response(self, state: WindowState) -> SimResponse:
+        return SimResponse(
+            429,
+            {"success": False, "error": "Request over limit", "errorCode": 429},
+            {"x-daily-requests-left": "0", "Retry-After": "1"},
+        )
+
+
+def test_the_post_put_daily_count_does_not_hold_off_searches(make_harness: Make) -> None:
+    h = make_harness("pipedrive", sim_class=PostPutCountSpent)
+    h.vendor.set_rate_limit((1, 20))
+    with pytest.raises(RateLimited) as info:
+        h.find("+14155550177")
+    assert info.value.retry_after_s == 1.0  # the burst window's Retry-After, not an hour
+    assert "daily" not in info.value.message
