@@ -43,7 +43,8 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/lint-imports
 
 # Minutes, not seconds: 20 random worker kills on each broker (RabbitMQ and Redis), a Redis
-# Sentinel failover, and workers on three network-namespace "hosts" (needs root, as CI has).
+# Sentinel failover (and the Sentinel compose example run as local processes), and workers on
+# three network-namespace "hosts" (needs root, as CI has).
 scaleout: $(VENV)/.dev
 	CONTACT_LOOKUP_SCALEOUT=1 $(PY) -m pytest tests/scaleout $(PYTEST_ARGS)
 
