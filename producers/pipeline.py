@@ -420,7 +420,9 @@ class EventPipeline:
         metrics.observe_call_pop("cached", time.monotonic() - started)
         result = self.service.cached_result(pop.prepared, _query(job), json.loads(answer))
         metrics.count_lookup(job.purpose, job.connection, result)
-        return Outcome(p.uuid, "answered-from-cache", result=result, **fields)
+        return Outcome(
+            p.uuid, "answered-from-cache", result=result, connection=job.connection, **fields
+        )
 
     @staticmethod
     def _pop_blocked(
