@@ -54,6 +54,18 @@ def load_checked_config(path: str) -> Config:
     return config
 
 
+def check_settle(config: Config, settings: Settings) -> None:
+    """``[telephony] settle_seconds`` is a countdown every call log waits: like a retry's, it
+    must stay below VISIBILITY_TIMEOUT, or the Redis transport delivers the waiting job again
+    before it is due (contact_lookup.settings)."""
+    if config.settle_seconds >= settings.visibility_timeout_s:
+        raise ConfigError(
+            f"connections file {settings.config_path!r}: [telephony] settle_seconds="
+            f"{config.settle_seconds:g} must be below VISIBILITY_TIMEOUT="
+            f"{settings.visibility_timeout_s:g} s (a call log waits that long on a worker)"
+        )
+
+
 def check_state_redis(client: redis.Redis, url: str) -> str:
     """Refuse a state Redis that may evict keys; return its ``maxmemory_policy``.
 
@@ -85,7 +97,9 @@ class Runtime:
 
     @cached_property
     def config(self) -> Config:
-        return load_checked_config(self.settings.config_path)
+        config = load_checked_config(self.settings.config_path)
+        check_settle(config, self.settings)
+        return config
 
     @cached_property
     def cache_redis(self) -> redis.Redis:

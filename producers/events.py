@@ -73,6 +73,9 @@ class Job:
     rc_extension: str | None = None
     telephony_session_id: str | None = None
     message_type: str | None = None  # SMS or Fax, for message_log
+    # Call logs: (supersedeKey, decisionVersion, what was decided) and the settle countdown.
+    supersede: tuple[str, int, str] | None = None
+    countdown_s: float | None = None
 
     def call_pop(self) -> dict[str, Any] | None:
         """The ``callPop`` task argument: where the worker publishes the answer."""
