@@ -14,9 +14,13 @@ One ``EventPipeline`` serves the webhook, ``replay`` and the demo. Its Redis is 
    that party, the party has not answered and the call has not ended. One per (session,
    party): its once-key (SET NX, TTL).
 4. A call log goes out once per call, whatever the order its events came in: when every party
-   seen has ended, ``producers.telephony.decide`` names the one own party it is for, and the
-   session's once-key (SET NX) makes it one. The event that ends the call sends it, even when
-   that event is about another party (its line then names the logged party's number).
+   seen has ended, ``producers.telephony.decide`` names the one own party it is for. The
+   decision (or "the call is open") is recorded under the settle window's supersede rule
+   (``contact_lookup.core.supersede``, versioned by ``decision_version``): a new decision is
+   sent with the countdown ``[telephony] settle_seconds`` and the token ``supersedeKey`` /
+   ``decisionVersion``, and the worker runs only the newest one. The event that ends the call
+   sends it, even when that event is about another party (its line then names the logged
+   party's number).
 5. Messages: one message log per message (once-key per message id).
 
 Then a call pop whose answer is cached is published at once (``answered-from-cache``: one
@@ -327,11 +331,15 @@ class EventPipeline:
             return replace(outcome, action="enqueued", reason=None)
         if isinstance(logged, Skip) and verdict == "new":
             return replace(outcome, reason=logged.reason)
-        why = (
-            "already done: a call log for this call was already sent for this same decision"
-            if verdict == "same"
-            else "already done: a call log for this call was already decided, from this "
-            f"state or a newer one (decision version {version})"
+        why = {
+            "same": "already done: a call log for this call was already sent for this same "
+            "decision",
+            "ran": "already done: a call log for this call already ran; later events do not "
+            "change it",
+        }.get(
+            verdict,
+            "already done: a call log for this call was already decided, from this state or "
+            f"a newer one (decision version {version})",
         )
         return replace(outcome, reason=why)
 

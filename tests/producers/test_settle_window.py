@@ -140,6 +140,29 @@ def test_a_caller_missed_by_one_user_who_reaches_another_is_logged_for_the_one_w
         assert who(run(producer, client, order)[2]) == [(CALLER, USER_B)]
 
 
+def test_once_a_call_log_ran_no_later_event_publishes_another(
+    pipeline_for: Any, client: redis.Redis
+) -> None:
+    """User B's events arrive after A's call log already ran (after the window): the worker's
+    claim marked A's decision executed, so the call gets no second call log, and the line
+    says why; a job of an older version is then still dropped."""
+    producer = pipeline_for()
+    _, sent, _ = run(producer, client, [event(3, "p-a", USER_A, "Disconnected", missed=True)])
+    (job,) = sent
+    token = (job["kwargs"]["supersedeKey"], job["kwargs"]["decisionVersion"])
+    assert supersede.claim(producer.state, *token) is None  # the worker runs it
+    late = [
+        o.line()
+        for n, c in ((4, "Setup"), (5, "Answered"), (6, "Disconnected"))
+        for o in producer.handle(event(n, "p-b", USER_B, c))
+    ]
+    assert all_queued(client)["call_log"] == sent  # nothing more
+    assert late[-1]["reason"] == (
+        "already done: a call log for this call already ran; later events do not change it"
+    )
+    assert supersede.claim(producer.state, token[0], token[1] - 1) == token[1]
+
+
 def test_a_party_whose_answered_was_lost_is_logged_on_an_extension_subscription(
     pipeline_for: Any, client: redis.Redis
 ) -> None:
