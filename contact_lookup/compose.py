@@ -36,11 +36,12 @@ log = logging.getLogger(__name__)
 NON_EVICTING = "noeviction"
 
 
-def load_checked_config(path: str) -> Config:
+def load_checked_config(path: str, settings: Settings | None = None) -> Config:
     """The connections file, parsed and checked against every connector's declared options.
 
     Every command loads the file through here, so a typo or a bad option stops it at once
-    with ``ConfigError`` naming the table and key, never at the first lookup.
+    with ``ConfigError`` naming the table and key, never at the first lookup. With
+    ``settings``, also the limits between the file and the environment (``check_settle``).
     """
     config = load_config(path)
     try:
@@ -51,6 +52,8 @@ def load_checked_config(path: str) -> Config:
         raise ConfigError(f"connections file {path!r}: {exc.message}", hint=exc.hint) from None
     # Every secret the file names is redacted from logs, traces and stored exception text.
     PROCESS.add(*Redactor.from_env(secret_names(config.connections.values())).secrets)
+    if settings is not None:
+        check_settle(config, settings)
     return config
 
 
@@ -97,9 +100,7 @@ class Runtime:
 
     @cached_property
     def config(self) -> Config:
-        config = load_checked_config(self.settings.config_path)
-        check_settle(config, self.settings)
-        return config
+        return load_checked_config(self.settings.config_path, self.settings)
 
     @cached_property
     def cache_redis(self) -> redis.Redis:

@@ -34,6 +34,7 @@ from tests.producers.conftest import (
     settings_for,
     write_config,
 )
+from worker.checks import lines
 
 CALLER = "+14155550171"
 USER_A, USER_B = "809646016", "979428016"
@@ -268,8 +269,9 @@ def session_of(e: dict[str, Any]) -> str:
 
 
 def test_settle_seconds_is_checked_when_the_file_is_loaded(pr_url: str, tmp_path: Path) -> None:
-    """Refused at start-up: not a number, negative, above the bound, or not below
-    VISIBILITY_TIMEOUT (a call log waits that long on a worker, like a retry's countdown)."""
+    """Refused at start-up by every command: not a number, negative, above the bound, or not
+    below VISIBILITY_TIMEOUT (a call log waits that long on a worker, like a retry's
+    countdown)."""
     for bad, words in (
         ('"10"', "settle_seconds must be a number"),
         ("-1", "settle_seconds must be a number"),
@@ -280,8 +282,13 @@ def test_settle_seconds_is_checked_when_the_file_is_loaded(pr_url: str, tmp_path
         with pytest.raises(ConfigError, match=words):
             build_pipeline(settings_for(pr_url, path))
     path = write_config(tmp_path, 'default = "demo"\n', "settle_seconds = 120\n")
+    short = settings_for(pr_url, path, visibility_timeout_s=100, retry_max_delay_s=30)
     with pytest.raises(ConfigError, match=r"settle_seconds=120 must be below VISIBILITY_TIMEOUT"):
-        build_pipeline(settings_for(pr_url, path, visibility_timeout_s=100, retry_max_delay_s=30))
+        build_pipeline(short)
+    # a starting worker and `contact-lookup check` refuse it too (worker/checks.py)
+    first = next(lines(short, probe=False))
+    assert (first.ok, first.item) == (False, "connections file"), first
+    assert "settle_seconds=120 must be below VISIBILITY_TIMEOUT=100" in first.detail
     producer = build_pipeline(settings_for(pr_url, path))  # default VISIBILITY_TIMEOUT 600
     assert producer.config.settle_seconds == 120
     producer.app.close()
