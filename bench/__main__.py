@@ -50,6 +50,7 @@ BENCHMARKS: dict[int, tuple[str, str, tuple[str, ...]]] = {
     13: ("gevent vs threads", "bench.fanout_bench:gevent_vs_threads", ("gevent",)),
     14: ("Flower events of cached call pops", "bench.flower_events_bench:cost_on_the_pop",
         ("producers.flower_events",)),
+    15: ("Several hosts: 1, 2, 3 netns hosts", "bench.hosts_bench:several_hosts", ()),
 }  # fmt: skip
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

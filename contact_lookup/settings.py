@@ -82,8 +82,16 @@ def with_password(url: str, password: str | None) -> str:
     So a deployment passes ``REDIS_PASSWORD`` on its own and URLs without it: a generated
     password holding ``/``, ``#``, ``@`` or ``:`` can never break a URL (redis-py and kombu
     percent-decode the password they parse).
+
+    A ``sentinel://`` URL gets it on its first part, where the master's password goes
+    (contact_lookup/redis_urls.py); the sentinels themselves are asked without one.
     """
     parts = urlsplit(url)
+    if password and parts.scheme == "sentinel":
+        head, mark, query = url.partition("?")
+        first, sep, others = head.partition(";")
+        first = with_password("redis" + first.removeprefix("sentinel"), password)
+        return "sentinel" + first.removeprefix("redis") + sep + others + mark + query
     if not password or parts.scheme not in ("redis", "rediss") or parts.password is not None:
         return url
     host = parts.netloc.rpartition("@")[2]

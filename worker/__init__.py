@@ -29,7 +29,7 @@ def _app() -> ContactLookupCelery:
     # bad file is reported by the first lookup as a failed result naming the problem.
     with contextlib.suppress(ConfigError):
         load_checked_config(settings.config_path, settings)
-    strip_celery_cli_urls(os.environ)
+    strip_celery_cli_urls(os.environ, settings)
     app = create_app(settings)
     app.set_current()
     from celery import signals
