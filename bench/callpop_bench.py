@@ -171,19 +171,20 @@ def fast_path(ctx: Context) -> Outcome:
     out.notes.append(
         f"{SAMPLES} ringing-call notifications after {WARM_UP} warm-up, each with a cached "
         f"match, interleaved with no-op round trips on a `--pool threads -c 16` call_pop "
-        f"worker. Actions: {_actions(actions)}. The fast path: the event script (dedupe, "
-        "party state, once-key), a cache read and a PUBLISH; the subscriber is a thread of "
-        "this process on `callpop:*`."
+        f"worker. Actions: {_actions(actions)}. The fast path is one Redis round trip: the "
+        "event script (dedupe, party state, once-key) also reads the cache and PUBLISHes; "
+        "the subscriber is a thread of this process on `callpop:*`."
     )
     out.notes.append(f"Profile of EventPipeline.handle on the fast path: {shares(prof)}.")
     if not p50 * 20 <= base50:
         out.notes.append(
             f"Below target: {base50 / p50:.1f}x faster at p50, not 20x; 20x would need the "
-            f"pop at the subscriber within {base50 / 20:.2f} ms. The time is the Redis client "
-            "call and the phone number parsing (profile above), not Redis itself. What it "
-            "would take: one script for the checks, the cache read and the PUBLISH; parsing "
-            "the number once (the plan already normalised it; `LookupService.prepare` parses "
-            "it again); less Python around the script calls."
+            f"pop at the subscriber within {base50 / 20:.2f} ms. The fast path is already one "
+            "Redis round trip; the rest is Python: the plan (the notification's JSON, both "
+            "numbers parsed by phonenumbers), the script call, the subscriber's own thread "
+            "taking the GIL, and building the Outcome. What it would take: a plan without "
+            "phonenumbers for numbers already in E.164, and the subscriber in another "
+            "process."
         )
     return out
 

@@ -32,6 +32,7 @@ processed as if new. A Redis failure before the script ran leaves nothing to rel
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid as uuidlib
@@ -46,7 +47,7 @@ from kombu.exceptions import OperationalError
 from contact_lookup import metrics
 from contact_lookup.core import callpop, keys, supersede
 from contact_lookup.core.request import LookupRequest
-from contact_lookup.core.service import LookupService
+from contact_lookup.core.service import CachedPop, LookupService
 from contact_lookup.model.config import Config
 from contact_lookup.model.errors import ContactLookupError
 from producers.events import Job, Plan, Skip, Step, call_log_job, plan
@@ -62,13 +63,20 @@ MAX_EVENT_AGE_S = 21600.0
 # id, so the worker's idempotency (stored result by task id) makes the copy a no-op.
 _TASK_NAMESPACE = uuidlib.UUID("5d1c8f0e-2b7a-4c1e-9a53-0c6f3e1b7d42")
 
-# KEYS: delivery ('' when none), session hash ('' when none).
-# ARGV: ttl seconds, the event's sequence ('' when none), then per party: id, record, '1' when
-# this event shows it talking, '1' when it is an own party.
-# Returns {'dup'} or {'ok', newest flag per party ('1'/'0'), then the session hash's fields
-# and values}. A record is replaced only by an event at least as new; 'P|first' keeps the
-# lowest sequence seen for P, 'P|answered' is set once P is seen talking and 'P|own' once P
-# is seen as an own party (through any subscription), in any order.
+# KEYS: delivery ('' when none), session hash ('' when none), then per call pop answered
+# here: its once-key and its cache key.
+# ARGV: ttl seconds, the event's sequence ('' when none), the number of parties, then per
+# party: id, record, '1' when this event shows it talking, '1' when it is an own party; then
+# per call pop: its party id, channel, and its message around the cached contacts (before,
+# after, and '' or ',' + the placeholder to end the contacts with).
+# Returns {'dup'} or {'ok', newest flag per party ('1'/'0'), one answer per call pop, then
+# the session hash's fields and values}. A record is replaced only by an event at least as
+# new; 'P|first' keeps the lowest sequence seen for P, 'P|answered' is set once P is seen
+# talking and 'P|own' once P is seen as an own party (through any subscription), in any order.
+# A call pop's answer: '-' blocked (not the newest event for its party, or the party
+# answered), '=' its once-key was already taken, '0' taken here but not cached (the caller
+# enqueues it), or the cached contacts (a JSON array) it was published with. A call pop's
+# party is in this event, ringing, so when this event is its newest the call has not ended.
 _CHECK = """
 local ttl = tonumber(ARGV[1])
 if KEYS[1] ~= '' and not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl) then
@@ -78,7 +86,9 @@ local out = {'ok'}
 if KEYS[2] == '' then return out end
 local h = KEYS[2]
 local seq = tonumber(ARGV[2])
-for i = 3, #ARGV, 4 do
+local last = 3 + 4 * tonumber(ARGV[3])
+local fresh = {}
+for i = 4, last, 4 do
   local pid, rec, talking, own = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local cur = tonumber(redis.call('HGET', h, pid .. '|seq'))
   local newest = (cur == nil) or (seq == nil) or (seq >= cur)
@@ -92,12 +102,50 @@ for i = 3, #ARGV, 4 do
   end
   if talking == '1' then redis.call('HSET', h, pid .. '|answered', '1') end
   if own == '1' then redis.call('HSET', h, pid .. '|own', '1') end
+  fresh[pid] = newest
   table.insert(out, newest and '1' or '0')
 end
 redis.call('EXPIRE', h, ttl)
+local k = 3
+for i = last + 1, #ARGV, 5 do
+  local pid = ARGV[i]
+  local answer = '-'
+  if fresh[pid] and not redis.call('HGET', h, pid .. '|answered') then
+    if not redis.call('SET', KEYS[k], '1', 'NX', 'EX', ttl) then
+      answer = '='
+    else
+      answer = '0'
+      local raw = redis.call('GET', KEYS[k + 1])
+      if raw then
+        local ok, v = pcall(cjson.decode, raw)
+        if ok and type(v) == 'table' and next(v) ~= nil and string.sub(raw, 1, 1) == '[' then
+          local contacts = raw
+          if ARGV[i + 4] ~= '' then
+            contacts = string.sub(raw, 1, -2) .. ARGV[i + 4] .. ']'
+          end
+          redis.call('PUBLISH', ARGV[i + 1], ARGV[i + 2] .. contacts .. ARGV[i + 3])
+          answer = raw
+        else
+          redis.call('DEL', KEYS[k + 1])
+        end
+      end
+    end
+  end
+  table.insert(out, answer)
+  k = k + 2
+end
 for _, v in ipairs(redis.call('HGETALL', h)) do table.insert(out, v) end
 return out
 """
+
+
+def _query(job: Job) -> LookupRequest:
+    return LookupRequest(
+        job.phone_number,
+        purpose=job.purpose,
+        is_extension=job.is_extension,
+        user=job.rc_extension,  # that extension's own CRM grant, if it connected one
+    )
 
 
 class PipelineUnavailable(Exception):
@@ -180,7 +228,8 @@ class EventPipeline:
         if stale is not None:
             return [Outcome(p.uuid, "skipped", reason=stale, **_step_fields(s)) for s in p.steps]
         try:
-            verdict = self._verdict(p)
+            pops = self._fast_pops(p)
+            verdict = self._verdict(p, pops)
             if verdict[0] == "dup":
                 return [
                     Outcome(
@@ -195,16 +244,27 @@ class EventPipeline:
                 r.party_id: flag == "1"
                 for r, flag in zip(p.parties, verdict[1 : 1 + len(p.parties)], strict=True)
             }
-            rest = verdict[1 + len(p.parties) :]
+            first = 1 + len(p.parties)
+            answers = {
+                index: (pops[index], answer)
+                for index, answer in zip(pops, verdict[first : first + len(pops)], strict=True)
+            }
+            rest = verdict[first + len(pops) :]
             view = SessionView.from_hash(dict(zip(rest[::2], rest[1::2], strict=True)))
             decision = decide(view) if p.session else Decision(False)
-            outcomes, to_run = self._decide_steps(p, newest, view, decision)
+            outcomes, to_run = self._decide_steps(p, newest, view, decision, answers, started)
         except redis.RedisError as exc:
             raise PipelineUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
+        # Call pops the script took but found no cached answer for: enqueued without a GET.
+        checked = {
+            str(getattr(p.steps[i].outcome, "once_key", ""))
+            for i, (_, answer) in answers.items()
+            if answer == "0"
+        }
         done = 0
         try:
             for index, job in to_run:
-                outcomes[index] = self._run(p.uuid, job, started)
+                outcomes[index] = self._run(p.uuid, job, started, checked)
                 done += 1
         except BaseException as exc:
             self._release(p, [job for _, job in to_run[done:]])
@@ -238,16 +298,30 @@ class EventPipeline:
         return bool(self.state.set(once_key, "1", nx=True, ex=self.dedupe_ttl_s))
 
     def _decide_steps(
-        self, p: Plan, newest: dict[str, bool], view: SessionView, decision: Decision
+        self,
+        p: Plan,
+        newest: dict[str, bool],
+        view: SessionView,
+        decision: Decision,
+        answers: dict[int, tuple[CachedPop, str]] | None = None,
+        started: float = 0.0,
     ) -> tuple[list[Outcome], list[tuple[int, Job]]]:
+        """``answers``: step index -> the script's answer for a call pop it handled."""
         outcomes: list[Outcome] = []
         to_run: list[tuple[int, Job]] = []
         winner = decision.party
         winner_step: int | None = None
-        for step in p.steps:
+        for index, step in enumerate(p.steps):
             fields = _step_fields(step)
             job = step.outcome
             reason: str | None = None
+            answered = (answers or {}).get(index)
+            if answered is not None and isinstance(job, Job):
+                outcome = self._answered(p, step, job, newest, view, decision, answered, started)
+                outcomes.append(outcome)
+                if outcome.action == "enqueued":
+                    to_run.append((len(outcomes) - 1, job))
+                continue
             if isinstance(job, Skip):
                 reason = job.reason
             elif job.purpose == "call_pop":
@@ -294,6 +368,65 @@ class EventPipeline:
                 )
                 to_run.append((len(outcomes) - 1, logged))
         return outcomes, to_run
+
+    def _fast_pops(self, p: Plan) -> dict[int, CachedPop]:
+        """Step index -> the call pops the event script answers from the cache itself: those
+        of a party in this event, when the cache, the state and the call-pop channel are one
+        Redis (the default: STATE_URL = CACHE_URL). Others take the separate calls."""
+        if (
+            not p.session
+            or self.service.cache.redis is not self.state
+            or self.redis is not self.state
+        ):
+            return {}
+        in_event = {r.party_id for r in p.parties}
+        pops: dict[int, CachedPop] = {}
+        for index, step in enumerate(p.steps):
+            job = step.outcome
+            if (
+                not isinstance(job, Job)
+                or job.purpose != "call_pop"
+                or not job.once_key
+                or step.party_id not in in_event
+            ):
+                continue
+            try:
+                pop = self.service.cached_pop(job.connection, _query(job), job.telephony_session_id)
+            except ContactLookupError:
+                continue  # the separate path reports why it skipped
+            if pop is not None:
+                pops[index] = pop
+        return pops
+
+    def _answered(
+        self,
+        p: Plan,
+        step: Step,
+        job: Job,
+        newest: dict[str, bool],
+        view: SessionView,
+        decision: Decision,
+        answered: tuple[CachedPop, str],
+        started: float,
+    ) -> Outcome:
+        """The outcome of a call pop the event script handled (``_CHECK``'s answers)."""
+        pop, answer = answered
+        fields = _step_fields(step)
+        if answer == "-":
+            reason = self._pop_blocked(p, step, newest, view, decision)
+            reason = reason or "no longer ringing: the party has answered or the call has ended"
+            return Outcome(p.uuid, "skipped", reason=reason, **fields)
+        if answer == "=":
+            reason = "already done: a call pop for this party of the session was already sent"
+            return Outcome(p.uuid, "skipped", reason=reason, **fields)
+        if answer == "0":
+            return Outcome(p.uuid, "enqueued", **fields)
+        metrics.observe_call_pop("cached", time.monotonic() - started)
+        result = self.service.cached_result(pop.prepared, _query(job), json.loads(answer))
+        metrics.count_lookup(job.purpose, job.connection, result)
+        return Outcome(
+            p.uuid, "answered-from-cache", result=result, connection=job.connection, **fields
+        )
 
     def _settle(
         self, session: str, view: SessionView, decision: Decision
@@ -360,30 +493,40 @@ class EventPipeline:
             return "no longer ringing: the party has answered or the call has ended"
         return None
 
-    def _verdict(self, p: Plan) -> list[str]:
+    def _verdict(self, p: Plan, pops: dict[int, CachedPop]) -> list[str]:
         delivery = keys.delivery(p.uuid) if p.uuid else ""
-        args: list[Any] = [self.dedupe_ttl_s, "" if p.sequence is None else p.sequence]
+        session_key = keys.telephony_session(p.session) if p.session else ""
+        names = [delivery, session_key]
+        args: list[Any] = [
+            self.dedupe_ttl_s,
+            "" if p.sequence is None else p.sequence,
+            len(p.parties),
+        ]
         for record in p.parties:
             talking = "1" if record.party_id in p.answered else "0"
             args += [record.party_id, record.encode(), talking, "1" if record.own else "0"]
-        session_key = keys.telephony_session(p.session) if p.session else ""
-        raw = self._check(keys=[delivery, session_key], args=args)
+        for index, pop in pops.items():
+            job = p.steps[index].outcome
+            assert isinstance(job, Job) and job.once_key
+            names += [job.once_key, pop.prepared.cache_key]
+            channel = keys.callpop_channel(str(job.rc_account), str(job.rc_extension))
+            args += [p.steps[index].party_id, channel, pop.before, pop.after, pop.extra]
+        raw = self._check(keys=names, args=args)
         return [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
 
-    def _run(self, uuid: str | None, job: Job, started: float) -> Outcome:
-        query = LookupRequest(
-            job.phone_number,
-            purpose=job.purpose,
-            is_extension=job.is_extension,
-            user=job.rc_extension,  # that extension's own CRM grant, if it connected one
-        )
+    def _run(
+        self, uuid: str | None, job: Job, started: float, checked: set[str] | None = None
+    ) -> Outcome:
+        """Answer ``job`` from the cache (a call pop) or enqueue it. ``checked``: the once-keys
+        of call pops whose cache the event script already read."""
+        query = _query(job)
         fields: dict[str, Any] = {
             "purpose": job.purpose,
             "phone_number": job.phone_number,
             "message_type": job.message_type,
             "connection": job.connection,
         }
-        if job.purpose == "call_pop":
+        if job.purpose == "call_pop" and job.once_key not in (checked or ()):
             try:
                 cached = self.service.cached(job.connection, query)
             except ContactLookupError as exc:  # the plan validated it; a config change since

@@ -22,6 +22,7 @@ deferral (``tasks.backoff.Deferred``) is stored without a traceback: it is not a
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from celery import states
@@ -31,16 +32,16 @@ from contact_lookup.model.redaction import PROCESS
 from tasks.backoff import Deferred
 
 # KEYS[1] the task's meta key; ARGV[1] the encoded meta, ARGV[2] its state, ARGV[3] TTL (s).
-# Returns 1 when stored (and published), 0 when the stored state is final.
+# Returns 1 when stored (and published), else the stored meta, whose state is final.
 STORE_UNLESS_FINAL = """
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, meta = pcall(cjson.decode, current)
   if ok and type(meta) == 'table' then
     local old, new = meta['status'], ARGV[2]
-    if old == 'SUCCESS' then return 0 end
+    if old == 'SUCCESS' then return current end
     local ready = {SUCCESS = true, FAILURE = true, REVOKED = true}
-    if ready[old] and not ready[new] then return 0 end
+    if ready[old] and not ready[new] then return current end
   end
 end
 local ttl = tonumber(ARGV[3])
@@ -80,6 +81,27 @@ class FinalResultBackend(RedisBackend):
             url = app.conf.result_backend
         super().__init__(*args, url=url, **kwargs)
         self._store_unless_final = self.client.register_script(STORE_UNLESS_FINAL)
+        # (task id, the meta that refused this thread's last STARTED write, or None when it
+        # was stored): see ``stored_success``.
+        self._started = threading.local()
+
+    def stored_success(self, task_id: str) -> dict[str, Any] | None:
+        """The stored SUCCESS meta of ``task_id``, or None.
+
+        A worker thread stores STARTED (``task_track_started``) just before it runs the task,
+        by the same script that refuses to overwrite a final state; when this thread's last
+        STARTED write was for ``task_id``, its outcome answers without another read (stored:
+        no SUCCESS was there; refused: the final meta it found). Else one GET.
+        """
+        last = getattr(self._started, "last", None)
+        if last is not None and last[0] == task_id:
+            self._started.last = None
+            meta = last[1]
+        else:
+            meta = self.get_task_meta(task_id)
+        if meta is not None and meta.get("status") == states.SUCCESS:
+            return dict(meta)
+        return None
 
     def store_result(
         self,
@@ -115,13 +137,27 @@ class FinalResultBackend(RedisBackend):
             result=result, state=state, traceback=traceback, request=request
         )
         meta["task_id"] = task_id if isinstance(task_id, str) else task_id.decode()
+        if request is not None:
+            # Without result_extended (celery_app.py) Celery stores none of these: ``retries``
+            # tells relookup a job's successive RETRY states apart; ``queue`` and ``worker``
+            # say where it ran. Its args and kwargs (a phone number) are left out.
+            meta["retries"] = getattr(request, "retries", None)
+            meta["worker"] = getattr(request, "hostname", None)
+            info = getattr(request, "delivery_info", None) or {}
+            meta["queue"] = info.get("routing_key")
         expires = self.failure_expires if state == states.FAILURE else self.expires
-        self.ensure(
+        refused = self.ensure(
             self._store_unless_final_now,
             (self.get_key_for_task(task_id), self.encode(meta), state, expires or 0),
         )
+        if state == states.STARTED:
+            final = self.decode_result(refused) if refused is not None else None
+            self._started.last = (meta["task_id"], final)
         return result
 
-    def _store_unless_final_now(self, key: bytes, value: Any, state: str, expires: int) -> bool:
-        """True when stored, False when the key already held a final state."""
-        return bool(self._store_unless_final(keys=[key], args=[value, state, int(expires)]))
+    def _store_unless_final_now(
+        self, key: bytes, value: Any, state: str, expires: int
+    ) -> bytes | None:
+        """None when stored, else the stored (final) meta that refused the write."""
+        reply = self._store_unless_final(keys=[key], args=[value, state, int(expires)])
+        return None if reply == 1 else reply

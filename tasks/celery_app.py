@@ -205,7 +205,11 @@ def create_app(settings: Settings) -> ContactLookupCelery:
         accept_content=["json"],
         result_accept_content=["json"],
         result_expires=int(settings.result_expires_s),
-        result_extended=True,
+        # No result_extended: nothing reads a stored result's name, args or kwargs (Flower
+        # has them from the task events), and they cost every STARTED and SUCCESS write a
+        # second copy of the kwargs, a phone number among them. The fields that are read,
+        # ``retries`` (relookup's progress), ``queue`` and ``worker``, tasks/backend.py stores.
+        result_extended=False,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
@@ -213,6 +217,8 @@ def create_app(settings: Settings) -> ContactLookupCelery:
         task_queues=purpose_queues(settings.broker_url),
         task_default_queue="call_pop",
         task_routes=(route_by_purpose,),
+        # STARTED: relookup and ``lookup`` tell a held job from a lost one by it; its write
+        # also answers the task's already-done check (tasks/backend.py ``stored_success``).
         task_track_started=True,
         task_send_sent_event=True,
         worker_send_task_events=True,

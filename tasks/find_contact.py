@@ -124,7 +124,11 @@ def _stored_result(task: Task) -> dict[str, Any] | None:
     a job whose result is stored is not executed or retried again."""
     if not task.request.id:
         return None
-    meta = task.backend.get_task_meta(task.request.id)
+    stored_success = getattr(task.backend, "stored_success", None)
+    if stored_success is not None:  # tasks/backend.py: answered by the STARTED write
+        meta = stored_success(task.request.id) or {}
+    else:
+        meta = task.backend.get_task_meta(task.request.id)
     if meta.get("status") == "SUCCESS" and isinstance(meta.get("result"), dict):
         result: dict[str, Any] = meta["result"]
         return result

@@ -191,7 +191,7 @@ class Connector(ABC):
         # threads, and a requests.Session is not thread-safe); None: ``session`` everywhere.
         self._sessions = sessions
         self.timeout_s = timeout_s
-        self.trace = trace or DebugTrace()
+        self.trace = trace or DebugTrace(keep=False)  # no debug: nothing recorded
         self.trace.add_secret(secret)
         # Per-connection state that outlives one lookup (e.g. a vendor login session).
         self.shared: MutableMapping[str, Any] = shared if shared is not None else {}

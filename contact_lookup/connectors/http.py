@@ -138,8 +138,9 @@ class HttpConnector(Connector):
         finally:
             elapsed = time.monotonic() - started
             metrics.observe_crm_request(self.connection.name, status, elapsed)
-            full_url = requests.Request(method, url, params=kwargs.get("params")).prepare().url
-            self.trace.record(method, full_url or url, status, elapsed * 1000)
+            if self.trace.keep:  # a debug lookup's trace: the URL as sent, redacted
+                full_url = requests.Request(method, url, params=kwargs.get("params")).prepare().url
+                self.trace.record(method, full_url or url, status, elapsed * 1000)
 
     def _read_body(self, resp: requests.Response, started: float) -> bytes:
         # read1 returns whatever has arrived (at most 64 KiB), so the deadline is checked

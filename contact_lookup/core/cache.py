@@ -18,6 +18,19 @@ from contact_lookup.model.config import Connection
 from contact_lookup.model.contact import is_placeholder
 
 
+class Pending:
+    """A cache write a lookup hands to whoever can fold it into a script it runs anyway
+    (the coalescing leader's hand-off, core/coalesce.py), on ``client``. ``done`` once written;
+    else the lookup writes it itself (``ContactCache.flush``)."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+        self.key: str | None = None
+        self.value = ""
+        self.done = False
+
+
 class ContactCache:
     def __init__(self, client: redis.Redis, ttl_s: float = 86400.0) -> None:
         self.redis = client
@@ -45,12 +58,27 @@ class ContactCache:
             return None
         return contacts
 
-    def put(self, key: str, contacts: list[dict[str, Any]]) -> bool:
+    def put(self, key: str, contacts: list[dict[str, Any]], pending: Pending | None = None) -> bool:
+        """Cache the real contacts (False when there are none); with ``pending``, the write is
+        left in it for a script that runs anyway (``flush`` writes what none took)."""
         real = [c for c in contacts if not is_placeholder(c)]
         if not real:
             return False
-        self.redis.set(key, json.dumps(real, separators=(",", ":")), ex=self.ttl_s)
+        value = json.dumps(real, separators=(",", ":"))
+        if pending is not None:
+            pending.key, pending.value = key, value
+            return True
+        self.redis.set(key, value, ex=self.ttl_s)
         return True
+
+    def pending(self) -> Pending:
+        return Pending(self.redis, self.ttl_s)
+
+    def flush(self, pending: Pending) -> None:
+        """Write ``pending`` if no script took it."""
+        if pending.key is not None and not pending.done:
+            self.redis.set(pending.key, pending.value, ex=self.ttl_s)
+            pending.done = True
 
     def delete(self, key: str) -> None:
         self.redis.delete(key)

@@ -13,6 +13,32 @@ import redis
 
 from contact_lookup.core import keys
 
+# Stands for the cached contacts array in ``template``; it is the result's last list, so the
+# template is cut at its last occurrence (a session id cannot end the message).
+CONTACTS_MARK = "\x00contacts\x00"
+
+
+def message(telephony_session_id: str | None, phone_number: str, result: dict[str, Any]) -> str:
+    """The published text of one call pop."""
+    return json.dumps(
+        {"telephonySessionId": telephony_session_id, "phoneNumber": phone_number, "result": result},
+        separators=(",", ":"),
+    )
+
+
+def template(
+    telephony_session_id: str | None, phone_number: str, result: dict[str, Any]
+) -> tuple[str, str]:
+    """``message`` cut around ``result["matchedContactInfo"]``, which is ``CONTACTS_MARK``:
+    (before, after), so ``before + contacts_json + after`` is the message for those contacts
+    (the producers' one-script fast path joins them inside Redis)."""
+    before, mark, after = message(telephony_session_id, phone_number, result).rpartition(
+        json.dumps(CONTACTS_MARK)
+    )
+    if not mark:
+        raise ValueError("the result's matchedContactInfo is not CONTACTS_MARK")
+    return before, after
+
 
 def publish(
     client: redis.Redis,
@@ -23,9 +49,6 @@ def publish(
     result: dict[str, Any],
 ) -> int:
     """Publish one call pop; returns how many subscribers received it."""
-    message = json.dumps(
-        {"telephonySessionId": telephony_session_id, "phoneNumber": phone_number, "result": result},
-        separators=(",", ":"),
-    )
-    receivers: int = client.publish(keys.callpop_channel(rc_account, rc_extension), message)
+    text = message(telephony_session_id, phone_number, result)
+    receivers: int = client.publish(keys.callpop_channel(rc_account, rc_extension), text)
     return receivers

@@ -8,11 +8,16 @@ Protocol, all in Redis (keys from contact_lookup/core/keys.py, every one with a 
 
 1. **Elect.** A Lua script sets ``coalesce(name)`` to a fresh token (``SET NX PX``) or returns
    the token already there. Whoever set it is the *leader*; the others are its *followers*,
-   bound to that token (so a follower can never read the slot of an earlier leader).
+   bound to that token (so a follower can never read the slot of an earlier leader). When
+   the connection is rate limited the guard runs the election inside the limiter's script
+   (``RateLimiter.take`` with ``lead``, core/guard.py): one round trip, the lock taken only
+   with the leader's tokens.
 2. **Lead.** The leader runs the lookup (through the rate limiter: followers take no tokens),
    then, in one script, stores ``{"ok": true, "result": ...}`` in ``coalesce_result`` for
    ``result_ttl_s``, pushes a wake-up onto ``coalesce_wake`` and deletes the lock if it is
-   still its own. On any exception it stores ``{"ok": false}`` instead and re-raises.
+   still its own; the same script writes the lookup's cache entry when the cache is on this
+   Redis (``Pending``, core/cache.py). On any exception it stores ``{"ok": false}`` instead
+   and re-raises.
 3. **Follow.** A follower blocks on the wake-up list with ``BLMOVE wake wake`` (a rotation:
    the element stays, so every follower wakes, and one that arrives after the wake-up returns
    at once), in slices of at most a second, for at most ``wait_s`` in all, then reads the slot.
@@ -48,6 +53,7 @@ from typing import Any
 import redis
 
 from contact_lookup.core import keys
+from contact_lookup.core.cache import Pending
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +65,10 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 """
 
-# KEYS: lock, result, wake. ARGV: token, payload, ttl_ms.
+# KEYS: lock, result, wake, and the cache key when the leader's answer is to be cached.
+# ARGV: token, payload, ttl_ms, then the cached value and its TTL in seconds.
 _FINISH = """
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[5]) end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('RPUSH', KEYS[3], '1')
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
@@ -69,6 +77,7 @@ return 1
 """
 
 Work = Callable[[], dict[str, Any]]
+Elect = Callable[[str, str, int], str | None]
 
 
 class Coalescer:
@@ -103,36 +112,68 @@ class Coalescer:
         digest = hashlib.sha1(cache_key.encode(), usedforsecurity=False).hexdigest()
         return f"{'fresh' if forced else 'any'}:{digest}"
 
-    def run(self, name: str, work: Work) -> dict[str, Any]:
+    def run(
+        self,
+        name: str,
+        work: Work,
+        *,
+        elect: Elect | None = None,
+        lead: Work | None = None,
+        pending: Pending | None = None,
+    ) -> dict[str, Any]:
+        """``work()``'s result, or a concurrent leader's.
+
+        ``elect(lock, token, ttl_ms)``: the election when a caller folds more into it (the
+        guard takes the rate limiter's tokens in the same script): the holder's token, or
+        None when ``token`` now holds the lock; it may raise (nothing was taken). ``lead``:
+        what the leader runs (default ``work``; a follower left without an answer runs
+        ``work``). ``pending``: the leader's cache write (core/cache.py), made by the hand-off
+        script when it is on this Redis.
+        """
         token = uuid.uuid4().hex
-        leader = _text(self._elect(keys=[keys.coalesce(name)], args=[token, self.lock_ttl_ms]))
+        lock = keys.coalesce(name)
+        if elect is not None:
+            leader = elect(lock, token, self.lock_ttl_ms)
+        else:
+            leader = _text(self._elect(keys=[lock], args=[token, self.lock_ttl_ms]))
         if leader is None:
-            return self._lead(name, token, work)
+            return self._lead(name, token, lead or work, pending)
         shared = self._follow(name, leader)
         if shared is not None:
             tracking = {**shared.get("extraDataTracking", {}), "isCoalesced": True}
             return {**shared, "extraDataTracking": tracking}
         return work()
 
-    def _lead(self, name: str, token: str, work: Work) -> dict[str, Any]:
+    def _lead(
+        self, name: str, token: str, work: Work, pending: Pending | None = None
+    ) -> dict[str, Any]:
         try:
             result = work()
         except BaseException:
             self._publish(name, token, {"ok": False})
             raise
-        self._publish(name, token, {"ok": True, "result": result})
+        self._publish(name, token, {"ok": True, "result": result}, pending)
         return result
 
-    def _publish(self, name: str, token: str, payload: dict[str, Any]) -> None:
+    def _publish(
+        self, name: str, token: str, payload: dict[str, Any], pending: Pending | None = None
+    ) -> None:
+        names = [
+            keys.coalesce(name),
+            keys.coalesce_result(name, token),
+            keys.coalesce_wake(name, token),
+        ]
+        args: list[Any] = [token, json.dumps(payload, separators=(",", ":")), self.result_ttl_ms]
+        write = pending is not None and pending.key is not None and pending.client is self.redis
+        if write:
+            assert pending is not None and pending.key is not None
+            names.append(pending.key)
+            args += [pending.value, pending.ttl_s]
         try:
-            self._finish(
-                keys=[
-                    keys.coalesce(name),
-                    keys.coalesce_result(name, token),
-                    keys.coalesce_wake(name, token),
-                ],
-                args=[token, json.dumps(payload, separators=(",", ":")), self.result_ttl_ms],
-            )
+            self._finish(keys=names, args=args)
+            if write:
+                assert pending is not None
+                pending.done = True
         except (redis.RedisError, TypeError, ValueError):
             # The lookup itself is done; followers time out and look up for themselves.
             log.warning("coalesce %s: could not publish the result", name, exc_info=True)

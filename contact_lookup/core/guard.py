@@ -31,8 +31,9 @@ from typing import Any
 
 from contact_lookup import metrics
 from contact_lookup.connectors.base import Connector
+from contact_lookup.core.cache import Pending
 from contact_lookup.core.coalesce import Coalescer
-from contact_lookup.core.ratelimit import Limit, RateLimiter, limit_for
+from contact_lookup.core.ratelimit import Limit, RateLimiter, Taken, limit_for
 from contact_lookup.core.request import LookupRequest, Prepared
 from contact_lookup.model.config import Connection
 from contact_lookup.model.errors import RateLimited, RateLimitState
@@ -52,9 +53,15 @@ class Guard:
         self.coalescer = coalescer
 
     def run(
-        self, prepared: Prepared, request: LookupRequest, connector: Connector, work: Work
+        self,
+        prepared: Prepared,
+        request: LookupRequest,
+        connector: Connector,
+        work: Work,
+        pending: Pending | None = None,
     ) -> dict[str, Any]:
-        """``work()``'s result, or a coalesced leader's; ``RateLimited`` when deferred."""
+        """``work()``'s result, or a coalesced leader's; ``RateLimited`` when deferred.
+        ``pending``: the cache write ``work`` leaves, folded into the leader's hand-off."""
 
         def limited() -> dict[str, Any]:
             return self._limited(prepared, request, connector, work)
@@ -63,7 +70,50 @@ class Guard:
         if self.coalescer is None or request.debug:
             return limited()
         name = Coalescer.name(prepared.cache_key, forced=request.force_refresh)
-        return self.coalescer.run(name, limited)
+        conn = prepared.connection
+        limit = limit_for(conn, connector.default_rate_limit) if self.limiter else None
+        if self.limiter is None or limit is None:
+            return self.coalescer.run(name, limited, pending=pending)
+        # The election and the leader's tokens in one script (RateLimiter.take with lead):
+        # a follower takes none; a deferred lookup takes neither tokens nor the lock.
+        tokens = self.tokens(prepared, connector)
+        priority = Purpose(request.purpose).has_priority
+        limiter = self.limiter
+        paid: list[Taken] = []
+
+        def elect(lock: str, token: str, ttl_ms: int) -> str | None:
+            taken = self._take(conn, limit, tokens, priority, request, (lock, token, ttl_ms))
+            if taken.leader is not None:
+                return taken.leader
+            paid.append(taken)
+            return None
+
+        def lead() -> dict[str, Any]:
+            budget = SharedBudget(
+                limiter, conn, limit, priority, prepaid=tokens, followed=paid[0].followed
+            )
+            return self._paid(conn, connector, budget, work)
+
+        return self.coalescer.run(name, limited, elect=elect, lead=lead, pending=pending)
+
+    def _take(
+        self,
+        conn: Connection,
+        limit: Limit,
+        tokens: int,
+        priority: bool,
+        request: LookupRequest,
+        lead: tuple[str, str, int] | None = None,
+    ) -> Taken:
+        assert self.limiter is not None
+        try:
+            taken = self.limiter.take(conn, limit, tokens, priority=priority, lead=lead)
+        except RateLimited:
+            metrics.count_deferral(conn.name, request.purpose)
+            raise
+        if taken.leader is None:
+            metrics.set_budget_remaining(conn.name, limit.requests - taken.used - tokens)
+        return taken
 
     @staticmethod
     def tokens(prepared: Prepared, connector: Connector) -> int:
@@ -79,13 +129,18 @@ class Guard:
             return work()
         tokens = self.tokens(prepared, connector)
         priority = Purpose(request.purpose).has_priority
-        try:
-            used = self.limiter.acquire(conn, limit, tokens, priority=priority)
-        except RateLimited:
-            metrics.count_deferral(conn.name, request.purpose)
-            raise
-        metrics.set_budget_remaining(conn.name, limit.requests - used - tokens)
-        connector.budget = SharedBudget(self.limiter, conn, limit, priority, prepaid=tokens)
+        taken = self._take(conn, limit, tokens, priority, request)
+        budget = SharedBudget(
+            self.limiter, conn, limit, priority, prepaid=tokens, followed=taken.followed
+        )
+        return self._paid(conn, connector, budget, work)
+
+    def _paid(
+        self, conn: Connection, connector: Connector, budget: SharedBudget, work: Work
+    ) -> dict[str, Any]:
+        """``work()`` with its planned tokens already taken (``budget``)."""
+        assert self.limiter is not None
+        connector.budget = budget
         try:
             result = work()
         except RateLimited as exc:
@@ -107,7 +162,9 @@ class SharedBudget:
     ``RateLimited`` (nothing sent) when it cannot; ``observe`` passes the vendor's figures to
     ``RateLimiter.follow``. Thread-safe, so a lookup may send requests from several threads.
     ``paid`` counts every request paid for (prepaid ones as they are spent), ``extra`` those
-    taken past the prepaid ones.
+    taken past the prepaid ones. ``followed``: the limiter follows the vendor's figures for
+    this connection (``Taken.followed``); while it does not, a response without figures has
+    nothing to stop following, and ``observe`` makes no Redis call for it.
     """
 
     def __init__(
@@ -118,8 +175,10 @@ class SharedBudget:
         priority: bool,
         *,
         prepaid: int = 0,
+        followed: bool = True,
     ) -> None:
         self.limiter = limiter
+        self.followed = followed
         self.connection = connection
         self.limit = limit
         self.priority = priority
@@ -135,7 +194,10 @@ class SharedBudget:
             more = requests - from_prepaid
             if more:
                 try:
-                    self.limiter.acquire(self.connection, self.limit, more, priority=self.priority)
+                    taken = self.limiter.take(
+                        self.connection, self.limit, more, priority=self.priority
+                    )
+                    self.followed = self.followed or taken.followed
                 except RateLimited:
                     self.prepaid += from_prepaid  # nothing was sent
                     raise
@@ -143,6 +205,10 @@ class SharedBudget:
             self.paid += requests
 
     def observe(self, state: RateLimitState | None) -> None:
+        if state is None and not self.followed:
+            return  # nothing followed: ``follow(None)`` would delete a key that is not there
+        if state is not None:
+            self.followed = True
         self.limiter.follow(self.connection, state)
 
 

@@ -160,10 +160,9 @@ end
 
 # KEYS: log, block, vendor. ARGV: now ("" = the server's TIME), hold_s, capacity, tokens,
 # member id, window_s (the length assumed for a vendor window until a response names its reset).
-# Returns {granted 0/1, wait_s as a string (Lua numbers become integers in replies), used}.
-_ACQUIRE = (
-    _NOW
-    + """
+# Returns {granted 0/1, wait_s as a string (Lua numbers become integers in replies), used,
+# 1 when the vendor's figures are followed (its hash exists), else 0}.
+_ADMIT = """
 local hold = tonumber(ARGV[2])
 local capacity = tonumber(ARGV[3])
 local tokens = tonumber(ARGV[4])
@@ -189,7 +188,8 @@ end
 if vrem and vreset and vrem < math.min(tokens, vamount or tokens) then
   if vreset - now > wait then wait = vreset - now end
 end
-if wait > 0 then return {0, tostring(wait), used} end
+local followed = (v[1] or v[2] or v[3] or v[4]) and 1 or 0
+if wait > 0 then return {0, tostring(wait), used, followed} end
 for i = 1, tokens do
   redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. i)
 end
@@ -197,7 +197,23 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(hold * 1000))
 if vrem and vreset then
   redis.call('HSET', KEYS[3], 'remaining', tostring(vrem - tokens), 'reset', tostring(vreset))
 end
-return {1, '0', used}
+"""
+_ACQUIRE = _NOW + _ADMIT + "return {1, '0', used, followed}\n"
+
+# The coalescing election and the acquire in one script (core/guard.py): KEYS and ARGV of
+# _ACQUIRE, then KEYS[4] the coalescing lock, ARGV[7] this lookup's token, ARGV[8] the lock's
+# TTL (ms). A lock already held returns {2, its token}: a follower, who takes no tokens. Else
+# _ACQUIRE's answer, and the lock is taken only when the tokens are (a deferred lookup leads
+# nobody: whoever comes next tries for itself).
+_ACQUIRE_LEAD = (
+    _NOW
+    + """
+local leader = redis.call('GET', KEYS[4])
+if leader then return {2, leader} end
+"""
+    + _ADMIT
+    + """redis.call('SET', KEYS[4], ARGV[7], 'PX', ARGV[8])
+return {1, '0', used, followed}
 """
 )
 
@@ -244,6 +260,18 @@ return tostring(till)
 """
 )
 
+
+@dataclass(frozen=True)
+class Taken:
+    """Tokens granted: ``used`` were taken in the window before them; ``followed``: the
+    vendor's own figures are being counted (``follow`` has state to keep or drop).
+    ``leader``: not granted, a coalescing leader holds the lock (``RateLimiter.take``)."""
+
+    used: int
+    followed: bool
+    leader: str | None = None
+
+
 # Celery rounds a countdown to the millisecond; this keeps a retry from landing a hair before
 # its tokens are free (and being deferred again for that hair).
 RETRY_MARGIN_S = 0.01
@@ -259,6 +287,7 @@ class RateLimiter:
         self.redis = client
         self.clock = clock
         self._acquire = client.register_script(_ACQUIRE)
+        self._acquire_lead = client.register_script(_ACQUIRE_LEAD)
         self._block = client.register_script(_BLOCK)
         self._follow = client.register_script(_FOLLOW)
 
@@ -270,25 +299,45 @@ class RateLimiter:
 
         Returns the tokens that were already taken in the window (for logs and tests).
         """
-        capacity = limit.capacity(priority)
-        reply: Any = self._acquire(
-            keys=[
-                keys.rate_bucket(connection.name, connection.instance),
-                keys.rate_block(connection.name, connection.instance),
-                keys.rate_vendor(connection.name, connection.instance),
-            ],
-            args=[
-                self._now(),
-                repr(limit.hold_s),
-                capacity,
-                tokens,
-                uuid.uuid4().hex,
-                repr(limit.window_s),
-            ],
-        )
-        granted, wait_s, used = int(reply[0]), float(reply[1]), int(reply[2])
+        return self.take(connection, limit, tokens, priority=priority).used
+
+    def take(
+        self,
+        connection: Connection,
+        limit: Limit,
+        tokens: int,
+        *,
+        priority: bool,
+        lead: tuple[str, str, int] | None = None,
+    ) -> Taken:
+        """``acquire``, saying also whether the vendor's figures are followed; with ``lead``
+        (the coalescing lock, this lookup's token, the lock's TTL in ms) the lock is taken
+        with the tokens, in one script, and a lock already held makes this a follower
+        (``Taken.leader``: the holder's token; no tokens taken)."""
+        names = [
+            keys.rate_bucket(connection.name, connection.instance),
+            keys.rate_block(connection.name, connection.instance),
+            keys.rate_vendor(connection.name, connection.instance),
+        ]
+        args: list[Any] = [
+            self._now(),
+            repr(limit.hold_s),
+            limit.capacity(priority),
+            tokens,
+            uuid.uuid4().hex,
+            repr(limit.window_s),
+        ]
+        if lead is None:
+            reply: Any = self._acquire(keys=names, args=args)
+        else:
+            reply = self._acquire_lead(keys=[*names, lead[0]], args=[*args, lead[1], lead[2]])
+        granted = int(reply[0])
+        if granted == 2:
+            leader = reply[1]
+            return Taken(0, False, leader.decode() if isinstance(leader, bytes) else str(leader))
+        wait_s, used = float(reply[1]), int(reply[2])
         if granted:
-            return used
+            return Taken(used, bool(int(reply[3])))
         raise RateLimited(
             f"The shared rate limit of connection {connection.name!r} "
             f"({limit.requests} requests per {limit.window_s:g} s"

@@ -10,10 +10,13 @@ both, never an empty success.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from contact_lookup.connectors.base import Connector, ConnectorSource
-from contact_lookup.core.cache import ContactCache
+from contact_lookup.core import callpop
+from contact_lookup.core.cache import ContactCache, Pending
 from contact_lookup.core.coalesce import Coalescer
 from contact_lookup.core.guard import Guard
 from contact_lookup.core.ratelimit import RateLimiter
@@ -31,7 +34,19 @@ from contact_lookup.model.errors import (
 from contact_lookup.model.purpose import Purpose
 from contact_lookup.model.trace import DebugTrace
 
-__all__ = ["LookupRequest", "LookupService", "Prepared"]
+__all__ = ["CachedPop", "LookupRequest", "LookupService", "Prepared"]
+
+
+@dataclass(frozen=True)
+class CachedPop:
+    """A call pop answerable from the cache in one Redis script: the message is
+    ``before + contacts + after``, where ``contacts`` is the cached JSON array with ``extra``
+    (the placeholder, or "") added as its last element(s)."""
+
+    prepared: Prepared
+    before: str
+    after: str
+    extra: str
 
 
 class LookupService:
@@ -55,8 +70,19 @@ class LookupService:
         self.connectors = connectors
         self.guard = Guard(limiter, coalescer)
 
-    def prepare(self, connection_name: str, request: LookupRequest) -> Prepared:
-        """Validate the request; InvalidInput or ConfigError when it can never succeed."""
+    def prepare(
+        self,
+        connection_name: str,
+        request: LookupRequest,
+        *,
+        normalised: bool = False,
+        terms: bool = True,
+    ) -> Prepared:
+        """Validate the request; InvalidInput or ConfigError when it can never succeed.
+
+        ``normalised``: ``request.phone_number`` is already E.164 (the producers' plan parsed
+        it), so it is not parsed again. ``terms=False``: no search terms (a cache read needs
+        none; formatting them parses the number)."""
         conn = self.config.connection(connection_name)
         try:
             Purpose.parse(request.purpose)
@@ -81,14 +107,16 @@ class LookupService:
             return Prepared(
                 conn, number, [number], self.cache.key(conn, number, [], is_extension=True)
             )
-        number = phone.to_e164(request.phone_number, conn.region)
+        number = (
+            request.phone_number if normalised else phone.to_e164(request.phone_number, conn.region)
+        )
         formats = phone.split_formats(
             conn.formats if request.overriding_format is None else request.overriding_format
         )
         return Prepared(
             conn,
             number,
-            phone.queries(number, ",".join(formats)),
+            phone.queries(number, ",".join(formats)) if terms else [],
             self.cache.key(conn, number, formats),
         )
 
@@ -115,10 +143,14 @@ class LookupService:
                         hint="Set extension_lookup = false on this connection.",
                     )
 
-                def work() -> dict[str, Any]:
-                    return self._from_crm(prepared, request, connector, trace)
+                # The cache write rides on the coalescing hand-off script (one round trip).
+                pending = self.cache.pending()
 
-                result = self.guard.run(prepared, request, connector, work)
+                def work() -> dict[str, Any]:
+                    return self._from_crm(prepared, request, connector, trace, pending)
+
+                result = self.guard.run(prepared, request, connector, work, pending)
+                self.cache.flush(pending)
             except (PermanentCRMError, InvalidInput) as exc:
                 return self._finish(contact.failure(exc), trace)
         return self._finish(self._decorate(result, prepared, request), trace)
@@ -144,6 +176,37 @@ class LookupService:
             return None
         return self.cached_result(prepared, request, contacts)
 
+    def cached_pop(
+        self,
+        connection_name: str,
+        request: LookupRequest,
+        telephony_session_id: str | None,
+    ) -> CachedPop | None:
+        """What the producers' one-script fast path needs to answer this call pop from the
+        cache inside Redis (producers/pipeline.py): the cache key and the call-pop message
+        cut around the cached contacts (``callpop.template``). ``request.phone_number`` is
+        already normalised (the plan's E.164 number or extension digits): no parsing here.
+
+        None when the result would depend on the contacts beyond listing them (a resolution
+        strategy applies): the caller then uses ``cached``. InvalidInput / ConfigError
+        propagate, as from ``cached``.
+        """
+        prepared = self.prepare(connection_name, request, normalised=True, terms=False)
+        if request.resolve or (Purpose(request.purpose).is_logging and prepared.connection.resolve):
+            return None
+        # Built as ``cached_result`` builds it (real contacts, so no not-found message), with
+        # the contacts replaced by the mark the template is cut at.
+        shape = contact.success([{}], prepared.number, tracking={"isCached": True})
+        before, after = callpop.template(
+            telephony_session_id,
+            request.phone_number,
+            {**shape, "matchedContactInfo": callpop.CONTACTS_MARK},
+        )
+        extra = ""
+        if prepared.connection.create_option:
+            extra = "," + json.dumps(contact.placeholder(), separators=(",", ":"))
+        return CachedPop(prepared, before, after, extra)
+
     def cached_result(
         self, prepared: Prepared, request: LookupRequest, contacts: list[dict[str, Any]]
     ) -> dict[str, Any]:
@@ -164,6 +227,7 @@ class LookupService:
         request: LookupRequest,
         connector: Connector,
         trace: DebugTrace | None = None,
+        pending: Pending | None = None,
     ) -> dict[str, Any]:
         extension = request.is_extension
         try:
@@ -179,7 +243,7 @@ class LookupService:
                 raise
             outcome = fresh.find(prepared.terms, extension=extension)
         if outcome.contacts and outcome.complete:
-            self.cache.put(prepared.cache_key, outcome.contacts)
+            self.cache.put(prepared.cache_key, outcome.contacts, pending)
         elif request.force_refresh:
             self.cache.delete(prepared.cache_key)  # the CRM says the cached match is stale
         tracking = outcome.rate_limit.tracking() if outcome.rate_limit else {}

@@ -17,8 +17,11 @@ class DebugTrace:
     (contact_lookup.model.redaction).
     """
 
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+    def __init__(self, secrets: Iterable[str | None] = (), *, keep: bool = True) -> None:
+        """``keep=False``: a trace nobody reads (a lookup without ``debug``); it records
+        nothing, so a request pays for no URL rendering or redaction."""
         self.entries: list[dict[str, Any]] = []
+        self.keep = keep
         self._redactor = Redactor(secrets)
 
     def add_secret(self, secret: str | None) -> None:
@@ -29,9 +32,12 @@ class DebugTrace:
 
     def note(self, event: str, **data: Any) -> None:
         """A non-request entry: ``{"event": event, **data}`` (e.g. records dropped as no match)."""
-        self.entries.append({"event": event, **data})
+        if self.keep:
+            self.entries.append({"event": event, **data})
 
     def record(self, method: str, url: str, status: int | None, duration_ms: float) -> None:
+        if not self.keep:
+            return
         self.entries.append(
             {
                 "method": method,

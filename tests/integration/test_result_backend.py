@@ -137,3 +137,32 @@ def test_stored_exception_text_is_redacted_and_a_deferral_has_no_traceback(
     meta = app.backend.get_task_meta(deferred)
     assert meta["traceback"] is None
     assert isinstance(meta["result"], Deferred) and meta["result"].until == 5.0
+
+
+def test_the_started_write_answers_the_already_done_check(app: ContactLookupCelery) -> None:
+    """The STARTED write (task_track_started) tells this thread whether a SUCCESS is stored,
+    so the task's already-done check needs no read of its own; without that write it reads."""
+    backend = app.backend
+    assert isinstance(backend, FinalResultBackend)
+    done, fresh = str(uuid.uuid4()), str(uuid.uuid4())
+    backend.store_result(done, {"successful": True}, states.SUCCESS)
+    backend.store_result(done, {"pid": 1}, states.STARTED)  # refused: the SUCCESS answers
+    redis_client = backend.client
+    backend._cache.clear()
+    backend.client = None  # any read now would fail
+    try:
+        meta = backend.stored_success(done)
+    finally:
+        backend.client = redis_client
+    assert meta is not None and meta["result"] == {"successful": True}
+    backend.store_result(fresh, {"pid": 1}, states.STARTED)  # stored: no SUCCESS there
+    backend.client = None
+    try:
+        assert backend.stored_success(fresh) is None
+    finally:
+        backend.client = redis_client
+    assert stored_state(app, fresh) == states.STARTED
+    # consumed once: the check before a retry reads again, and sees a SUCCESS stored since
+    backend.store_result(fresh, {"successful": True}, states.SUCCESS)
+    assert backend.stored_success(fresh) == {**backend.get_task_meta(fresh)}
+    assert stored_state(app, done) == states.SUCCESS
