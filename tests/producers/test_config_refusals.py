@@ -50,6 +50,26 @@ BAD_FILES = [
         CONNECTIONS.replace("outbound_pop = true", 'outbound_pop = true\nrate_limit = "5/0"'),
         "connection 'sales': rate_limit '5/0' is impossible",
     ),
+    # Found trying the product as a newcomer: each of these was accepted at start-up and
+    # then failed every lookup (a refused number, a retried "CRM could not be reached").
+    (
+        CONNECTIONS.replace('region = "US"', 'region = "USA"'),
+        "connection 'demo': region 'USA' is not a region code; did you mean 'US'?",
+    ),
+    (
+        CONNECTIONS + '\n[connections.clio]\ncrm = "clio"\nbase_url = "https://app.clio.com"\n',
+        "connection 'clio': crm clio needs token_env",
+    ),
+    (
+        CONNECTIONS + '\n[connections.clio]\ncrm = "clio"\ntoken_env = "CLIO_TOKEN"\n',
+        "connection 'clio': crm clio needs base_url",
+    ),
+    (
+        CONNECTIONS
+        + '\n[connections.clio]\ncrm = "clio"\nbase_url = "app.clio.com"\n'
+        + 'token_env = "CLIO_TOKEN"\n',
+        "connection 'clio': base_url 'app.clio.com' must start with https:// (or http://)",
+    ),
 ]
 
 
