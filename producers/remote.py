@@ -35,6 +35,14 @@ def lookup_remote(
     settings: Settings, connection: str, query: LookupRequest, timeout_s: float
 ) -> dict[str, Any]:
     app = create_app(settings)
+    # A result backend that is down would fail inside send_task only after Celery's
+    # reconnects (about 20 s), as a RuntimeError; asked first, it fails at once
+    # (redis.RedisError, one line from the command).
+    try:
+        app.backend.client.ping()
+    except BaseException:
+        app.close()
+        raise
     try:
         pending = enqueue(app, connection, query)
     except OperationalError:

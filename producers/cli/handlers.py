@@ -37,20 +37,33 @@ def _query(args: argparse.Namespace) -> LookupRequest:
     )
 
 
+def _unreachable(exc: redis.RedisError) -> str:
+    """'Redis is unreachable (ConnectionError: Error 111 connecting to HOST:PORT. ...)':
+    redis-py's text names the host and port, never the password; redacted all the same."""
+    from contact_lookup.model.redaction import PROCESS
+
+    detail = " ".join(str(exc).split())
+    return PROCESS(f"Redis is unreachable ({type(exc).__name__}: {detail})")
+
+
 def cmd_lookup(args: argparse.Namespace) -> int:
     from contact_lookup.compose import Runtime
 
     runtime = Runtime(Settings.from_env())
     conn = runtime.config.connection(args.connection)  # unknown connection: exit 2
     query = _query(args)
-    if args.local:
-        # Only this process needs the secret; a remote lookup's worker reads its own.
-        runtime.connectors.check(conn)
-        result = runtime.service.find_contact(args.connection, query)
-    else:
-        from producers.remote import lookup_remote
+    try:
+        if args.local:
+            # Only this process needs the secret; a remote lookup's worker reads its own.
+            runtime.connectors.check(conn)
+            result = runtime.service.find_contact(args.connection, query)
+        else:
+            from producers.remote import lookup_remote
 
-        result = lookup_remote(runtime.settings, args.connection, query, args.timeout)
+            result = lookup_remote(runtime.settings, args.connection, query, args.timeout)
+    except redis.RedisError as exc:  # the cache, state or result backend Redis: one line
+        print(f"contact-lookup: lookup: {_unreachable(exc)}", file=sys.stderr)
+        return 1
     print(json.dumps(result, indent=2))
     return 0 if result.get("successful") else 1
 
