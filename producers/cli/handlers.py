@@ -49,6 +49,8 @@ def _unreachable(exc: redis.RedisError) -> str:
 def cmd_lookup(args: argparse.Namespace) -> int:
     from contact_lookup.compose import Runtime
 
+    if not args.timeout > 0:  # NaN too: the wait would blame the workers for it
+        raise UsageError("--timeout must be a number of seconds above 0")
     runtime = Runtime(Settings.from_env())
     conn = runtime.config.connection(args.connection)  # unknown connection: exit 2
     query = _query(args)

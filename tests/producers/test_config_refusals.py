@@ -144,3 +144,13 @@ def test_the_webhook_refuses_a_bad_file_before_it_serves(pr_url: str, tmp_path: 
     assert done.returncode == 2
     assert "unknown key 'extentions'; did you mean 'extensions'?" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
+def test_lookup_refuses_a_timeout_that_cannot_wait(env: Path, capsys: Capsys, timeout: str) -> None:
+    """`--timeout 0` (or -1) was taken, and the answer blamed the workers: "No worker answered
+    within -1 s. Is a worker consuming the 'call_pop' queue?"."""
+    args = ["lookup", "+14155550100", "--connection", "demo", "--timeout", timeout]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err == "contact-lookup: --timeout must be a number of seconds above 0\n", err
