@@ -46,12 +46,12 @@ def lookup_remote(
     try:
         pending = enqueue(app, connection, query)
     except OperationalError:
-        return contact.failure(
-            CRMUnavailable(
-                f"The broker at {redact_url(settings.broker_url)} is unreachable; "
-                "the lookup was not queued."
-            )
+        unreachable = CRMUnavailable(
+            f"The broker at {redact_url(settings.broker_url)} is unreachable; "
+            "the lookup was not queued."
         )
+        unreachable.hint = "Start it (or fix BROKER_URL), then try again."  # not the CRM's
+        return contact.failure(unreachable)
     try:
         result: dict[str, Any] = pending.get(timeout=timeout_s, propagate=True)
         return result

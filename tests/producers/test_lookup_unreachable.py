@@ -8,6 +8,7 @@ commands (replay, relookup, watch) already said it in one line.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,20 @@ def test_lookup_with_redis_down_says_so_in_one_line(
     assert "Traceback" not in err
     assert err.startswith("contact-lookup: lookup: Redis is unreachable (ConnectionError")
     assert down.split("//")[1].split("/")[0] in err  # which Redis: host and port
+
+
+def test_lookup_with_the_broker_down_blames_the_broker(
+    pr_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Capsys
+) -> None:
+    """The answer said "The broker at … is unreachable; the lookup was not queued. The CRM
+    could not be reached or answered badly; try again shortly.": the CRM was never asked."""
+    monkeypatch.setenv("REDIS_URL", pr_url)
+    monkeypatch.setenv("BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
+    for name in ("RESULT_BACKEND", "CACHE_URL", "STATE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CONTACT_LOOKUP_CONFIG", str(EXAMPLES / "contact-lookup.toml"))
+    assert main(["lookup", "+14155550100", "--connection", "demo", "--timeout", "2"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    message = result["returnMessage"]["message"]
+    assert "is unreachable; the lookup was not queued" in message
+    assert "CRM" not in message, message
