@@ -48,6 +48,9 @@ BENCHMARKS: dict[int, tuple[str, str, tuple[str, ...]]] = {
     11: ("Against plain Celery", "bench.fanout_bench:plain_celery", ()),
     12: ("Worker layout: 1 vs 2 processes", "bench.fanout_bench:worker_layout", ()),
     13: ("gevent vs threads", "bench.fanout_bench:gevent_vs_threads", ("gevent",)),
+    14: ("Flower events of cached call pops", "bench.flower_events_bench:cost_on_the_pop",
+        ("producers.flower_events",)),
+    15: ("Several hosts: 1, 2, 3 netns hosts", "bench.hosts_bench:several_hosts", ()),
 }  # fmt: skip
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

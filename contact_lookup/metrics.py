@@ -35,13 +35,25 @@ process's files (prefork pools, gunicorn workers). Otherwise each process counts
 ``contact-lookup worker --metrics-port`` and ``contact-lookup webhook`` set it up themselves
 (``contact_lookup.metrics_env``). Source: prometheus_client's "Multiprocess Mode"
 documentation (https://prometheus.github.io/client_python/multiprocess/).
+
+Dead processes: each process writes ``<type>_<pid>.db`` files, and a prefork child replaced
+after ``--max-tasks-per-child`` (or a restarted gunicorn worker) leaves its files behind: a
+counter must keep their values, but the directory would grow by one set per child ever run.
+At each scrape, ``compact_dead`` folds the files of processes that no longer exist into one
+``<type>_archive.db`` per type (counters and histograms added, ``mostrecent`` gauges by
+their timestamp; ``live*`` gauge files removed as ``mark_process_dead`` does) under a file
+lock, so the values stay and the files do not pile up. The directory must therefore belong
+to one host's processes (a PID is only meaningful there), as prometheus_client requires.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -221,13 +233,84 @@ def token_refreshed(connection: str, ok: bool, expires_at: float | None = None) 
         TOKEN_EXPIRY.labels(_label(connection)).set(expires_at)
 
 
-def registry() -> CollectorRegistry:
-    """What to expose: every process's values in multiprocess mode, else this process's."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+_DB_FILE = re.compile(r"^(counter|histogram|summary|gauge_[a-z]+)_(\d+)\.db$")
+_ADDED = ("counter", "histogram", "summary")
 
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    with open(os.path.join(path, ".compact.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def compact_dead(path: str) -> int:
+    """Fold the metric files of dead processes in ``path`` into ``<type>_archive.db``; the
+    number of files folded. Call under ``_locked(path)`` (see the module docstring)."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    folded = 0
+    for name in sorted(os.listdir(path)):
+        match = _DB_FILE.match(name)
+        if not match or _alive(int(match.group(2))):
+            continue
+        kind, source = match.group(1), os.path.join(path, name)
+        if kind.startswith("gauge_live"):  # a dead process's live gauge is gone
+            os.remove(source)
+            folded += 1
+            continue
+        if kind not in _ADDED and kind != "gauge_mostrecent":
+            continue  # min/max/sum/all gauges: no such metric here; left as they are
+        archive = MmapedDict(os.path.join(path, f"{kind}_archive.db"))
+        try:
+            for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(source):
+                old, old_timestamp = archive.read_value(key)
+                if kind in _ADDED:
+                    archive.write_value(key, old + value, max(old_timestamp, timestamp))
+                elif timestamp >= old_timestamp:
+                    archive.write_value(key, value, timestamp)
+        finally:
+            archive.close()
+        os.remove(source)
+        folded += 1
+    return folded
+
+
+class _CompactingCollector:
+    """prometheus_client's multiprocess collector, folding dead processes' files first."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Any:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        with _locked(self.path):
+            compact_dead(self.path)
+            files = glob.glob(os.path.join(self.path, "*.db"))
+            return MultiProcessCollector.merge(files, accumulate=True)
+
+
+def registry() -> CollectorRegistry:
+    """What to expose: every process's values in multiprocess mode (dead ones' included,
+    their files folded), else this process's."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
         combined = CollectorRegistry()
-        multiprocess.MultiProcessCollector(combined)
+        combined.register(_CompactingCollector(path))
         return combined
     return REGISTRY
 

@@ -20,7 +20,7 @@ master on every new connection, so a client follows a failover by itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.sentinel import Sentinel
@@ -65,7 +65,8 @@ def parse_sentinel(url: str, variable: str = "the URL") -> SentinelURL:
                 f"{variable}: put the database and password on the first sentinel:// part only"
             )
         if index == 0:
-            password = parts.password
+            # percent-encoded in the URL (RFC 3986 userinfo), as kombu and Celery decode it
+            password = None if parts.password is None else unquote(parts.password)
             if path and not path.isdigit():
                 raise ConfigError(f"{variable}: the database must be a number")
             db = int(path or 0)

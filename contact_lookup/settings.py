@@ -82,8 +82,16 @@ def with_password(url: str, password: str | None) -> str:
     So a deployment passes ``REDIS_PASSWORD`` on its own and URLs without it: a generated
     password holding ``/``, ``#``, ``@`` or ``:`` can never break a URL (redis-py and kombu
     percent-decode the password they parse).
+
+    A ``sentinel://`` URL gets it on its first part, where the master's password goes
+    (contact_lookup/redis_urls.py); the sentinels themselves are asked without one.
     """
     parts = urlsplit(url)
+    if password and parts.scheme == "sentinel":
+        head, mark, query = url.partition("?")
+        first, sep, others = head.partition(";")
+        first = with_password("redis" + first.removeprefix("sentinel"), password)
+        return "sentinel" + first.removeprefix("redis") + sep + others + mark + query
     if not password or parts.scheme not in ("redis", "rediss") or parts.password is not None:
         return url
     host = parts.netloc.rpartition("@")[2]
@@ -126,6 +134,10 @@ class Settings:
     # "window": a deferred batch job wakes spread after the limiter's wait (tasks/backoff.py);
     # "none": the limiter's exact wait, as short as it allows (a stress setting for tests).
     deferral_spread: str = "window"
+    # "on": a worker probes each connection's credentials with one CRM search at start and
+    # refuses to start when a CRM rejects them (worker.checks); "off" skips the probe (the
+    # test harness, whose fake CRMs count requests; see tests/processes.py).
+    startup_crm_probe: bool = True
     # Telephony events older than this by their eventTime are stale (README "Event rules").
     event_max_age_s: float = 21600.0
     # The longest countdown a job may schedule (retries and limiter deferrals are capped at it).
@@ -160,6 +172,7 @@ class Settings:
             result_expires_s=_number(env, "RESULT_EXPIRES", 86400.0, minimum=60),
             http_timeout_s=_number(env, "CRM_HTTP_TIMEOUT", 10.0, minimum=0.1),
             deferral_spread=_choice(env, "DEFERRAL_SPREAD", "window", ("window", "none")),
+            startup_crm_probe=_choice(env, "STARTUP_CRM_PROBE", "on", ("on", "off")) == "on",
             event_max_age_s=_number(env, "EVENT_MAX_AGE", 21600.0, minimum=1),
             retry_max_delay_s=_number(env, "RETRY_MAX_DELAY", retry.DEFAULT_MAX_DELAY_S, minimum=1),
             rc_verification_token=env.get("RC_VERIFICATION_TOKEN") or None,

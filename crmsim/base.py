@@ -163,6 +163,14 @@ class Simulator:
     name: ClassVar[str] = "base"
     default_rate_limit: ClassVar[tuple[int, float] | None] = None
     oauth: Any = None  # crmsim.oauth.OAuthServer once crmsim.oauth.enable(sim) is called
+    _init_args: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Simulator:
+        # The constructor's arguments, so ``reseed`` can build the vendor's data afresh the
+        # way the vendor's own __init__ does, whatever it is called.
+        self = super().__new__(cls)
+        self._init_args = (args, kwargs)
+        return self
 
     def __init__(
         self,
@@ -194,6 +202,8 @@ class Simulator:
         self._server = _Server((host, port), _Handler)
         self._server.simulator = self
         self._thread: threading.Thread | None = None
+        self.forced_429: deque[float | None] = deque()  # POST /_contract/fault {"fault": "429"}
+        self._base_keys = frozenset(vars(self)) - {"contacts"}
 
     # ----- lifecycle -------------------------------------------------------------------------
     @property
@@ -235,6 +245,26 @@ class Simulator:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         with self.lock:
             self.faults.extend([fault] * count)
+
+    def force_rate_limited(self, count: int = 1, retry_after_s: float | None = None) -> None:
+        """Answer the next ``count`` requests with the vendor's rate-limit answer (and
+        ``Retry-After`` when given), whatever the window says."""
+        with self.lock:
+            self.forced_429.extend([retry_after_s] * count)
+
+    def reseed(self, contacts: Iterable[Mapping[str, Any]], token: str | None = None) -> None:
+        """Serve ``contacts`` from now on (and accept ``token``, when given): the vendor's data
+        is built by its own constructor on a throwaway instance, then taken over; the server,
+        counters, faults, rate limit and OAuth state of this one stay."""
+        args, kwargs = self._init_args
+        kwargs = {**kwargs, "port": 0, "token": token or self.token}
+        kwargs.pop("contacts", None)
+        fresh = type(self)(list(contacts), *args[1:], **kwargs)
+        fresh._server.server_close()
+        with self.lock:
+            for key, value in vars(fresh).items():
+                if key not in self._base_keys or key == "token":
+                    setattr(self, key, value)
 
     def reset_counters(self) -> None:
         with self.lock:
@@ -294,6 +324,10 @@ class Simulator:
 
     # ----- dispatch --------------------------------------------------------------------------
     def _dispatch(self, req: SimRequest) -> tuple[SimResponse | None, str | None]:
+        from crmsim import control
+
+        if (answer := control.handle(self, req)) is not None:
+            return answer, None  # the contract's control protocol (crmsim/control.py)
         if self.oauth is not None and (answer := self.oauth.handle(req)) is not None:
             return answer, None  # the vendor's token endpoint / authorize page (crmsim/oauth.py)
         with self.lock:
@@ -305,7 +339,17 @@ class Simulator:
         if fault:
             return None, fault
         state = self.window.hit() if self.window else None
-        if state is not None and not state.allowed:
+        with self.lock:
+            forced = self.forced_429.popleft() if self.forced_429 else False
+        if forced is not False:
+            wait = 1.0 if forced is None else forced
+            state = WindowState(state.limit if state else 1, 0, wait, time.time() + wait, False)
+            with self.lock:
+                self.rate_limited += 1
+            resp = self.rate_limit_response(state)
+            if forced is not None:
+                resp.headers.setdefault("Retry-After", str(max(0, round(forced))))
+        elif state is not None and not state.allowed:
             with self.lock:
                 self.rate_limited += 1
             resp = self.rate_limit_response(state)

@@ -52,6 +52,10 @@ TOKEN_PATHS = {
     "hubspot": "/oauth/v1/token",
     "salesforce": "/services/oauth2/token",
     "bullhorn": "/oauth/token",
+    # Capsule (reached through crm = "rest"): developer.capsulecrm.com/v2/overview/authentication,
+    # "OAuth 2": api.capsulecrm.com/oauth/token and /oauth/authorise; an invalid or expired
+    # bearer token is 401.
+    "capsule": "/oauth/token",
 }
 AUTHORIZE_PATHS = {
     "clio": "/oauth/authorize",
@@ -59,6 +63,7 @@ AUTHORIZE_PATHS = {
     "hubspot": "/oauth/authorize",
     "salesforce": "/services/oauth2/authorize",
     "bullhorn": "/oauth/authorize",
+    "capsule": "/oauth/authorise",
 }
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # Who is connected (contact_lookup/auth/identity.py has the vendors' documentation).

@@ -28,7 +28,9 @@ Rules:
   messages and internal senders carry ``extensionNumber``): no lookup. A missing or null
   number is an anonymous caller: no lookup.
 - The connection comes from the party's ``extensionId`` (messages: the event path's
-  extension, else ``ownerId``) through ``[extensions]`` and its ``default``.
+  extension, else ``ownerId``) through ``[extensions]`` and its ``default``. Every job
+  (call pop, call log, message log) carries that extension (``rcExtensionId``) so the worker
+  uses the extension's own CRM grant where it connected one.
 
 Every field is optional: a missing or mistyped field gives a skip with a reason, never an
 exception.
@@ -242,8 +244,19 @@ def _telephony(uuid: str | None, body: Mapping[str, Any], event: _Event, config:
             extension_id = _text(party.get("extensionId"))
             routing = mine and extension_id in config.routing_extensions
             log = _call_log(party, event, config) if mine else None
+            missed = party.get("missedCall")
             records.append(
-                PartyRecord(party_id, mine, code, reason, sequence, routing, _log_field(log))
+                PartyRecord(
+                    party_id,
+                    mine,
+                    code,
+                    reason,
+                    sequence,
+                    routing,
+                    _log_field(log),
+                    _text(party.get("direction")),
+                    missed if isinstance(missed, bool) else None,
+                )
             )
             if code_rule(code) is CodeRule.TALKING:
                 answered.append(party_id)
@@ -280,6 +293,7 @@ def _log_field(log: Job | Skip | None) -> dict[str, Any] | str | None:
             "connection": log.connection,
             "phoneNumber": log.phone_number,
             "isExtension": log.is_extension,
+            "rcExtensionId": log.rc_extension,
         }
     return log.reason if isinstance(log, Skip) else None
 
@@ -290,14 +304,18 @@ def logged_key(session: str) -> str:
 
 
 def call_log_job(session: str, field: dict[str, Any] | str | None) -> Job | Skip:
-    """The call-log job kept in a party's record (``PartyRecord.call_log``), for the session."""
+    """The call-log job kept in a party's record (``PartyRecord.call_log``), for the session.
+    It carries the party's extension (``rcExtensionId``): the worker uses that extension's own
+    CRM grant when it connected one (``auth connect NAME --extension ID``), as for call pops."""
     if isinstance(field, dict):
+        extension = field.get("rcExtensionId")
         return Job(
             "call_log",
             str(field["connection"]),
             str(field["phoneNumber"]),
             bool(field.get("isExtension")),
             logged_key(session),
+            rc_extension=str(extension) if extension else None,
         )
     return Skip(field or "no call log for this party", "call_log")
 
@@ -363,7 +381,8 @@ def _call_log(party: Mapping[str, Any], event: _Event, config: Config) -> Job | 
     if isinstance(target, str):
         return Skip(target, "call_log", _number_text(side))
     number, is_extension = target
-    return Job("call_log", conn.name, number, is_extension)
+    extension = _text(party.get("extensionId"))
+    return Job("call_log", conn.name, number, is_extension, rc_extension=extension)
 
 
 def _call_pop(
@@ -470,7 +489,15 @@ def _message(
     number, is_extension = target
     message_id = _text(body.get("id"))
     once = keys.once("message_log", extension_id or "-", message_id) if message_id else None
-    return Job("message_log", conn.name, number, is_extension, once, message_type=message_type)
+    return Job(
+        "message_log",
+        conn.name,
+        number,
+        is_extension,
+        once,
+        rc_extension=event.extension,  # the path's extension: its own CRM grant, if any
+        message_type=message_type,
+    )
 
 
 # --- numbers -----------------------------------------------------------------------------

@@ -112,6 +112,7 @@ class Outcome:
     task_id: str | None = None
     message_type: str | None = None
     result: dict[str, Any] | None = None  # answered-from-cache only
+    connection: str | None = None  # set by _run (Flower's cached-pop events name it)
 
     def line(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -327,6 +328,7 @@ class EventPipeline:
             "purpose": job.purpose,
             "phone_number": job.phone_number,
             "message_type": job.message_type,
+            "connection": job.connection,
         }
         if job.purpose == "call_pop":
             try:

@@ -12,6 +12,7 @@ running it again resumes, since the events already processed come back as duplic
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from contact_lookup.model import contact
+from producers import flower_events
 from producers.pipeline import EventPipeline, Outcome, PipelineUnavailable
 
 
@@ -57,14 +59,16 @@ class Replay:
             if not isinstance(notification, dict):
                 self._skip(number, f"line {number}: not a notification (a JSON object)")
                 continue
+            started = time.monotonic()
             try:
-                outcomes = self.producer.handle(notification)
+                outcomes = self.producer.handle(notification, started=started)
             except PipelineUnavailable as exc:
                 raise ReplayStopped(
                     f"stopped at line {number}: {exc}; run the replay again "
                     "to continue (processed events come back as "
                     "duplicates)"
                 ) from exc
+            flower_events.cached_pops(self.producer.app, outcomes, started)
             for outcome in outcomes:
                 _write(self.out, self._line(outcome))
         return 0

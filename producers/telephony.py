@@ -19,17 +19,34 @@ later is treated like no reason (the party's own call ended), so a call is never
 
 One call, one call log: ``decide`` reads every party of a session seen so far (whatever order
 their events came in) and names the one own party the call log is for, once every party seen
-has ended. Which party: among own parties that ended for a logging reason and are not a
-routing leg, one that answered (Answered, Hold or Parked seen) beats one that only rang or
+has ended (a far end only ever seen ringing, before the last own party ended, counts as
+ended: see ``_over``). Which party: among own parties that ended for a logging reason and
+are not a routing leg, one that answered (Answered, Hold or Parked seen) beats one that only rang or
 reached voicemail; then the one that ended last (highest ``sequence``); then the lowest party
 id. A routing leg is a party that passes the call on rather than talking:
 
 - its extension is listed in ``[telephony] routing_extensions`` (IVR menus and call queues:
   RingCentral extension types IvrMenu and Department), or
 - it ended with a pass-on reason (``REASONS``) or the status Gone, or
+- it is an Inbound party that ended with no reason, never answered, and whose Disconnected
+  says ``missedCall: false``: nobody talked on it and RingCentral says nobody missed the call
+  there ("missedCall: If 'True' means the call was missed by the party", RingCentral's
+  Account/Extension Telephony Sessions Event reference, ringcentral-api-docs
+  ``docs/notifications/event-filters/account-telephony-sessions.md``). That is how an IVR
+  menu's party ends in RingCentral's captured stream
+  (``tests/fixtures/ringcentral/inbound-pstn-ivr-to-user.jsonl``: ``Setup`` then
+  ``Disconnected``, no ``Proceeding``, no reason, ``missedCall: false``). It holds in any
+  order, including when that Disconnected arrives before the next party was ever seen. Unless
+  the call ended with it: a far end (a party without the subscriber's extension) that ended in
+  the same or the adjacent notification by ``sequence`` makes it a candidate, as a party that
+  talked but whose Answered was never received (the call's early events lost) ends exactly
+  like this. So a call abandoned in the IVR menu is logged for the menu's extension unless
+  ``routing_extensions`` lists it; or
 - it ended with no reason without ever answering, and another own party joined the session
-  after it (a later ``sequence``): the call went on from it, as an IVR menu's party does in
-  RingCentral's captured stream (``tests/fixtures/ringcentral/inbound-pstn-ivr-to-user.jsonl``).
+  after it (a later ``sequence``): the call went on from it (for bodies without
+  ``missedCall``).
+
+A call that reached only recognised legs gets no call log.
 """
 
 from __future__ import annotations
@@ -103,6 +120,7 @@ _LOG = (
     "CallReplied",  # declined with a text reply: a missed call for the party
     "CallFinished",
     "CallDropped",
+    "Voicemail",  # listed in the event reference's reason enum: reached voicemail, missed
 )
 REASONS: Mapping[str, ReasonRule] = {
     **{r: ReasonRule.HAND_OVER for r in _PASS_ON},
@@ -140,6 +158,8 @@ class PartyRecord:
     sequence: int | None
     routing: bool = False
     call_log: dict[str, Any] | str | None = None
+    direction: str | None = None  # Inbound | Outbound, as sent
+    missed: bool | None = None  # the event's missedCall (None: not sent)
 
     def encode(self) -> str:
         return json.dumps(
@@ -150,6 +170,8 @@ class PartyRecord:
                 "seq": self.sequence,
                 "routing": self.routing,
                 "log": self.call_log,
+                "dir": self.direction,
+                "missed": self.missed,
             },
             separators=(",", ":"),
         )
@@ -165,6 +187,8 @@ class PartyRecord:
             data.get("seq"),
             bool(data.get("routing")),
             data.get("log"),
+            data.get("dir"),
+            data.get("missed"),
         )
 
 
@@ -211,7 +235,7 @@ def decide(view: SessionView) -> Decision:
     the same events are in."""
     if not view.parties:
         return Decision(False, why="no party seen")
-    if not all(code_rule(p.code) in TERMINAL for p in view.parties.values()):
+    if not _over(view):
         return Decision(False, why="the call has not ended: a party is still on it")
     own = [p for p in view.parties.values() if p.own]
     candidates = [p for p in own if not _is_leg(p, own, view)]
@@ -228,11 +252,41 @@ def decide(view: SessionView) -> Decision:
     return Decision(True, best)
 
 
+def _over(view: SessionView) -> bool:
+    """Every party seen has ended; or every own party has, and each other party still on
+    was only ever seen ringing, before the last own party ended (an unanswered outbound call
+    whose far end's Disconnected never came: RingCentral does not notify every party, see
+    "Current limitations" in its Telephony Session Notification guide). A far end that was
+    seen talking (as the PSTN caller is while an IVR hands the call on) keeps the call open."""
+    parties = list(view.parties.values())
+    if all(code_rule(p.code) in TERMINAL for p in parties):
+        return True
+    own = [p for p in parties if p.own]
+    if not own or any(code_rule(p.code) not in TERMINAL for p in own):
+        return False
+    last_own_end = max(p.sequence or 0 for p in own)
+    return all(
+        code_rule(p.code) in TERMINAL
+        or (
+            code_rule(p.code) is CodeRule.RINGING
+            and p.party_id not in view.answered
+            and p.sequence is not None
+            and p.sequence < last_own_end
+        )
+        for p in parties
+        if not p.own
+    )
+
+
 def _is_leg(p: PartyRecord, own: list[PartyRecord], view: SessionView) -> bool:
     if p.routing or passes_on(p.code, p.reason):
         return True
     if code_rule(p.code) is not CodeRule.ENDED:
         return True
+    if p.reason is None and p.party_id not in view.answered and is_routing_end(p):
+        # An IVR menu's end, unless the call ended with it: a far end that ended in the same
+        # or an adjacent notification (a talking party whose Answered never came).
+        return not _ended_with_far_end(p, view)
     if p.reason is None and p.party_id not in view.answered and p.sequence is not None:
         # An IVR menu's party: ends with no reason, never answered, and the call goes on to
         # another own party that first appears after it ended.
@@ -242,3 +296,25 @@ def _is_leg(p: PartyRecord, own: list[PartyRecord], view: SessionView) -> bool:
             for q in own
         )
     return False
+
+
+def _ended_with_far_end(p: PartyRecord, view: SessionView) -> bool:
+    """A party other than the subscriber's ended in the same notification as ``p`` or the one
+    next to it by ``sequence`` (the captures: the user's Disconnected 11, the PSTN caller's
+    12; the IVR menu's 5, the caller's 12)."""
+    if p.sequence is None:
+        return False
+    return any(
+        not q.own
+        and code_rule(q.code) in TERMINAL
+        and q.sequence is not None
+        and abs(q.sequence - p.sequence) <= 1
+        for q in view.parties.values()
+    )
+
+
+def is_routing_end(p: PartyRecord) -> bool:
+    """An Inbound party's end that RingCentral marks as not missed (``missedCall: false``).
+    With no reason and no answer seen, it is a routing leg (IVR menu, queue): see the module
+    docstring."""
+    return p.direction == "Inbound" and p.missed is False and code_rule(p.code) is CodeRule.ENDED

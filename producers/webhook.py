@@ -40,6 +40,7 @@ from contact_lookup import metrics
 from contact_lookup.model.errors import ConfigError
 from contact_lookup.preflight import header_safe
 from contact_lookup.settings import Settings
+from producers import flower_events
 from producers.pipeline import EventPipeline, PipelineUnavailable
 
 log = logging.getLogger("contact_lookup.webhook")
@@ -142,6 +143,7 @@ def create_webhook_app(producer: EventPipeline, settings: Settings) -> Flask:
             return _json(
                 {"error": "temporarily unable to queue the event"}, 503, {"Retry-After": "5"}
             )
+        flower_events.cached_pops(producer.app, outcomes, started)  # after the PUBLISH
         actions = [o.action for o in outcomes]
         for o in outcomes:
             metrics.count_delivery(o.action, o.reason)

@@ -112,18 +112,23 @@ def route_by_purpose(
     return None
 
 
-def strip_celery_cli_urls(environ: MutableMapping[str, str]) -> None:
-    """Undo the ``celery`` command's copy of a ``sentinel://...?master_name=`` URL.
+def strip_celery_cli_urls(environ: MutableMapping[str, str], settings: Settings) -> None:
+    """Make the ``celery`` command's copies of BROKER_URL and RESULT_BACKEND the settings' URLs.
 
-    The ``celery`` CLI reads BROKER_URL and RESULT_BACKEND itself and copies them to
+    The ``celery`` CLI reads BROKER_URL and RESULT_BACKEND itself and copies them, as given, to
     CELERY_BROKER_URL / CELERY_RESULT_BACKEND, which then override the app's configuration
-    (celery/bin/celery.py, celery/app/utils.py). kombu and Celery take a Sentinel URL without
-    the query (the master name is a transport option, set by ``create_app``), so it is
-    removed from those copies. Called by ``worker`` (``celery -A worker``) as it builds the app.
+    (celery/bin/celery.py, celery/app/utils.py). The settings' URLs differ from what was given
+    in two ways the copies would undo: ``REDIS_PASSWORD`` inserted (docker-compose passes it
+    apart from URLs without one: the worker could not authenticate), and a Sentinel URL
+    without its query (kombu and Celery take the master name as a transport option, set by
+    ``create_app``). Called by ``worker`` (``celery -A worker``) as it builds the app.
     """
-    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+    for name, url in (
+        ("CELERY_BROKER_URL", settings.broker_url),
+        ("CELERY_RESULT_BACKEND", settings.result_backend),
+    ):
         if name in environ:
-            environ[name] = celery_url_and_options(environ[name])[0]
+            environ[name] = celery_url_and_options(url)[0]
 
 
 class ContactLookupCelery(Celery):

@@ -16,12 +16,22 @@ them. This dispatcher (``tasks.celery_app.create_app`` installs it) changes thre
    the process's redactor (every configured secret value and credential-shaped text).
 
 Pure functions (``rewrite``) do the work; the class only calls them.
+
+4. **A stable sender name.** Celery names a dispatcher created without a hostname (the one
+   ``send_task`` uses for ``task-sent``) ``gen<PID>@<host>``
+   (celery/utils/nodenames.py, ``anon_nodename``); Flower's ``/metrics`` labels its series by
+   that ``worker``, so every producer process (each gunicorn worker, each ``replay`` or
+   ``lookup`` run) made new series without bound. Here such a dispatcher is named after the
+   process's role instead: ``webhook@<host>``, ``relookup@<host>``, ``replay@<host>``,
+   ``lookup@<host>`` (``name_producer``, called by the command line), ``producer@<host>``
+   when nothing named it; in a worker, the worker's own node name (its retries' task-sent).
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import socket
 from typing import Any
 
 from celery.events.dispatcher import EventDispatcher
@@ -70,8 +80,26 @@ def rewrite(event_type: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any
     return event_type, fields
 
 
+_ROLE = ["producer"]
+
+
+def name_producer(role: str) -> None:
+    """Name this process's anonymous event dispatchers ``<role>@<host>`` (or ``role`` itself
+    when it is already a node name such as a worker's ``name@host``)."""
+    _ROLE[0] = role if re.fullmatch(r"[\w.-]+(@[\w.-]+)?", role) else "producer"
+
+
+def producer_hostname() -> str:
+    role = _ROLE[0]
+    return role if "@" in role else f"{role}@{socket.gethostname()}"
+
+
 class LookupEventDispatcher(EventDispatcher):
-    """Celery's dispatcher with ``rewrite`` applied to every event it sends."""
+    """Celery's dispatcher with ``rewrite`` applied to every event it sends, named by
+    ``producer_hostname`` when its creator gave no hostname."""
+
+    def __init__(self, connection: Any = None, hostname: str | None = None, *a: Any, **kw: Any):
+        super().__init__(connection, hostname or producer_hostname(), *a, **kw)
 
     def send(self, type: str, *args: Any, **fields: Any) -> Any:
         type, fields = rewrite(type, fields)

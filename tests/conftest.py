@@ -80,6 +80,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["REDIS_URL"] = _private_redis_url()
     for role in FOLLOW_REDIS_URL:
         os.environ.pop(role, None)
+    # Workers skip their start-up CRM probe (worker.checks): the suite's fake CRMs count
+    # every request. The tests of the probe (tests/operations/test_worker_checks.py) set "on".
+    os.environ["STARTUP_CRM_PROBE"] = "off"
 
 
 # The soak suite (tests/soak: minutes of work on several worker processes) runs with

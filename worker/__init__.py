@@ -29,12 +29,13 @@ def _app() -> ContactLookupCelery:
     # bad file is reported by the first lookup as a failed result naming the problem.
     with contextlib.suppress(ConfigError):
         load_checked_config(settings.config_path)
-    strip_celery_cli_urls(os.environ)
+    strip_celery_cli_urls(os.environ, settings)
     app = create_app(settings)
     app.set_current()
     from celery import signals
 
-    signals.worker_init.connect(refuse_without_secrets, weak=False)
+    signals.worker_init.connect(startup_checks, weak=False)
+    signals.celeryd_init.connect(name_events, weak=False)
     if settings.log_format == "json":
         signals.celeryd_init.connect(json_only_output, weak=False)
     import tasks.find_contact  # noqa: F401  (registers the task on this app)
@@ -51,24 +52,41 @@ def __getattr__(name: str) -> Any:
 __all__ = ["app"]
 
 
-def refuse_without_secrets(**_: object) -> None:
-    """Celery ``worker_init``: a worker whose connections lack a secret (unset, or unfit for
-    an HTTP header) logs one line per problem and exits 2 instead of becoming ready
-    (contact_lookup.preflight; the same check as ``contact-lookup check``)."""
+def startup_checks(**_: object) -> None:
+    """Celery ``worker_init``: the checks of ``contact-lookup check`` (worker.checks), before
+    the worker consumes anything or says it is ready. Each failed item is one log line
+    naming it; a fatal one (a missing or unsendable secret, a bad connections file, a Redis
+    or broker that refuses our password or may evict, a CRM that rejects the credentials)
+    makes the worker exit 2. An unreachable Redis, broker or CRM is a warning: Celery keeps
+    reconnecting, and a CRM briefly down must not stop the other connections' call pops.
+    ``STARTUP_CRM_PROBE=off`` skips the CRM probes."""
     import logging
 
-    from contact_lookup.preflight import secret_problems
+    from worker.checks import environment, lines
 
-    settings = Settings.from_env()
-    try:
-        problems = secret_problems(load_checked_config(settings.config_path))
-    except ConfigError as exc:
-        problems = [str(exc)]
-    if problems:
-        log = logging.getLogger("contact_lookup.worker")
-        for problem in problems:
-            log.error("not starting: %s", problem)
+    log = logging.getLogger("contact_lookup.worker")
+    settings, first = environment()
+    found = [first] if settings is None else list(lines(settings, probe=settings.startup_crm_probe))
+    fatal = False
+    for line in found:
+        if line.ok:
+            log.debug("start-up check %s", line.text())
+        elif line.fatal:
+            fatal = True
+            log.error("not starting: %s: %s", line.item, line.detail)
+        else:
+            log.warning("starting anyway: %s: %s", line.item, line.detail)
+    if fatal:
         raise SystemExit(2)
+
+
+def name_events(sender: object = None, **_: object) -> None:
+    """Celery ``celeryd_init`` (sender: the node name): the task-sent events of this worker's
+    retries carry its node name, not ``gen<PID>@host`` (tasks.events.name_producer)."""
+    from tasks.events import name_producer
+
+    if isinstance(sender, str):
+        name_producer(sender)
 
 
 def json_only_output(instance: Any = None, **_: object) -> None:

@@ -132,7 +132,10 @@ def token_url(connection: Connection) -> str:
 
 
 def authorize_url(connection: Connection) -> str:
-    """The vendor's authorize page: beside a configured ``token_url``, else documented."""
+    """The vendor's authorize page: ``authorize_url`` from the file, else beside a configured
+    ``token_url``, else the documented one."""
+    if connection.authorize_url:
+        return connection.authorize_url
     v = vendor(connection)
     if connection.token_url:
         return _origin(connection.token_url) + v.authorize_path

@@ -6,11 +6,16 @@ else is the core's as for every connector: phone formats and planning, pacing by
 limiter (``rate_limit`` of the connection), caching, date normalisation
 (``contact_lookup.model.dates``) and the error tree (``http.HttpConnector.check``).
 
-One query is one request per page, at most ``paging.max_pages``. Each record becomes a contact
-only when it is verified: one of its ``phones`` is the looked-up number (read as E.164 in the
-connection's region) or equals one of the planned query strings exactly, because a search
-endpoint may match more widely than equality (a contains-search, a global search over names
-and addresses). Records that fail are dropped and counted in ``dropped``.
+One query is one request per page, at most ``paging.max_pages``. Each record is mapped to the
+spec's field names with its ``phones`` (and ``extensions``) and handed to the base class,
+which verifies it like every connector's (``Connector.verify``: one of its ``phones`` is the
+looked-up number read in the connection's region, or equals a planned query exactly), because
+a search endpoint may match more widely than equality (a contains-search, a global search over
+names and addresses). Records that fail are dropped and counted in ``FindOutcome.dropped``.
+
+A connection with ``auth = "oauth2"`` gets the token store's access token as its secret, the
+core refreshing it before it expires and once more after a 401 (``ConnectorFactory.renew``):
+``{token}`` is always the access token of the connector being built.
 
 Example: ``examples/rest/capsule.toml`` and ``examples/rest/copper.toml``.
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -38,7 +43,6 @@ from contact_lookup.model import phone
 from contact_lookup.model.config import Connection
 from contact_lookup.model.errors import (
     CRMUnavailable,
-    InvalidPhoneNumber,
     RateLimited,
     RateLimitState,
 )
@@ -69,17 +73,9 @@ class RestConnector(HttpConnector):
     crm = "rest"
     options = {section: Option(dict, _HELP[section]) for section in SECTIONS}
 
-    # docs/connectors.md: an extension lookup matches ``extensions`` or ``phones`` exactly.
+    # docs/connectors.md: an extension lookup matches ``extensions`` or ``phones`` exactly (the
+    # base class's rule, given both lists: see ``_record``).
     supports_extension = True
-
-    def verify(
-        self, record: Mapping[str, Any], queries: Sequence[str], *, extension: bool = False
-    ) -> str | None:
-        """The base class's rule; for an extension, ``extensions`` or ``phones`` equal to it."""
-        if extension:
-            values = [*(record.get(EXTENSIONS) or ()), *(record.get(PHONES) or ())]
-            return phone.matching_extension(values, queries[0])
-        return super().verify(record, queries)
 
     @classmethod
     def check_connection(cls, connection: Connection) -> None:
@@ -91,21 +87,13 @@ class RestConnector(HttpConnector):
         super().__init__(*args, **kwargs)
         self.template: RestTemplate = parse_template(self.connection.name, self.connection.options)
         self.retry_after_header = self.template.retry_after_header
-        self.number = ""  # the looked-up number (E.164, or an extension): set by plan()
-        self.queries: list[str] = []
-        self.dropped = 0  # records the CRM returned that were not the number
         self.complete = True  # False when max_pages stopped the paging early
         self.exchanges: list[Exchange] | None = None  # set to [] to keep them (connectors try)
-
-    def plan(self, queries: list[str]) -> list[str]:
-        self.number = queries[0] if queries else ""
-        self.queries = list(queries)
-        return list(queries)
 
     # ----- the request -----------------------------------------------------------------------
     def values(self, query: str, page: int = 1, cursor: str = "") -> dict[str, str]:
         """The placeholder values for one request of ``query``."""
-        number = self.number or query
+        number = self.lookup_terms[0] if self.lookup_terms else query
         try:
             national = phone.national_digits(number) if number.startswith("+") else number
         except phonenumbers.NumberParseException:
@@ -154,7 +142,7 @@ class RestConnector(HttpConnector):
             page += 1
             if index == t.max_pages - 1:
                 self.complete = False  # the CRM has more pages than we may read
-        return SearchPage([r for r in (self._record(raw, query) for raw in found) if r], state)
+        return SearchPage([self._record(raw) for raw in found], state)
 
     def _answer(self, resp: requests.Response) -> Any:
         self.check(resp)
@@ -235,41 +223,16 @@ class RestConnector(HttpConnector):
             ) from None
 
     # ----- one record ------------------------------------------------------------------------
-    def _record(self, raw: Any, query: str) -> dict[str, Any] | None:
-        """The record in spec field names, or None when it is not the number (dropped)."""
+    def _record(self, raw: Any) -> dict[str, Any]:
+        """The record in spec field names with its ``phones`` (and ``extensions``): whether it
+        is the number is the base class's to decide (``Connector.verify``)."""
         out: dict[str, Any] = {"additionalInfo": None}
         for key in self.template.fields:
             out[key] = self._evaluate(key, raw)
-        out["phones"] = _strings(out.get("phones"))
-        if "extensions" in out:
-            out["extensions"] = _strings(out["extensions"])
-        matched = self.matching_value(out)
-        if matched is None:
-            self.dropped += 1
-            return None
-        out["phone"] = matched
+        out[PHONES] = _strings(out.get(PHONES))
+        # Where a template has no extension field, a CRM keeps extensions among the phones.
+        out[EXTENSIONS] = [*_strings(out.get(EXTENSIONS)), *out[PHONES]]
         return out
-
-    def matching_value(self, record: Mapping[str, Any]) -> str | None:
-        """The stored value that makes ``record`` a match for the looked-up number, or None.
-
-        A phone value equal to a planned query, or one that reads (in the connection's region)
-        as the looked-up E.164 number; for an extension lookup, an extension or phone value
-        equal to it.
-        """
-        values: list[str] = [*record.get("phones", []), *record.get("extensions", [])]
-        for value in values:
-            if value in self.queries:
-                return value
-        if not self.number.startswith("+"):
-            return None
-        for value in record.get("phones", []):
-            try:
-                if phone.to_e164(value, self.connection.region) == self.number:
-                    return value
-            except InvalidPhoneNumber:
-                continue
-        return None
 
     # ----- vendor signals, as the template names them ----------------------------------------
     def rate_limit_state(self, resp: requests.Response) -> RateLimitState | None:

@@ -44,6 +44,7 @@ COMMON_KEYS = frozenset(
         "client_id_env",
         "client_secret_env",
         "token_url",
+        "authorize_url",
         "scopes",
         "private_key_file",
         "private_key_env",
@@ -85,6 +86,9 @@ class Connection:
     client_id_env: str | None = None
     client_secret_env: str | None = None
     token_url: str | None = None
+    # The vendor's authorization page (RFC 6749 section 3.1) for `auth connect`; None: the
+    # documented one, or /oauth/authorize beside token_url (Capsule spells it /oauth/authorise).
+    authorize_url: str | None = None
     scopes: tuple[str, ...] = ()
     private_key_file: Path | None = None
     private_key_env: str | None = None
@@ -247,7 +251,14 @@ def _auth_keys(name: str, table: Mapping[str, Any], base_dir: Path) -> dict[str,
     if auth not in AUTH_KINDS:
         raise ConfigError(f"{where}: auth must be one of {', '.join(AUTH_KINDS)} (got {auth!r})")
     out: dict[str, Any] = {"auth": auth}
-    for key in ("client_id_env", "client_secret_env", "token_url", "private_key_env", "username"):
+    for key in (
+        "client_id_env",
+        "client_secret_env",
+        "token_url",
+        "authorize_url",
+        "private_key_env",
+        "username",
+    ):
         out[key] = _typed(name, table, key, str, None)
     scopes = table.get("scopes", ())
     if isinstance(scopes, str):
@@ -257,10 +268,11 @@ def _auth_keys(name: str, table: Mapping[str, Any], base_dir: Path) -> dict[str,
     out["scopes"] = tuple(scopes)
     key_file = _typed(name, table, "private_key_file", str, None)
     out["private_key_file"] = (base_dir / key_file) if key_file else None
-    url = out["token_url"]
-    if url is not None and not url.startswith(("https://", "http://")):
-        raise ConfigError(f"{where}: token_url must be an http(s) URL (got {url!r})")
-    store_keys = ("client_id_env", "client_secret_env", "token_url", "scopes")
+    for url_key in ("token_url", "authorize_url"):
+        url = out[url_key]
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{where}: {url_key} must be an http(s) URL (got {url!r})")
+    store_keys = ("client_id_env", "client_secret_env", "token_url", "authorize_url", "scopes")
     jwt_keys = ("private_key_file", "private_key_env", "username")
     if auth == "token":
         extra = [k for k in (*store_keys, *jwt_keys) if k in table]

@@ -14,10 +14,26 @@ run it (tests/contract/test_rest_templates.py), and so can any plugin package::
                           {"ACME_TOKEN": "t"}, tmp_path, sim)
             sim.stop()
 
+Or, with nothing but the connector and the URL of a simulator running anywhere (another
+process, another language)::
+
+    class TestAcmeFromUrl(ConnectorContract):
+        @pytest.fixture
+        def harness(self, tmp_path):
+            return Harness.from_url(AcmeConnector, "http://127.0.0.1:8123", tmp_path)
+
+``from_url`` drives the simulator through the contract's control protocol (documented in
+``crmsim/control.py`` and docs/connectors.md: ``POST /_contract/seed``, ``/_contract/fault``,
+``/_contract/rate_limit``, ``/_contract/reset``, ``GET /_contract/state``): it seeds ``SEED``
+and the test token before each test, and the cases that force faults, 429s and rate limits
+go through it. Every case runs; one skips only when the simulator answers 404 on the
+endpoint it needs, and the skip reason names that endpoint.
+
 ``SEED`` (contacts.json beside this module) is the spec-shaped contact list the simulator must
 serve in its vendor's shape; the expected answers below were worked out from it by hand. The
-``sim`` object is duck-typed (``Vendor``): a simulator that cannot inject faults or set a rate
-limit skips those tests instead of failing them; the ``crmsim`` simulators can do all of it.
+``sim`` object is duck-typed (``Vendor``): a simulator object that cannot inject faults or set
+a rate limit skips those tests instead of failing them; the ``crmsim`` simulators can do all
+of it.
 The service tests need a Redis (``CONTRACT_REDIS_URL`` or ``REDIS_URL``, database 14, flushed):
 they skip without one, and fail under CI (``CI`` set).
 
@@ -52,6 +68,7 @@ from contact_lookup.model.config import Connection, parse_config
 from contact_lookup.model.contact import FIELDS as CONTACT_FIELDS
 from contact_lookup.model.errors import AuthRejected, CRMUnavailable, RateLimited
 from contact_lookup.model.trace import DebugTrace
+from contact_lookup.testing.remote import RemoteSimulator
 
 SEED = Path(__file__).with_name("contacts.json")
 # Distinctive, so that its absence from a trace or a result means something.
@@ -88,7 +105,8 @@ class Vendor(Protocol):
     """What the contract uses of a simulator (the ``crmsim`` simulators have all of it).
 
     ``inject(fault)``: answer the next request with ``"500"``, ``"503"``, ``"timeout"`` (hold
-    it ``HANG_S``), ``"malformed"`` or ``"truncated"``; ``set_rate_limit((requests, seconds))``;
+    it ``HANG_S``), ``"malformed"`` or ``"truncated"``; ``force_rate_limited(count,
+    retry_after_s)``: the vendor's rate-limit answer; ``set_rate_limit((requests, seconds))``;
     ``reset_counters()``; ``requests`` and ``rate_limited`` counters; ``token_env``;
     ``rate_limit_headers(state)``: the headers it sends for a window state (empty: none).
     """
@@ -123,6 +141,28 @@ class Harness:
     base_dir: Path
     sim: Any = None  # a Vendor
     _factory: ConnectorFactory | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_url(
+        cls,
+        connector: type[Connector] | str,
+        url: str,
+        base_dir: Path,
+        token_env: str = "CONTRACT_CRM_TOKEN",  # noqa: S107 (a variable name, not a secret)
+        **options: Any,
+    ) -> Harness:
+        """A harness for ``connector`` (a class, or its ``crm`` name) against the simulator at
+        ``url``, seeded with ``SEED`` and the token ``SECRET`` through the control protocol
+        (``contact_lookup.testing.remote``); ``options``: further keys of the connection."""
+        crm = (
+            connector
+            if isinstance(connector, str)
+            else f"{connector.__module__}:{connector.__qualname__}"
+        )
+        remote = RemoteSimulator(url, token_env, HANG_S)
+        remote.seed(SEED, SECRET)
+        table = {"crm": crm, "base_url": remote.url, "token_env": token_env, **options}
+        return cls(crm, table, {token_env: SECRET}, base_dir, remote)
 
     # ----- building ------------------------------------------------------------------------
     def connection(self, **overrides: Any) -> Connection:
@@ -173,7 +213,7 @@ class Harness:
     @property
     def vendor(self) -> Any:
         if self.sim is None:
-            pytest.skip("no simulator object (a file-backed connector, or a bare URL): skipped")
+            pytest.skip("no simulator (a file-backed connector): skipped")
         return self.sim
 
     def can(self, ability: str) -> Any:
@@ -325,6 +365,16 @@ class ConnectorContract:
         wait = info.value.retry_after_s
         # The vendor's own wait where it gives one (never past the 30 s window), else None.
         assert wait is None or 1 <= wait <= 31
+
+    def test_forced_429_is_rate_limited_with_the_vendors_wait(self, harness: Harness) -> None:
+        harness.can("force_rate_limited")(1, 7)
+        with pytest.raises(RateLimited) as info:
+            harness.find(SHARED)
+        assert harness.vendor.rate_limited == 1
+        # The vendor's rate-limit answer, forced (with Retry-After: 7 added where the vendor
+        # sends none, as Salesforce's 403 REQUEST_LIMIT_EXCEEDED): a wait, if any, is positive.
+        wait = info.value.retry_after_s
+        assert wait is None or wait > 0
 
     # ----- debug trace -------------------------------------------------------------------------
     def test_debug_trace_has_one_entry_per_request_and_no_secret(self, harness: Harness) -> None:

@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    from tasks.events import name_producer
+
+    name_producer(argv[0] if argv else "cli")  # Flower sees webhook@host, not gen<PID>@host
     try:
         code: int = args.handler(args)
         return code

@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from contact_lookup.connectors.registry import ConnectorFactory, registered
+from contact_lookup.connectors.registry import registered
 from contact_lookup.model import phone
 from contact_lookup.model.errors import InvalidPhoneNumber
 from contact_lookup.model.trace import DebugTrace
@@ -67,12 +67,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_try(args: argparse.Namespace) -> int:
-    from contact_lookup.compose import load_checked_config
+    from contact_lookup.compose import Runtime
     from contact_lookup.connectors.rest import RestConnector
 
-    settings = Settings.from_env()
-    config = load_checked_config(settings.config_path)
-    conn = config.connection(args.connection)
+    runtime = Runtime(Settings.from_env())
+    conn = runtime.config.connection(args.connection)
     try:
         number = phone.to_e164(args.number, conn.region)
     except InvalidPhoneNumber as exc:
@@ -80,7 +79,9 @@ def cmd_try(args: argparse.Namespace) -> int:
     formats = conn.formats if args.formats is None else args.formats
     queries = phone.queries(number, formats)
     trace = DebugTrace()
-    connector = ConnectorFactory(timeout_s=settings.http_timeout_s).build(conn, trace)
+    # The runtime's factory: an auth = "oauth2" connection gets a fresh access token from the
+    # token store (refreshed first when it is about to expire), masked like any secret.
+    connector = runtime.connectors.build(conn, trace)
     if isinstance(connector, RestConnector):
         connector.exchanges = []
 
@@ -101,8 +102,8 @@ def cmd_try(args: argparse.Namespace) -> int:
             if ex.body is not None:
                 show(f"request {n} body", ex.body)
             show(f"answer {n} (HTTP {ex.status})", ex.answer)
-        if connector.dropped:
-            show("dropped", f"{connector.dropped} record(s) whose phones are not {number}")
+        if outcome is not None and outcome.dropped:
+            show("dropped", f"{outcome.dropped} record(s) whose phones are not {number}")
     else:
         show("requests", trace.entries)
     if error is not None:

@@ -257,11 +257,25 @@ def test_records_a_wide_search_returns_are_verified_against_their_phones(
         },
     ]
     h = make_rest("capsule", seed)
-    connector = rest(h)
-    outcome = connector.find([SHARED])
+    outcome = rest(h).find([SHARED])
     assert [c["name"] for c in outcome.contacts] == ["Alan Turing"]
-    assert connector.dropped == 1
+    assert outcome.dropped == 1  # counted once, by the base class's verification
     assert outcome.contacts[0]["phone"] == SHARED
+
+
+def test_an_extension_lookup_matches_an_extension_kept_among_the_phones(
+    make_rest: MakeRest,
+) -> None:
+    seed = [
+        {"id": "d", "name": "Front Desk", "phone": "101", "createdDate": 1546300800},
+        # Capsule's contains-search also returns 1010 and a number ending in 101.
+        {"id": "m", "name": "Meeting Room", "phone": "1010", "createdDate": 1546300800},
+        {"id": "o", "name": "Office", "phone": "+14155550101", "createdDate": 1546300800},
+    ]
+    h = make_rest("capsule", seed)
+    outcome = rest(h).find(["101"], extension=True)
+    assert [(c["name"], c["phone"]) for c in outcome.contacts] == [("Front Desk", "101")]
+    assert outcome.dropped == 2  # the base class's extension rule: equal, not contained
 
 
 def test_a_number_stored_in_another_format_is_verified_in_the_region(
@@ -292,3 +306,42 @@ def test_copper_unix_seconds_become_iso_utc(make_rest: MakeRest) -> None:
     # and date_last_contacted 1714550400 (2024-05-01T08:00:00Z).
     assert grace["createdDate"] == "2019-07-01T06:00:00Z"
     assert grace["mostRecentActivityDate"] == "2024-05-01T08:00:00Z"
+
+
+# ----- the contract from a bare URL (control protocol, crmsim/control.py) ------------------------
+class TestCapsuleTemplateFromUrl(ConnectorContract):
+    """The Capsule template against a simulator the contract knows by URL alone."""
+
+    @pytest.fixture
+    def harness(self, tmp_path: Path) -> Iterator[Harness]:
+        sim = CapsuleSimulator().start()  # empty, and its own token: the contract seeds both
+        table = {k: v for k, v in template("capsule").items() if k not in ("formats", "rate_limit")}
+        table.pop("base_url")
+        table.pop("token_env")
+        yield Harness.from_url("rest", sim.url, tmp_path, **table)
+        sim.stop()
+
+
+class NoFaults(CapsuleSimulator):
+    """A simulator that implements seeding but not ``POST /_contract/fault`` (``missing``)."""
+
+    missing = ("/_contract/fault",)
+
+    def _dispatch(self, req: SimRequest) -> tuple[SimResponse | None, str | None]:
+        if req.path.startswith(self.missing):
+            return SimResponse(404, {"message": "Could not find resource"}), None
+        return super()._dispatch(req)
+
+
+def test_a_control_endpoint_answering_404_skips_naming_it(tmp_path: Path) -> None:
+    with NoFaults() as sim:
+        table = {k: v for k, v in template("capsule").items() if k not in ("formats", "rate_limit")}
+        table.pop("base_url")
+        table.pop("token_env")
+        h = Harness.from_url("rest", sim.url, tmp_path, **table)
+        assert [c["name"] for c in h.find(SHARED).contacts] == ["Alan Turing", "Barbara Liskov"]
+        with pytest.raises(pytest.skip.Exception, match="answers 404 on POST /_contract/fault"):
+            h.can("inject")("503")
+        sim.missing = ("/_contract/",)  # now a simulator without the protocol at all
+        with pytest.raises(pytest.skip.Exception, match="answers 404 on POST /_contract/seed"):
+            Harness.from_url("rest", sim.url, tmp_path, **table)

@@ -1,5 +1,11 @@
 """Fixtures of the fault suite: a real Redis (database 10, flushed around each test), the
-figures each test reports for the README's "Reliability" section, and the ``faults`` marker.
+figures each test reports for the README's "Reliability" section, the ``faults`` marker, and
+the ``redis_transport(why)`` marker.
+
+The suite runs on either broker: on a RabbitMQ run (``make test-amqp``: ``BROKER_URL`` is an
+AMQP URL) every test sends to and works from RabbitMQ, except those marked
+``redis_transport``, which exercise kombu's Redis transport itself (its ``unacked`` hash, a
+Redis broker restarted under them) and are skipped, each saying why.
 
 Figures are printed at the end of the run (pytest's terminal summary) and written to
 ``<tmp>/contact-lookup-faults/last_run.json``; nothing is written into the source tree.
@@ -17,7 +23,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import db_url, require_redis
+from tests.conftest import AMQP_BROKER_URL, db_url, require_redis
 from tests.faults.faultkit import FAULTS_DB, FIGURES
 
 
@@ -25,6 +31,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "faults: the fault suite (worker kills, broker restarts, CRM faults, fuzzing)"
     )
+    config.addinivalue_line(
+        "markers",
+        "redis_transport(why): specific to kombu's Redis transport; skipped on a RabbitMQ run",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On a RabbitMQ run, skip the tests of the Redis transport, with their own reason."""
+    if AMQP_BROKER_URL is None:
+        return
+    for item in items:
+        marker = item.get_closest_marker("redis_transport")
+        if marker is not None:
+            why = marker.args[0] if marker.args else "exercises it"
+            item.add_marker(pytest.mark.skip(reason=f"specific to the Redis transport: {why}"))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

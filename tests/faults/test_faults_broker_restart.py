@@ -27,7 +27,14 @@ from tests.conftest import EXAMPLES, ROOT, live
 from tests.fakecrm import FakeCRM, fake_toml, wait_for
 from tests.faults.faultkit import WorkerProcess, base_env, figure, wait_finished
 
-pytestmark = pytest.mark.faults
+pytestmark = [
+    pytest.mark.faults,
+    # The RabbitMQ on this machine is shared by every run: a test cannot restart it. Its
+    # worker kills and lost-connection behaviour are in tests/scaleout/test_kill_brokers.py.
+    pytest.mark.redis_transport(
+        "restarts a private Redis broker (append-only file, kombu's Redis reconnect)"
+    ),
+]
 
 CONTACTS = [
     {"id": f"b-{i}", "name": f"Broker Test {i}", "phone": f"+1415555{2000 + i:04d}"}

@@ -34,7 +34,7 @@ from localredis import free_port
 from tasks.celery_app import ContactLookupCelery, create_app
 from tasks.enqueue import enqueue
 from tasks.runtime import runtime_for
-from tests.conftest import db_url, require_redis
+from tests.conftest import AMQP_BROKER_URL, db_url, require_redis
 from tests.faults.faultkit import (
     CONTACTS,
     FAULTS_DB,
@@ -277,7 +277,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     cases = build_cases(tmp_path)
     settings = Settings(
         redis_url=url,
-        broker_url=url,
+        broker_url=AMQP_BROKER_URL or url,  # the run's broker: RabbitMQ under make test-amqp
         result_backend=url,
         cache_url=url,
         state_url=url,

@@ -1,5 +1,7 @@
 """Secret hygiene: one canary string is every CRM token, the webhook's verification token and
-the broker Redis password. The whole pipeline runs (the webhook under gunicorn, two workers
+the password of the Redis that is the broker (the result backend too; on a RabbitMQ run,
+``make test-amqp``, the broker is RabbitMQ and that Redis the result backend only). The whole
+pipeline runs (the webhook under gunicorn, two workers
 with JSON and text logs, every connector against its simulator with debug traces, failures
 and retries included, Flower), then every Redis key and value, Flower's API and every captured
 log line is searched: the canary must be nowhere.
@@ -23,7 +25,7 @@ from contact_lookup.settings import Settings
 from localredis import EmbeddedRedis, free_port
 from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
-from tests.conftest import EXAMPLES, ROOT, live
+from tests.conftest import AMQP_BROKER_URL, EXAMPLES, ROOT, live
 from tests.fakecrm import wait_for
 from tests.faults.faultkit import (
     CONTACTS,
@@ -100,7 +102,7 @@ def test_the_canary_is_nowhere(
             REDIS_URL=faults_url,
             CACHE_URL=faults_url,
             STATE_URL=faults_url,
-            BROKER_URL=broker.url,
+            BROKER_URL=AMQP_BROKER_URL or broker.url,
             RESULT_BACKEND=broker.url,
             CONTACT_LOOKUP_CONFIG=str(toml),
             RC_VERIFICATION_TOKEN=CANARY,
@@ -172,7 +174,7 @@ def test_the_canary_is_nowhere(
                 redis_url=faults_url,
                 cache_url=faults_url,
                 state_url=faults_url,
-                broker_url=broker.url,
+                broker_url=AMQP_BROKER_URL or broker.url,
                 result_backend=broker.url,
                 config_path=str(toml),
                 call_pop_deadline_s=3,

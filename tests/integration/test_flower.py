@@ -1,9 +1,15 @@
 """A real Flower process against the test broker: tasks listed by name with readable kwargs,
-behind basic auth, and the CRM token (a canary in the worker's environment) nowhere."""
+behind basic auth, and the CRM token (a canary in the worker's environment) nowhere; a
+cached call pop of the real webhook listed as a SUCCESS without contact data
+(producers/flower_events.py); producers named ``<role>@host`` in Flower's /metrics, never
+``gen<PID>@host`` (tasks/events.py)."""
 
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +20,15 @@ import requests
 from celery.contrib.testing.worker import start_worker
 
 import tasks.find_contact  # noqa: F401
+from contact_lookup.compose import Runtime
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.model.purpose import PURPOSES
 from localredis import free_port
 from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
-from tests.conftest import settings_for
+from tests.conftest import EXAMPLES, ROOT, live, settings_for
 from tests.fakecrm import SEED, FakeCRM, fake_toml, wait_for
+from tests.operations.conftest import command, start_on_free_port
 from tests.processes import Proc, base_env
 
 CANARY = "canary-TOKEN-9d1e77a2"
@@ -185,3 +193,104 @@ def dump(client: redis.Redis, key: bytes) -> bytes:
         members = client.smembers(key) if kind == "set" else client.zrange(key, 0, -1)
         return b"".join(members)
     return key
+
+
+def examples(tmp_path: Path) -> Path:
+    """The example connections file (a JSON-file CRM, connection ``demo``) at cl.toml."""
+    (tmp_path / "contacts.json").write_bytes((EXAMPLES / "contacts.json").read_bytes())
+    path = tmp_path / "cl.toml"
+    path.write_bytes((EXAMPLES / "contact-lookup.toml").read_bytes())
+    return path
+
+
+def test_a_cached_call_pop_of_the_webhook_is_a_success_in_flower(
+    tmp_path: Path, redis_url: str, flower: str
+) -> None:
+    toml = examples(tmp_path)
+    env = base_env(REDIS_URL=redis_url, CONTACT_LOOKUP_CONFIG=str(toml))
+
+    def make(port: int) -> Proc:
+        args = ["--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--threads", "2"]
+        return Proc(command("webhook", *args), env, tmp_path, f"webhook-{port}")
+
+    webhook, port = start_on_free_port(make, lambda p: f"http://127.0.0.1:{p}/healthz")
+    runtime = Runtime(settings_for(redis_url, toml))
+    warm = runtime.service.lookup("demo", LookupRequest("+14155550100", purpose="call_log"))
+    assert warm["matchedContactInfo"][0]["name"] == "Ada Lovelace"  # now cached
+    ringing = json.loads((ROOT / "tests/fixtures/ringcentral/inbound_ringing.json").read_text())
+
+    def cached_tasks() -> dict:
+        resp = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5)
+        tasks = resp.json() if resp.ok else {}
+        return {k: t for k, t in tasks.items() if t.get("name") == "call_pop.cached"}
+
+    try:
+        # Flower answers /healthcheck before its event receiver is connected: pop again (a
+        # new call each time) until it has seen one.
+        for i in range(20):
+            event = live(ringing)
+            event["uuid"] = f"flower-cached-pop-{i}"
+            event["body"]["telephonySessionId"] = f"s-flower-cached-{i}"
+            answer = requests.post(
+                f"http://127.0.0.1:{port}/webhook/ringcentral", json=event, timeout=10
+            )
+            assert answer.json()["actions"] == ["answered-from-cache"]
+            if wait_for(lambda: any(t["state"] == "SUCCESS" for t in cached_tasks().values()), 1):
+                break
+        tasks = cached_tasks()
+        body = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).text
+        metrics = requests.get(f"{flower}/metrics", auth=AUTH, timeout=5).text
+    finally:
+        webhook.stop()
+    done = [t for t in tasks.values() if t["state"] == "SUCCESS"]
+    assert done, f"Flower never showed a cached call pop: {tasks}"
+    task = done[0]
+    assert task["worker"] == f"webhook@{socket.gethostname()}"
+    assert "'phoneNumber': '***0100'" in task["kwargs"] and "'connection': 'demo'" in task["kwargs"]
+    assert task["result"] == "{'successful': True, 'isCached': True, 'contacts': 1}"
+    assert 0 <= task["runtime"] < 10
+    for contact_data in ("Lovelace", "5550100", "@"):  # no name, number or e-mail
+        assert contact_data not in body.replace("webhook@", "")
+    succeeded = 'flower_events_total{task="call_pop.cached",type="task-succeeded",worker="webhook@'
+    assert succeeded in metrics
+
+
+def test_producers_are_named_by_role_in_flower_metrics_never_gen_pid(
+    tmp_path: Path, redis_url: str, flower: str
+) -> None:
+    """Two ``contact-lookup lookup`` processes (no worker: each sends its task and times
+    out) count under one ``worker="lookup@<host>"`` series of Flower's /metrics."""
+    toml = examples(tmp_path)
+    app = create_app(settings_for(redis_url, toml))
+
+    def sent(task_ids: list[str]) -> bool:
+        resp = requests.get(f"{flower}/api/tasks", auth=AUTH, timeout=5)
+        return resp.ok and all(i in resp.json() for i in task_ids)
+
+    for _ in range(20):  # until Flower's receiver is connected (see above)
+        warm = enqueue(app, "demo", LookupRequest("+14155550102", purpose="call_log"))
+        if wait_for(lambda ids=[warm.id]: sent(ids), 1):
+            break
+    env = base_env(REDIS_URL=redis_url, CONTACT_LOOKUP_CONFIG=str(toml))
+    for number in ("+14155550101", "+14155550103"):
+        run = subprocess.run(
+            command("lookup", number, "--connection", "demo", "--timeout", "0.5"),
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        assert run.returncode == 1, run.stderr  # no worker answered
+    lookup_sent = f'type="task-sent",worker="lookup@{socket.gethostname()}"'
+
+    def counted() -> float:
+        text = requests.get(f"{flower}/metrics", auth=AUTH, timeout=5).text
+        return sum(
+            float(line.rpartition(" ")[2]) for line in text.splitlines() if lookup_sent in line
+        )
+
+    assert wait_for(lambda: counted() == 2, 20), "Flower did not count both processes' tasks"
+    text = requests.get(f"{flower}/metrics", auth=AUTH, timeout=5).text
+    workers = set(re.findall(r'worker="([^"]*)"', text))
+    assert not [w for w in workers if re.match(r"gen\d+@", w)], workers
+    app.close()

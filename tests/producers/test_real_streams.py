@@ -27,6 +27,9 @@ from tests.producers.conftest import (
 
 IVR_STREAM = "inbound-pstn-ivr-to-user.jsonl"
 OUTBOUND_STREAM = "outbound-user-to-pstn.jsonl"
+INTERNAL_STREAM = "internal-user-to-user.jsonl"
+STREAMS = (IVR_STREAM, OUTBOUND_STREAM, INTERNAL_STREAM)
+INTERNAL_CALLER_EXT = "979428016"  # the internal capture's calling user (ext. 11104)
 USER_EXT = "809646016"  # the user's extension in both captures ([extensions] default: demo)
 CALLER = "+14155550171"  # the PSTN party in both captures
 assert SALES_EXT == "62242421016"  # the capture's IVR menu extension maps to "sales"
@@ -72,6 +75,38 @@ def run(producer: EventPipeline, client: redis.Redis, events: list[dict[str, Any
     producer._newest_event_time = None
     lines = [o.line() for e in events for o in producer.handle(e)]
     return lines, all_queued(client)
+
+
+# Per capture: the (connection, number, rcExtensionId) a call log may be for. The internal
+# call's two users both talked; which one is logged depends on which events came in (with the
+# first half missing the callee's Answered is never seen), but it is always exactly one.
+LOGGABLE = {
+    IVR_STREAM: {("demo", CALLER, USER_EXT)},
+    OUTBOUND_STREAM: {("demo", CALLER, USER_EXT)},
+    INTERNAL_STREAM: {("demo", "11104", USER_EXT), ("demo", "11101", INTERNAL_CALLER_EXT)},
+}
+
+
+@pytest.mark.parametrize("routing", [False, True], ids=["no routing_extensions", "routing"])
+@pytest.mark.parametrize("name", STREAMS)
+def test_every_capture_in_every_order_gets_exactly_one_call_log_never_for_a_leg(
+    pipeline_for: Any, client: redis.Redis, name: str, routing: bool
+) -> None:
+    """Every real capture, in order, reversed, with the first half missing and 40 shuffles,
+    with and without ``[telephony] routing_extensions``: exactly one call log, never for the
+    IVR menu's extension, and it names the logged party's extension (its own CRM grant).
+    Without routing_extensions the IVR leg is recognised from its own Disconnected
+    (no reason, never answered, ``missedCall: false``), even when it arrives before the
+    user's party was ever seen (shuffle seeds 7, 31 and 36 logged the IVR leg before)."""
+    producer = pipeline_for(f'routing_extensions = ["{SALES_EXT}"]\n' if routing else "")
+    for label, events in orders(stream(name)):
+        _, queues = run(producer, client, events)
+        logs = [
+            (j["kwargs"]["connection"], j["kwargs"]["phoneNumber"], j["kwargs"]["rcExtensionId"])
+            for j in queues["call_log"]
+        ]
+        assert len(logs) == 1 and logs[0] in LOGGABLE[name], (label, logs)
+        assert logs[0][2] != SALES_EXT, label
 
 
 def test_ivr_call_gets_one_call_log_for_the_user_in_any_order(
@@ -184,3 +219,31 @@ def test_delivery_marks_and_call_state_live_on_the_non_evicting_state_redis(
         assert any(":delivery:" in n for n in names) and any(":call:" in n for n in names)
         assert any(":once:call_log:" in n for n in names)
         assert not [k for k in client.keys("*") if b":delivery:" in k or b":call:" in k]
+
+
+PARTIAL_STREAM = "outbound-user-to-pstn-partial.jsonl"
+PARTIAL_USER_EXT = "170848004"  # ringcentral-call-control-js's test account and user
+PARTIAL_CALLEE = "+14155550174"
+
+
+def test_a_partial_real_stream_gets_exactly_one_call_log_in_any_order(
+    pipeline_for: Any, client: redis.Redis
+) -> None:
+    """RingCentral's own call-control SDK test notifications: sequences 2, 3 and 8 of one
+    unanswered outbound call (the user's Setup and Disconnected on the extension path, the
+    PSTN party's Proceeding on the account path; the PSTN party's Disconnected is not in the
+    material). In every order, and as an extension-level subscription sees it (2 and 8
+    only): exactly one call log, for the user's extension. Before, the call stayed open
+    whenever the PSTN party's Proceeding came before the user's Disconnected (a far end seen
+    ringing kept 'every party seen has ended' false for ever)."""
+    producer = pipeline_for()
+    events = stream(PARTIAL_STREAM)
+    own_path = [e for e in events if "/extension/" in e["event"]]
+    assert [e["body"]["sequence"] for e in own_path] == [2, 8]
+    for label, ordered in [*orders(events), ("extension path", own_path)]:
+        _, queues = run(producer, client, ordered)
+        logs = [
+            (j["kwargs"]["phoneNumber"], j["kwargs"]["rcExtensionId"]) for j in queues["call_log"]
+        ]
+        assert logs == [(PARTIAL_CALLEE, PARTIAL_USER_EXT)], label
+        assert not queues["call_pop"], label  # demo: outbound_pop = false

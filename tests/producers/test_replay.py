@@ -103,6 +103,7 @@ def test_a_call_answered_then_ended_is_logged_once(
         "connection": "demo",
         "phoneNumber": "+14155550100",
         "purpose": "call_log",
+        "rcExtensionId": DEMO_EXT,  # the logged party: its own CRM grant, if it has one
     }
 
 
@@ -324,7 +325,12 @@ def test_sms_and_fax_become_message_logs(
         "messageType": kind,
     }
     job = only(queued(client, "message_log"))
-    assert job["kwargs"] == {"connection": "demo", "phoneNumber": number, "purpose": "message_log"}
+    assert job["kwargs"] == {
+        "connection": "demo",
+        "phoneNumber": number,
+        "purpose": "message_log",
+        "rcExtensionId": DEMO_EXT,  # the event path's extension
+    }
 
 
 def test_outbound_message_without_target_uses_the_first_recipient(

@@ -65,6 +65,9 @@ PUBLISHED_REASONS = [
     "CallSwitch",
     "CallFinished",
     "CallDropped",
+    # The Telephony Sessions Event reference's own reason list adds this one (ringcentral-api-docs,
+    # docs/notifications/event-filters/account-telephony-sessions.md, "Session Status Info").
+    "Voicemail",
 ]
 
 
@@ -131,6 +134,55 @@ def test_an_unanswered_leg_followed_by_another_own_party_is_an_ivr_leg() -> None
     assert d.party is not None and d.party.party_id == "user"
     routing = PartyRecord("ivr", True, "Disconnected", None, 5, routing=True)
     assert decide(view(routing)).party is None
+
+
+def test_an_inbound_party_ended_unanswered_and_not_missed_is_a_leg_on_its_own() -> None:
+    """RingCentral's event reference: ``missedCall`` "If 'True' means the call was missed by
+    the party". The capture's IVR party ends Disconnected, no reason, never answered,
+    ``missedCall: false``: a leg even when it is the only own party seen so far (its
+    Disconnected came before the user's party), so nothing is logged until the user's
+    party ends. A missed call (``missedCall: true``), an unanswered outbound call and a body
+    without ``missedCall`` stay candidates."""
+    log = {"connection": "c", "phoneNumber": "+14155550100", "isExtension": False}
+
+    def ended(pid: str, seq: int, direction: str, missed: bool | None) -> PartyRecord:
+        return PartyRecord(pid, True, "Disconnected", None, seq, False, log, direction, missed)
+
+    remote = party("remote", "Disconnected", 12, own=False)
+    ivr = ended("ivr", 5, "Inbound", False)
+    for seen in ((ivr,), (ivr, remote)):
+        early = decide(view(*seen))
+        assert early.ended and early.party is None, early
+    # The call ended with it (the far end's end is the same or the next notification): a
+    # party that talked but whose Answered was never received.
+    for far_end in (5, 6, 4):
+        lost = decide(view(ivr, party("remote", "Disconnected", far_end, own=False)))
+        assert lost.party == ivr, far_end
+    user = ended("user", 11, "Inbound", False)
+    assert decide(view(ivr, remote, user, answered=("user",))).party == user
+    for candidate in (
+        ended("missed", 5, "Inbound", True),
+        ended("dialled", 5, "Outbound", False),
+        ended("unknown", 5, "Inbound", None),
+    ):
+        assert decide(view(candidate, remote)).party == candidate
+    encoded = PartyRecord.decode("ivr", ivr.encode())
+    assert (encoded.direction, encoded.missed) == ("Inbound", False)
+
+
+def test_a_far_end_only_seen_ringing_before_the_own_party_ended_does_not_hold_the_call_open() -> (
+    None
+):
+    """An unanswered outbound call whose PSTN party's Disconnected never came (RingCentral
+    does not notify every party): logged when the user's party ends. A far end seen talking,
+    or ringing after the own party ended, keeps the call open."""
+    user = party("user", "Disconnected", 8)
+    assert decide(view(user, party("pstn", "Proceeding", 3, own=False))).party == user
+    talking = view(user, party("pstn", "Proceeding", 3, own=False), answered=("pstn",))
+    assert not decide(talking).ended
+    assert not decide(view(user, party("pstn", "Proceeding", 9, own=False))).ended
+    assert not decide(view(user, party("pstn", "Answered", 4, own=False))).ended
+    assert not decide(view(party("pstn", "Proceeding", 3, own=False))).ended
 
 
 def test_the_decision_does_not_depend_on_the_order_records_are_held_in() -> None:

@@ -1,6 +1,7 @@
 """Workers on several "hosts": each worker process in its own network namespace, reaching the
 broker Redis and the CRM simulator (100 ms per request) only over its veth and a bridge
-(tests/scaleout/netns.py). Measured and asserted:
+(bench/netns.py, shared with
+``make bench``'s several-hosts figure). Measured and asserted:
 
 - throughput with 1, 2 and 3 hosts (figure; target >= 0.85x linear while the CRM allows);
 - the shared limiter holding across hosts: a CRM limited below the offered load sees 0 429s;
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from bench.netns import SKIP_REASON, Hosts, available, bridge_redis
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.settings import Settings
 from localredis import EmbeddedRedis
@@ -29,7 +31,6 @@ from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
 from tests.fakecrm import FakeCRM, wait_for
 from tests.faults.faultkit import Proc, base_env, figure, finished, wait_finished
-from tests.scaleout.netns import Hosts, available
 
 THREADS = 4  # per host: 40 lookups/s at 100 ms, well within one core
 LATENCY_S = 0.1
@@ -43,7 +44,7 @@ def hosts() -> Iterator[Hosts]:
     if not available():
         if os.environ.get("CI"):
             pytest.fail("the multi-host tests need root and ip netns under CI")
-        pytest.skip("needs root and ip netns")
+        pytest.skip(SKIP_REASON)
     with Hosts(3) as group:
         yield group
 
@@ -51,8 +52,7 @@ def hosts() -> Iterator[Hosts]:
 @pytest.fixture(scope="module")
 def broker(hosts: Hosts) -> Iterator[EmbeddedRedis]:
     """A private Redis on loopback and on the bridge (what the hosts reach)."""
-    server = EmbeddedRedis(extra=["--bind", "127.0.0.1", hosts.gateway, "--protected-mode", "no"])
-    server.start()
+    server = bridge_redis(hosts)
     try:
         yield server
     finally:

@@ -18,7 +18,6 @@ as received) and fails above ``MAX_LOST_TO_REPLICATION``.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,14 +27,13 @@ import pytest
 import redis
 
 from contact_lookup.settings import Settings
-from localredis import EmbeddedRedis, free_port, redis_server_binary
 from producers.pipeline import build_pipeline
 from producers.webhook import create_webhook_app
 from tests.fakecrm import wait_for
 from tests.faults.faultkit import META_PREFIX, WorkerProcess, base_env, figure, received_ids
 from tests.producers.conftest import variant, write_config
+from tests.scaleout.sentinelkit import SentinelSet, post_until_accepted
 
-MASTER = "cl-master"
 EVENTS = 60
 KILL_AFTER = 20
 # Redis replicates asynchronously: a job pushed, popped or acknowledged in the last moment
@@ -47,72 +45,6 @@ MAX_LOST_TO_REPLICATION = 1
 VISIBILITY_TIMEOUT_S = 5
 
 
-class SentinelSet:
-    """A master, a replica and three sentinels, all on 127.0.0.1."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.master = EmbeddedRedis()
-        self.replica = EmbeddedRedis(extra=[])
-        self.ports = [free_port() for _ in range(3)]
-        self.sentinels: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> SentinelSet:
-        self.master.start()
-        self.replica.extra = ["--replicaof", "127.0.0.1", str(self.master.port)]
-        self.replica.start()
-        for port in self.ports:
-            conf = self.tmp / f"sentinel-{port}.conf"
-            conf.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {self.tmp}\n"
-                f"sentinel monitor {MASTER} 127.0.0.1 {self.master.port} 2\n"
-                f"sentinel down-after-milliseconds {MASTER} 1000\n"
-                f"sentinel failover-timeout {MASTER} 10000\n"
-                f"sentinel parallel-syncs {MASTER} 1\n"
-            )
-            self.sentinels.append(
-                subprocess.Popen(
-                    [redis_server_binary(), str(conf), "--sentinel"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        assert wait_for(self.ready, 30), "the sentinels never saw the replica and each other"
-        return self
-
-    def sentinel(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_timeout=1, decode_responses=True)
-
-    def ready(self) -> bool:
-        """The replica is in sync with the master and every sentinel knows the others."""
-        try:
-            with redis.Redis(port=self.replica.port, socket_timeout=1) as replica:
-                if replica.info("replication").get("master_link_status") != "up":
-                    return False
-            for port in self.ports:
-                with self.sentinel(port) as s:
-                    if len(s.sentinel_slaves(MASTER)) < 1 or len(s.sentinel_sentinels(MASTER)) < 2:
-                        return False
-            return True
-        except redis.RedisError:
-            return False
-
-    def master_port(self) -> int:
-        with self.sentinel(self.ports[0]) as s:
-            return int(s.sentinel_get_master_addr_by_name(MASTER)[1])
-
-    def url(self, db: int) -> str:
-        first, *rest = (f"sentinel://127.0.0.1:{p}" for p in self.ports)
-        return ";".join([f"{first}/{db}", *rest]) + f"?master_name={MASTER}"
-
-    def stop(self) -> None:
-        for proc in self.sentinels:
-            proc.kill()
-            proc.wait(10)
-        self.master.cleanup()
-        self.replica.cleanup()
-
-
 @pytest.fixture
 def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
     group = SentinelSet(tmp_path).start()
@@ -120,21 +52,6 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
         yield group
     finally:
         group.stop()
-
-
-def post_until_accepted(web: Any, event: dict[str, Any], deadline_s: float = 60) -> int:
-    """POST like RingCentral: redeliver on 503 until accepted; the number of 503s."""
-    refused = 0
-    deadline = time.monotonic() + deadline_s
-    while True:
-        response = web.post("/webhook/ringcentral", json=event)
-        if response.status_code == 200:
-            assert response.get_json()["actions"] == ["enqueued"], response.get_json()
-            return refused
-        assert response.status_code == 503, (response.status_code, response.get_data())
-        refused += 1
-        assert time.monotonic() < deadline, "never accepted after the failover"
-        time.sleep(0.1)  # RingCentral's redelivery interval, shortened
 
 
 def test_workers_and_webhook_follow_a_sentinel_failover(

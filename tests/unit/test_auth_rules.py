@@ -34,6 +34,8 @@ OAUTH = {"auth": "oauth2", "client_id_env": "ID", "client_secret_env": "SECRET"}
         ({"crm": "clio", **OAUTH, "token_env": "T"}, "token_env is for auth = \"token\""),
         ({"crm": "clio", "client_id_env": "I"}, "need auth = \"oauth2\" or \"jwt-bearer\""),
         ({"crm": "clio", **OAUTH, "token_url": "ftp://x"}, "token_url must be an http(s) URL"),
+        ({"crm": "clio", **OAUTH, "authorize_url": "x/y"}, "authorize_url must be an http(s) URL"),
+        ({"crm": "clio", "authorize_url": "https://x/a"}, "need auth = \"oauth2\""),
         ({"crm": "clio", **OAUTH, "scopes": 3}, "scopes must be a string or a list"),
         ({"crm": "salesforce", "auth": "jwt-bearer", "client_id_env": "I", "username": "u"},
          "one of private_key_file or private_key_env"),

@@ -249,12 +249,15 @@ def test_compose_refuses_an_empty_secret_or_config_dir(var: str) -> None:
 
 def test_the_sentinel_example_names_valid_sentinel_urls() -> None:
     from contact_lookup.redis_urls import parse_sentinel
+    from contact_lookup.settings import with_password
 
     text = (ROOT / "examples" / "docker-compose.sentinel.yml").read_text()
     example = yaml.safe_load(text.replace("${REDIS_PASSWORD:?set REDIS_PASSWORD}", "pw"))
     env = example["services"]["webhook"]["environment"]
     for name in ("BROKER_URL", "RESULT_BACKEND", "STATE_URL"):
-        parsed = parse_sentinel(env[name], name)
-        assert parsed.master_name == "cl-master" and parsed.password == "pw"
+        assert parse_sentinel(env[name], name).password is None  # REDIS_PASSWORD goes alone
+        # ... and the services insert it, percent-encoded, on the first part
+        parsed = parse_sentinel(with_password(env[name], "p/w#@:"), name)
+        assert parsed.master_name == "cl-master" and parsed.password == "p/w#@:"
         assert len(parsed.sentinels) == 3
     assert "--maxmemory-policy noeviction" in example["services"]["redis-replica"]["command"]

@@ -8,7 +8,9 @@ Redis and the CRM simulator only through its veth, at ``Hosts.gateway``; ``cut(i
 its link down (a host cut off), ``restore(i)`` brings it back. Everything is removed on exit.
 
 Needs root and iproute2 (``ip netns``), as CI has; ``available()`` says whether it can run.
-Traffic stays on addresses created here.
+Traffic stays on addresses created here. ``bridge_redis`` is a private Redis the hosts reach
+over the bridge. Shared by the multi-host tests (tests/scaleout/test_hosts.py) and the
+several-hosts benchmark (bench/hosts_bench.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import os
 import shutil
 import subprocess
 from types import TracebackType
+
+from localredis import EmbeddedRedis
+
+SKIP_REASON = "needs root and ip netns"
 
 
 def ip(*args: str) -> None:
@@ -90,3 +96,11 @@ class Hosts:
         tb: TracebackType | None,
     ) -> None:
         self.remove()
+
+
+def bridge_redis(hosts: Hosts) -> EmbeddedRedis:
+    """A private Redis (started) on loopback and on the bridge: what every host reaches, at
+    ``redis://<hosts.gateway>:<port>``. ``cleanup()`` stops it and removes its files."""
+    server = EmbeddedRedis(extra=["--bind", "127.0.0.1", hosts.gateway, "--protected-mode", "no"])
+    server.start()
+    return server
