@@ -313,7 +313,7 @@ def cmd_auth_status(args: argparse.Namespace) -> int:
     from contact_lookup.auth import flows
 
     runtime = _auth_runtime()
-    for line in flows.status(runtime.tokens, runtime.config, args.connection):
+    for line in flows.status(lambda: runtime.tokens, runtime.config, args.connection):
         print(json.dumps(line), flush=True)
     return 0
 

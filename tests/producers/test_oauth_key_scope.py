@@ -56,3 +56,17 @@ def test_an_oauth_lookup_still_names_the_missing_key(with_oauth: Path, capsys: C
     text = out + err
     assert code in (1, 2)
     assert "TOKEN_ENCRYPTION_KEY is not set" in text, text
+
+
+def test_auth_status_without_oauth_connections_needs_no_key(
+    env: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It stopped with "TOKEN_ENCRYPTION_KEY is not set: OAuth connections need a Fernet key"
+    in a file that has none; README: one JSON line per connection."""
+    monkeypatch.delenv("TOKEN_ENCRYPTION_KEY", raising=False)
+    assert main(["auth", "status"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(s["connection"], s["auth"], s["state"]) for s in lines] == [
+        ("demo", "token", "valid"),
+        ("sales", "token", "valid"),
+    ]
