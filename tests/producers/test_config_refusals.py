@@ -137,6 +137,15 @@ def test_the_worker_refuses_a_bad_file_or_setting_before_it_starts(
     assert "Traceback" not in done.stderr
 
 
+def test_the_worker_refuses_an_unknown_option_in_one_line(pr_url: str, tmp_path: Path) -> None:
+    """Celery's option parser runs with click's standalone mode off: an unknown option was
+    click's NoSuchOption traceback (exit 1) instead of its one-line usage error."""
+    good = write_config(tmp_path, 'default = "demo"\n')
+    done = start(["worker", "--bogus-opt"], pr_url, CONTACT_LOOKUP_CONFIG=str(good))
+    assert done.returncode == 2
+    assert done.stderr == "contact-lookup worker: No such option '--bogus-opt'.\n", done.stderr
+
+
 def test_the_webhook_refuses_a_bad_file_before_it_serves(pr_url: str, tmp_path: Path) -> None:
     config = write_config(tmp_path, 'default = "demo"\n')
     config.write_text(config.read_text() + '\n[extentions]\ndefault = "demo"\n')
