@@ -146,6 +146,16 @@ def test_the_worker_refuses_an_unknown_option_in_one_line(pr_url: str, tmp_path:
     assert done.stderr == "contact-lookup worker: No such option '--bogus-opt'.\n", done.stderr
 
 
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_the_webhook_refuses_a_port_out_of_range(pr_url: str, tmp_path: Path, port: str) -> None:
+    """`--port 99999` reached gunicorn's bind(): an OverflowError traceback."""
+    good = write_config(tmp_path, 'default = "demo"\n')
+    done = start(["webhook", "--port", port], pr_url, CONTACT_LOOKUP_CONFIG=str(good))
+    assert done.returncode == 2
+    assert f"argument --port: {port} is not a TCP port (1-65535)" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_the_webhook_refuses_a_bad_file_before_it_serves(pr_url: str, tmp_path: Path) -> None:
     config = write_config(tmp_path, 'default = "demo"\n')
     config.write_text(config.read_text() + '\n[extentions]\ndefault = "demo"\n')
