@@ -348,12 +348,18 @@ def cmd_auth_connect(args: argparse.Namespace) -> int:
 
     if args.listen:
         host, _, port = args.listen.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise UsageError("--listen must be HOST:PORT, e.g. 127.0.0.1:8765")
         redirect_uri = f"http://{host}:{port}/callback"
 
         def get_redirect(url: str, _redirect: str) -> str:
-            return flows.listen_for_redirect(host, int(port), args.timeout, lambda _: show(url))
+            try:
+                return flows.listen_for_redirect(
+                    host, int(port), args.timeout, lambda _: show(url)
+                )
+            except OSError as exc:  # in use, or not an address of this machine
+                why = exc.strerror or type(exc).__name__
+                raise UsageError(f"--listen {args.listen}: cannot listen there ({why})") from None
     else:
         redirect_uri = args.redirect_uri
 
