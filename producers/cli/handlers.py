@@ -354,9 +354,7 @@ def cmd_auth_connect(args: argparse.Namespace) -> int:
 
         def get_redirect(url: str, _redirect: str) -> str:
             try:
-                return flows.listen_for_redirect(
-                    host, int(port), args.timeout, lambda _: show(url)
-                )
+                return flows.listen_for_redirect(host, int(port), args.timeout, lambda _: show(url))
             except OSError as exc:  # in use, or not an address of this machine
                 why = exc.strerror or type(exc).__name__
                 raise UsageError(f"--listen {args.listen}: cannot listen there ({why})") from None
