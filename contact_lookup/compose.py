@@ -39,11 +39,12 @@ log = logging.getLogger(__name__)
 NON_EVICTING = "noeviction"
 
 
-def load_checked_config(path: str) -> Config:
+def load_checked_config(path: str, settings: Settings | None = None) -> Config:
     """The connections file, parsed and checked against every connector's declared options.
 
     Every command loads the file through here, so a typo or a bad option stops it at once
-    with ``ConfigError`` naming the table and key, never at the first lookup.
+    with ``ConfigError`` naming the table and key, never at the first lookup. With
+    ``settings``, also the limits between the file and the environment (``check_settle``).
     """
     config = load_config(path)
     try:
@@ -54,7 +55,21 @@ def load_checked_config(path: str) -> Config:
         raise ConfigError(f"connections file {path!r}: {exc.message}", hint=exc.hint) from None
     # Every secret the file names is redacted from logs, traces and stored exception text.
     PROCESS.add(*Redactor.from_env(secret_names(config.connections.values())).secrets)
+    if settings is not None:
+        check_settle(config, settings)
     return config
+
+
+def check_settle(config: Config, settings: Settings) -> None:
+    """``[telephony] settle_seconds`` is a countdown every call log waits: like a retry's, it
+    must stay below VISIBILITY_TIMEOUT, or the Redis transport delivers the waiting job again
+    before it is due (contact_lookup.settings)."""
+    if config.settle_seconds >= settings.visibility_timeout_s:
+        raise ConfigError(
+            f"connections file {settings.config_path!r}: [telephony] settle_seconds="
+            f"{config.settle_seconds:g} must be below VISIBILITY_TIMEOUT="
+            f"{settings.visibility_timeout_s:g} s (a call log waits that long on a worker)"
+        )
 
 
 def check_state_redis(client: redis.Redis, url: str) -> str:
@@ -88,7 +103,7 @@ class Runtime:
 
     @cached_property
     def config(self) -> Config:
-        return load_checked_config(self.settings.config_path)
+        return load_checked_config(self.settings.config_path, self.settings)
 
     @cached_property
     def cache_redis(self) -> redis.Redis:

@@ -16,7 +16,8 @@ Rules:
   (``to``) when Outbound and the connection has ``outbound_pop``; Disconnected -> a
   ``call_log`` candidate, unless its reason passes the call on (transfers, pickups, parks,
   queue legs); Gone passes the call on too. The pipeline sends one call log per call, for the
-  party ``producers.telephony.decide`` names once every party has ended.
+  party ``producers.telephony.decide`` names once every party has ended, under the settle
+  window's supersede rule (``contact_lookup.core.supersede``).
 - Instant SMS (``.../message-store/instant?type=SMS``) and fax (``.../fax``): ``message_log``
   for the other party: ``from`` when Inbound (the default), else the ``to[]`` entry with
   ``target: true``, else the first. Pager and VoiceMail are not logged. Message-store change
@@ -73,6 +74,9 @@ class Job:
     rc_extension: str | None = None
     telephony_session_id: str | None = None
     message_type: str | None = None  # SMS or Fax, for message_log
+    # Call logs: (supersedeKey, decisionVersion, what was decided) and the settle countdown.
+    supersede: tuple[str, int, str] | None = None
+    countdown_s: float | None = None
 
     def call_pop(self) -> dict[str, Any] | None:
         """The ``callPop`` task argument: where the worker publishes the answer."""

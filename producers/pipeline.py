@@ -14,9 +14,13 @@ One ``EventPipeline`` serves the webhook, ``replay`` and the demo. Its Redis is 
    that party, the party has not answered and the call has not ended. One per (session,
    party): its once-key (SET NX, TTL).
 4. A call log goes out once per call, whatever the order its events came in: when every party
-   seen has ended, ``producers.telephony.decide`` names the one own party it is for, and the
-   session's once-key (SET NX) makes it one. The event that ends the call sends it, even when
-   that event is about another party (its line then names the logged party's number).
+   seen has ended, ``producers.telephony.decide`` names the one own party it is for. The
+   decision (or "the call is open") is recorded under the settle window's supersede rule
+   (``contact_lookup.core.supersede``, versioned by ``decision_version``): a new decision is
+   sent with the countdown ``[telephony] settle_seconds`` and the token ``supersedeKey`` /
+   ``decisionVersion``, and the worker runs only the newest one. The event that ends the call
+   sends it, even when that event is about another party (its line then names the logged
+   party's number).
 5. Messages: one message log per message (once-key per message id).
 
 Then a call pop whose answer is cached is published at once (``answered-from-cache``: one
@@ -32,7 +36,7 @@ import logging
 import time
 import uuid as uuidlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -40,13 +44,13 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from contact_lookup import metrics
-from contact_lookup.core import callpop, keys
+from contact_lookup.core import callpop, keys, supersede
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.core.service import LookupService
 from contact_lookup.model.config import Config
 from contact_lookup.model.errors import ContactLookupError
-from producers.events import Job, Plan, Skip, Step, call_log_job, logged_key, plan
-from producers.telephony import Decision, SessionView, decide
+from producers.events import Job, Plan, Skip, Step, call_log_job, plan
+from producers.telephony import Decision, SessionView, decide, decision_version
 from tasks.enqueue import enqueue
 
 log = logging.getLogger(__name__)
@@ -239,7 +243,7 @@ class EventPipeline:
         outcomes: list[Outcome] = []
         to_run: list[tuple[int, Job]] = []
         winner = decision.party
-        winner_in_event = False
+        winner_step: int | None = None
         for step in p.steps:
             fields = _step_fields(step)
             job = step.outcome
@@ -250,7 +254,6 @@ class EventPipeline:
                 reason = self._pop_blocked(p, step, newest, view, decision)
             elif job.purpose == "call_log" and p.session:
                 is_winner = winner is not None and winner.party_id == step.party_id
-                winner_in_event = winner_in_event or is_winner
                 if not decision.ended:
                     reason = f"call log waits for the call to end ({decision.why})"
                 elif winner is None:
@@ -261,12 +264,8 @@ class EventPipeline:
                         f"({winner.party_id}): this party passed the call on"
                     )
                 else:
-                    logged = call_log_job(p.session, winner.call_log)
-                    if isinstance(logged, Skip):
-                        reason = logged.reason if self._claim(logged_key(p.session)) else None
-                        reason = reason or "already done: this call's call log was decided"
-                    else:
-                        job = logged
+                    winner_step = len(outcomes)
+                    reason = "decided below"  # replaced by _settle's outcome
             if reason is None and isinstance(job, Job) and not self._claim(job.once_key):
                 what = {
                     "call_pop": "a call pop for this party of the session",
@@ -280,9 +279,14 @@ class EventPipeline:
                 assert isinstance(job, Job)
                 outcomes.append(Outcome(p.uuid, "enqueued", **fields))
                 to_run.append((len(outcomes) - 1, job))
-        if p.session and decision.ended and winner is not None and not winner_in_event:
-            logged = call_log_job(p.session, winner.call_log)
-            if isinstance(logged, Job) and self._claim(logged.once_key):
+        if p.session:
+            settled = self._settle(p.session, view, decision)
+            if winner_step is not None:
+                outcomes[winner_step] = self._settled_outcome(p, settled, outcomes[winner_step])
+                if isinstance(settled[1], Job):
+                    to_run.append((winner_step, settled[1]))
+            elif isinstance(settled[1], Job):
+                logged = settled[1]
                 outcomes.append(
                     Outcome(
                         p.uuid, "enqueued", purpose="call_log", phone_number=logged.phone_number
@@ -290,6 +294,55 @@ class EventPipeline:
                 )
                 to_run.append((len(outcomes) - 1, logged))
         return outcomes, to_run
+
+    def _settle(
+        self, session: str, view: SessionView, decision: Decision
+    ) -> tuple[str, Job | Skip | None, int]:
+        """Record this event's decision for the call under the supersede rule
+        (``contact_lookup.core.supersede``): (verdict, the call-log job to send when the
+        verdict is 'new' and it names a party with a job, else the skip or None, version).
+        An open call is recorded too, so that a decision taken while the call seemed over is
+        superseded when it goes on."""
+        version = decision_version(view)
+        logged: Job | Skip | None = None
+        if not decision.ended:
+            decided = ""
+        elif decision.party is None:
+            decided = "none"
+        else:
+            logged = call_log_job(session, decision.party.call_log)
+            decided = ("" if isinstance(logged, Job) else "none:") + decision.party.party_id
+        key = supersede.key(session)
+        verdict = supersede.record(self.state, key, version, decided, self.dedupe_ttl_s)
+        if isinstance(logged, Job):
+            if verdict != "new":
+                return verdict, None, version
+            countdown = self.config.settle_seconds
+            logged = replace(
+                logged, supersede=(key, version, decided), countdown_s=countdown or None
+            )
+        return verdict, logged, version
+
+    @staticmethod
+    def _settled_outcome(
+        p: Plan, settled: tuple[str, Job | Skip | None, int], outcome: Outcome
+    ) -> Outcome:
+        verdict, logged, version = settled
+        if isinstance(logged, Job):
+            return replace(outcome, action="enqueued", reason=None)
+        if isinstance(logged, Skip) and verdict == "new":
+            return replace(outcome, reason=logged.reason)
+        why = {
+            "same": "already done: a call log for this call was already sent for this same "
+            "decision",
+            "ran": "already done: a call log for this call already ran; later events do not "
+            "change it",
+        }.get(
+            verdict,
+            "already done: a call log for this call was already decided, from this state or "
+            f"a newer one (decision version {version})",
+        )
+        return replace(outcome, reason=why)
 
     @staticmethod
     def _pop_blocked(
@@ -347,23 +400,32 @@ class EventPipeline:
                 metrics.observe_call_pop("cached", time.monotonic() - started)
                 metrics.count_lookup(job.purpose, job.connection, cached)
                 return Outcome(uuid, "answered-from-cache", result=cached, **fields)
-        task_id = (
-            str(uuidlib.uuid5(_TASK_NAMESPACE, job.once_key))
-            if job.once_key
-            else str(uuidlib.uuid4())
+        once = job.once_key
+        if once and job.supersede:  # one task per decision of the call
+            once = f"{once}#{job.supersede[1]}"
+        task_id = str(uuidlib.uuid5(_TASK_NAMESPACE, once)) if once else str(uuidlib.uuid4())
+        enqueue(
+            self.app,
+            job.connection,
+            query,
+            call_pop=job.call_pop(),
+            task_id=task_id,
+            supersede=job.supersede[:2] if job.supersede else None,
+            countdown_s=job.countdown_s,
         )
-        enqueue(self.app, job.connection, query, call_pop=job.call_pop(), task_id=task_id)
         return Outcome(uuid, "enqueued", task_id=task_id, **fields)
 
     def _release(self, p: Plan, unsent: list[Job]) -> None:
         """Forget this delivery and the once-keys of its unsent jobs, so a redelivery runs."""
-        names = [j.once_key for j in unsent if j.once_key]
+        names = [j.once_key for j in unsent if j.once_key and not j.supersede]
         if p.uuid:
             names.append(keys.delivery(p.uuid))
-        if not names:
-            return
         try:
-            self.state.delete(*names)
+            for job in unsent:
+                if job.supersede:
+                    supersede.release(self.state, *job.supersede)
+            if names:
+                self.state.delete(*names)
         except redis.RedisError:
             log.error(
                 "delivery %s: could not release its dedupe keys; a redelivery will be "

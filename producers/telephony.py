@@ -28,25 +28,31 @@ id. A routing leg is a party that passes the call on rather than talking:
 - its extension is listed in ``[telephony] routing_extensions`` (IVR menus and call queues:
   RingCentral extension types IvrMenu and Department), or
 - it ended with a pass-on reason (``REASONS``) or the status Gone, or
-- it is an Inbound party that ended with no reason, never answered, and whose Disconnected
-  says ``missedCall: false``: nobody talked on it and RingCentral says nobody missed the call
-  there ("missedCall: If 'True' means the call was missed by the party", RingCentral's
-  Account/Extension Telephony Sessions Event reference, ringcentral-api-docs
-  ``docs/notifications/event-filters/account-telephony-sessions.md``). That is how an IVR
-  menu's party ends in RingCentral's captured stream
-  (``tests/fixtures/ringcentral/inbound-pstn-ivr-to-user.jsonl``: ``Setup`` then
-  ``Disconnected``, no ``Proceeding``, no reason, ``missedCall: false``). It holds in any
-  order, including when that Disconnected arrives before the next party was ever seen. Unless
-  the call ended with it: a far end (a party without the subscriber's extension) that ended in
-  the same or the adjacent notification by ``sequence`` makes it a candidate, as a party that
-  talked but whose Answered was never received (the call's early events lost) ends exactly
-  like this. So a call abandoned in the IVR menu is logged for the menu's extension unless
-  ``routing_extensions`` lists it; or
 - it ended with no reason without ever answering, and another own party joined the session
-  after it (a later ``sequence``): the call went on from it (for bodies without
-  ``missedCall``).
+  after it (a later first ``sequence``): the call went on from it, as from an IVR menu's party
+  (``tests/fixtures/ringcentral/inbound-pstn-ivr-to-user.jsonl``: ``Setup`` then
+  ``Disconnected`` at 5, no reason, the user's party from 6); or
+- it is an Inbound party that ended with no reason, never answered, says ``missedCall:
+  false`` ("missedCall: If 'True' means the call was missed by the party", RingCentral's
+  Account/Extension Telephony Sessions Event reference, ringcentral-api-docs
+  ``docs/notifications/event-filters/account-telephony-sessions.md``), and a far end (a party
+  without the subscriber's extension) ended more than one notification after it: the call
+  went on without it (the capture: the IVR menu 5, the PSTN caller 12). A far end that ended
+  in the same or the adjacent notification ended the call with it.
+
+Such a party with no evidence that the call went on is a candidate: a party whose Answered
+was lost ends exactly like an IVR menu's, and an extension-level subscription never sees the
+far end. The settle window (``[telephony] settle_seconds``, ``contact_lookup.core.supersede``)
+makes that safe: the decision is published with a countdown and a ``decision_version``; when
+the user's party appears within the window, the call reopens and the early decision for the
+IVR menu is superseded before it runs. An IVR menu's party whose successor is never seen
+within the window is logged unless ``routing_extensions`` lists it.
 
 A call that reached only recognised legs gets no call log.
+
+``decision_version`` numbers the session state a decision was taken from: it grows with
+every change the pipeline's merge makes to the state, so of two decisions the newer state's
+wins (the supersede rule, ``contact_lookup.core.supersede``).
 """
 
 from __future__ import annotations
@@ -283,10 +289,12 @@ def _is_leg(p: PartyRecord, own: list[PartyRecord], view: SessionView) -> bool:
         return True
     if code_rule(p.code) is not CodeRule.ENDED:
         return True
-    if p.reason is None and p.party_id not in view.answered and is_routing_end(p):
-        # An IVR menu's end, unless the call ended with it: a far end that ended in the same
-        # or an adjacent notification (a talking party whose Answered never came).
-        return not _ended_with_far_end(p, view)
+    unanswered = p.reason is None and p.party_id not in view.answered
+    if unanswered and is_routing_end(p) and _far_end_ended_later(p, view):
+        # An IVR menu's end: the far end went on after it. Without that evidence it is a
+        # candidate (a talking party whose Answered was lost ends the same way), superseded
+        # within the settle window if the call goes on to another own party.
+        return True
     if p.reason is None and p.party_id not in view.answered and p.sequence is not None:
         # An IVR menu's party: ends with no reason, never answered, and the call goes on to
         # another own party that first appears after it ended.
@@ -298,17 +306,17 @@ def _is_leg(p: PartyRecord, own: list[PartyRecord], view: SessionView) -> bool:
     return False
 
 
-def _ended_with_far_end(p: PartyRecord, view: SessionView) -> bool:
-    """A party other than the subscriber's ended in the same notification as ``p`` or the one
-    next to it by ``sequence`` (the captures: the user's Disconnected 11, the PSTN caller's
-    12; the IVR menu's 5, the caller's 12)."""
+def _far_end_ended_later(p: PartyRecord, view: SessionView) -> bool:
+    """A party other than the subscriber's ended more than one notification after ``p`` by
+    ``sequence``: the call went on without ``p`` (the captures: the IVR menu's Disconnected 5,
+    the PSTN caller's 12; the user's 11 and the caller's 12 end the call together)."""
     if p.sequence is None:
         return False
     return any(
         not q.own
         and code_rule(q.code) in TERMINAL
         and q.sequence is not None
-        and abs(q.sequence - p.sequence) <= 1
+        and q.sequence - p.sequence > 1
         for q in view.parties.values()
     )
 
@@ -318,3 +326,23 @@ def is_routing_end(p: PartyRecord) -> bool:
     With no reason and no answer seen, it is a routing leg (IVR menu, queue): see the module
     docstring."""
     return p.direction == "Inbound" and p.missed is False and code_rule(p.code) is CodeRule.ENDED
+
+
+# Above any real sequence: a party's first sequence counts as (_FIRST_BASE - first), which
+# grows when an older event of the party arrives late.
+_FIRST_BASE = 1_000_000
+
+
+def decision_version(view: SessionView) -> int:
+    """A number that grows strictly with every change the pipeline's merge can make to a
+    session: a new party, a newer ``sequence`` for a party, an older first ``sequence``, a
+    party seen talking or seen as own. Equal states give equal numbers (any process), so the
+    decision of a newer state always carries a higher version. (A record replaced by an event
+    without ``sequence`` does not change it: such bodies are not versioned.)"""
+    total = 0
+    for party in view.parties.values():
+        total += 1 + (party.sequence or 0) + (1 if party.own else 0)
+        first = view.first_sequence.get(party.party_id)
+        if first is not None:
+            total += max(0, _FIRST_BASE - first)
+    return total + len(view.answered)

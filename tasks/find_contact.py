@@ -33,7 +33,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from contact_lookup.core import callpop
+from contact_lookup.core import callpop, supersede
 from contact_lookup.core.ratelimit import limit_for
 from contact_lookup.core.request import LookupRequest
 from contact_lookup.model import contact
@@ -53,7 +53,9 @@ log = logging.getLogger(__name__)
 
 _BOOLS = ("isExtension", "isForceRefreshAccountData", "debug")
 _STRINGS = ("overridingFormat", "resolve", "rcExtensionId")
+_SUPERSEDE = ("supersedeKey", "decisionVersion")  # a call log's settle window
 KWARGS = {"connection", "phoneNumber", "purpose", *_BOOLS, *_STRINGS, "callPop", "retryState"}
+KWARGS |= set(_SUPERSEDE)
 
 
 def parse_kwargs(kwargs: dict[str, Any]) -> tuple[str, LookupRequest, dict[str, Any] | None]:
@@ -135,6 +137,10 @@ def find_contact(self: Task, **kwargs: Any) -> dict[str, Any]:
     if earlier is not None:
         log.info("find_contact %s: already done, returning the stored result", self.request.id)
         return earlier
+    dropped = supersede.dropped_result(runtime_for(self.app).state_redis, kwargs)
+    if dropped is not None:  # a newer decision for the same call replaced this job
+        log.info("find_contact %s: superseded by a newer decision, not run", self.request.id)
+        return dropped
     try:
         state = _retry_state(kwargs)
         conn, query, pop = parse_kwargs(kwargs)

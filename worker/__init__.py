@@ -28,7 +28,7 @@ def _app() -> ContactLookupCelery:
     # Registers the connections file's secrets with the log redactor before any task runs; a
     # bad file is reported by the first lookup as a failed result naming the problem.
     with contextlib.suppress(ConfigError):
-        load_checked_config(settings.config_path)
+        load_checked_config(settings.config_path, settings)
     strip_celery_cli_urls(os.environ, settings)
     app = create_app(settings)
     app.set_current()

@@ -137,7 +137,7 @@ def lines(settings: Settings, *, probe: bool = True) -> Iterator[Line]:
 
     config = None
     try:
-        config = load_checked_config(settings.config_path)
+        config = load_checked_config(settings.config_path, settings)
         count = len(config.connections)
         yield Line(True, "connections file", f"{settings.config_path}: {count} connection(s)")
     except ConfigError as exc:

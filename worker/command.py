@@ -80,7 +80,7 @@ def run(celery_args: list[str]) -> int:
     from worker import app
 
     try:
-        load_checked_config(app.settings.config_path)
+        load_checked_config(app.settings.config_path, app.settings)
     except ConfigError as exc:
         raise SystemExit(f"contact-lookup: {exc}") from None
     if bind is not None:

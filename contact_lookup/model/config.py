@@ -141,6 +141,11 @@ class Connection:
         return self.env_secret(var, key, env)
 
 
+# The settle window's default and bound, in seconds (README "Event rules").
+DEFAULT_SETTLE_S = 10.0
+MAX_SETTLE_S = 300.0
+
+
 @dataclass(frozen=True)
 class Config:
     connections: Mapping[str, Connection]
@@ -149,6 +154,10 @@ class Config:
     # RingCentral extension ids of IVR menus and call queues: their parties pass a call on
     # and never get its call log ([telephony] routing_extensions).
     routing_extensions: frozenset[str] = frozenset()
+    # The settle window ([telephony] settle_seconds): a call log waits this long after the
+    # call first appears ended, and a later event that changes whose call log it is
+    # supersedes it (README "Event rules", contact_lookup.core.supersede).
+    settle_seconds: float = DEFAULT_SETTLE_S
 
     def connection(self, name: str) -> Connection:
         try:
@@ -318,7 +327,7 @@ def parse_rate_limit(text: str, name: str = "?") -> tuple[int, float]:
 
 
 TABLES = ("connections", "extensions", "telephony")
-TELEPHONY_KEYS = ("routing_extensions",)
+TELEPHONY_KEYS = ("routing_extensions", "settle_seconds")
 
 
 def _unknown(where: str, key: str, valid: tuple[str, ...] | list[str]) -> ConfigError:
@@ -368,11 +377,22 @@ def parse_config(data: Mapping[str, Any], base_dir: Path, path: Path | None = No
             f"{where}: [telephony] routing_extensions must be a list of RingCentral "
             'extension ids, e.g. ["62242421016"]'
         )
+    settle = telephony.get("settle_seconds", DEFAULT_SETTLE_S)
+    if (
+        isinstance(settle, bool)
+        or not isinstance(settle, int | float)
+        or not 0 <= settle <= MAX_SETTLE_S
+    ):
+        raise ConfigError(
+            f"{where}: [telephony] settle_seconds must be a number of seconds from 0 to "
+            f"{MAX_SETTLE_S:g} (got {settle!r}); it must also stay below VISIBILITY_TIMEOUT"
+        )
     return Config(
         connections=connections,
         extensions={str(k): str(v) for k, v in extensions.items()},
         path=path,
         routing_extensions=frozenset(str(x) for x in routing),
+        settle_seconds=float(settle),
     )
 
 

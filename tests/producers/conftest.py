@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 
+from contact_lookup.core import supersede
 from producers.cli import main
 from tasks.celery_app import ContactLookupCelery, create_app
 from tests.conftest import AMQP_BROKER_URL, EXAMPLES, ROOT, flushed_db, settings_for
@@ -81,10 +82,14 @@ def client(pr_url: str) -> Iterator[redis.Redis]:
     c.close()
 
 
-def write_config(directory: Path, extensions: str) -> Path:
+def write_config(directory: Path, extensions: str, telephony: str = "settle_seconds = 0\n") -> Path:
+    """The test connections file. ``telephony``: its ``[telephony]`` table; by default no
+    settle countdown, so a call log is on its queue at once (on RabbitMQ a countdown is a
+    delayed delivery, not on the queue) and the tests apply the supersede rule to the queued
+    jobs (``executed``) instead of waiting the window."""
     shutil.copy(EXAMPLES / "contacts.json", directory / "contacts.json")
     path = directory / "cl.toml"
-    path.write_text(CONNECTIONS + "\n[extensions]\n" + extensions)
+    path.write_text(CONNECTIONS + "\n[extensions]\n" + extensions + "\n[telephony]\n" + telephony)
     return path
 
 
@@ -166,6 +171,20 @@ def amqp_queued(url: str, queue: str) -> list[dict[str, Any]]:
             return []
         channel.close()
     return out
+
+
+def executed(state: redis.Redis, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The jobs a worker would run: those the supersede rule does not drop (a call log whose
+    ``decisionVersion`` is no longer the newest for its ``supersedeKey``), evaluated on the
+    queued jobs instead of waiting for the settle window (contact_lookup.core.supersede)."""
+    return [
+        j
+        for j in jobs
+        if supersede.superseded(
+            state, j["kwargs"].get("supersedeKey"), j["kwargs"].get("decisionVersion")
+        )
+        is None
+    ]
 
 
 def all_queued(client: redis.Redis) -> dict[str, list[dict[str, Any]]]:

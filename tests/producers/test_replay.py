@@ -99,12 +99,16 @@ def test_a_call_answered_then_ended_is_logged_once(
     assert "status Answered" in lines[1]["reason"]
     log = only(queued(client, "call_log"))
     assert log["id"] == lines[2]["taskId"] and log["expires"] is None
+    token = {k: log["kwargs"].pop(k) for k in ("supersedeKey", "decisionVersion")}
     assert log["kwargs"] == {
         "connection": "demo",
         "phoneNumber": "+14155550100",
         "purpose": "call_log",
         "rcExtensionId": DEMO_EXT,  # the logged party: its own CRM grant, if it has one
     }
+    # the settle window's supersede token (README "Event rules")
+    assert token["supersedeKey"].endswith(":once:call_log:s-a0d7d55c1e8b4N18f2a1c3d7e9A0001")
+    assert isinstance(token["decisionVersion"], int)
 
 
 @pytest.mark.parametrize(

@@ -136,13 +136,16 @@ def test_an_unanswered_leg_followed_by_another_own_party_is_an_ivr_leg() -> None
     assert decide(view(routing)).party is None
 
 
-def test_an_inbound_party_ended_unanswered_and_not_missed_is_a_leg_on_its_own() -> None:
+def test_an_inbound_party_ended_unanswered_and_not_missed_is_a_leg_when_the_call_went_on() -> None:
     """RingCentral's event reference: ``missedCall`` "If 'True' means the call was missed by
     the party". The capture's IVR party ends Disconnected, no reason, never answered,
-    ``missedCall: false``: a leg even when it is the only own party seen so far (its
-    Disconnected came before the user's party), so nothing is logged until the user's
-    party ends. A missed call (``missedCall: true``), an unanswered outbound call and a body
-    without ``missedCall`` stay candidates."""
+    ``missedCall: false``: a leg once the call is seen going on without it (a far end that
+    ended more than one notification later, or another own party that joined after it). Seen
+    alone, it ends exactly like a party whose Answered was lost (an extension-level
+    subscription never sees the far end): a candidate, whose early decision the settle window
+    supersedes when the user's party appears (test_settle_window.py). A missed call
+    (``missedCall: true``), an unanswered outbound call and a body without ``missedCall``
+    stay candidates."""
     log = {"connection": "c", "phoneNumber": "+14155550100", "isExtension": False}
 
     def ended(pid: str, seq: int, direction: str, missed: bool | None) -> PartyRecord:
@@ -150,15 +153,16 @@ def test_an_inbound_party_ended_unanswered_and_not_missed_is_a_leg_on_its_own() 
 
     remote = party("remote", "Disconnected", 12, own=False)
     ivr = ended("ivr", 5, "Inbound", False)
-    for seen in ((ivr,), (ivr, remote)):
-        early = decide(view(*seen))
-        assert early.ended and early.party is None, early
+    assert decide(view(ivr)).party == ivr  # alone: a lost Answered looks the same
+    went_on = decide(view(ivr, remote))
+    assert went_on.ended and went_on.party is None, went_on
     # The call ended with it (the far end's end is the same or the next notification): a
     # party that talked but whose Answered was never received.
     for far_end in (5, 6, 4):
         lost = decide(view(ivr, party("remote", "Disconnected", far_end, own=False)))
         assert lost.party == ivr, far_end
     user = ended("user", 11, "Inbound", False)
+    assert decide(view(ivr, user)).party == user  # the call went on to the user
     assert decide(view(ivr, remote, user, answered=("user",))).party == user
     for candidate in (
         ended("missed", 5, "Inbound", True),
