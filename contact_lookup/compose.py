@@ -9,6 +9,7 @@ connector or the registry: it receives a ``ConnectorSource``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -18,12 +19,14 @@ from contact_lookup.auth import vendors
 from contact_lookup.auth.crypto import TokenCipher
 from contact_lookup.auth.manager import TokenManager
 from contact_lookup.auth.store import TokenStore
+from contact_lookup.connectors.base import CredentialSource
 from contact_lookup.connectors.registry import ConnectorFactory, validate_config
 from contact_lookup.core.cache import ContactCache
 from contact_lookup.core.coalesce import Coalescer
 from contact_lookup.core.ratelimit import RateLimiter
 from contact_lookup.core.service import LookupService
-from contact_lookup.model.config import Config, load_config
+from contact_lookup.model.config import Config, Connection, load_config
+from contact_lookup.model.credential import Credential
 from contact_lookup.model.errors import ConfigError
 from contact_lookup.model.redaction import PROCESS, Redactor, redact_url, secret_names
 from contact_lookup.redis_urls import redis_client
@@ -145,7 +148,7 @@ class Runtime:
         uses_store = any(c.uses_token_store for c in self.config.connections.values())
         return ConnectorFactory(
             timeout_s=self.settings.http_timeout_s,
-            credentials=self.tokens if uses_store else None,
+            credentials=_OnFirstUse(lambda: self.tokens) if uses_store else None,
         )
 
     @cached_property
@@ -157,3 +160,20 @@ class Runtime:
             limiter=RateLimiter(self.state_redis),
             coalescer=Coalescer(self.state_redis),
         )
+
+
+class _OnFirstUse:
+    """The token manager, made when an OAuth connection first needs a credential: a process
+    that never builds one (the webhook, replay, relookup, a lookup of a ``token_env``
+    connection) runs without TOKEN_ENCRYPTION_KEY; one that does gets its ConfigError then."""
+
+    def __init__(self, make: Callable[[], CredentialSource]) -> None:
+        self._make = make
+
+    def get(self, connection: Connection, user: str | None = None) -> Credential:
+        return self._make().get(connection, user)
+
+    def renew(
+        self, connection: Connection, rejected: str | None, user: str | None = None
+    ) -> Credential:
+        return self._make().renew(connection, rejected, user)

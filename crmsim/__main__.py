@@ -18,13 +18,20 @@ def simulator_class(crm: str) -> type:
     return cls
 
 
+DEFAULT_TOKEN = "sim-token"
+
+
 def main(argv: list[str] | None = None) -> int:
     vendors = [*VENDORS, *NOT_BUILT_IN]
     p = argparse.ArgumentParser(prog="python -m crmsim", description=__doc__)
     p.add_argument("crm", choices=vendors)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--contacts", default="examples/contacts.json")
-    p.add_argument("--token", default="sim-token", help="the credential the simulator accepts")
+    p.add_argument(
+        "--token",
+        default=DEFAULT_TOKEN,
+        help=f"the credential the simulator accepts (default {DEFAULT_TOKEN})",
+    )
     p.add_argument("--rate-limit", default=None, help="REQUESTS/SECONDS, e.g. 50/60")
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to each response")
     p.add_argument(
@@ -50,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         oauth = enable(sim, lifetime_s=args.oauth_lifetime, rotate=args.oauth_rotate)
         table, env = oauth.connection(), oauth.env()
     else:
-        table, env = sim.connection(), {key: "<the --token value>" for key in sim.env()}
+        # The default is no secret (it is in --help); a token given on the command line is
+        # not echoed back.
+        shown = DEFAULT_TOKEN if args.token == DEFAULT_TOKEN else "<the --token value>"
+        table, env = sim.connection(), {key: shown for key in sim.env()}
     print(f"{args.crm} simulator on {sim.url}; connection table:", flush=True)
     for key, value in table.items():
         print(f"  {key} = {value!r}")

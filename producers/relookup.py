@@ -501,7 +501,7 @@ def _to_look_up(
         except InvalidInput:
             continue
         numbers.add(prepared.number)
-        terms = len(prepared.terms)
+        terms = max(terms, len(prepared.terms))  # "at most": the number with the most
     return len(numbers - set(done.values())), terms
 
 

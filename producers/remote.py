@@ -35,15 +35,23 @@ def lookup_remote(
     settings: Settings, connection: str, query: LookupRequest, timeout_s: float
 ) -> dict[str, Any]:
     app = create_app(settings)
+    # A result backend that is down would fail inside send_task only after Celery's
+    # reconnects (about 20 s), as a RuntimeError; asked first, it fails at once
+    # (redis.RedisError, one line from the command).
+    try:
+        app.backend.client.ping()
+    except BaseException:
+        app.close()
+        raise
     try:
         pending = enqueue(app, connection, query)
     except OperationalError:
-        return contact.failure(
-            CRMUnavailable(
-                f"The broker at {redact_url(settings.broker_url)} is unreachable; "
-                "the lookup was not queued."
-            )
+        unreachable = CRMUnavailable(
+            f"The broker at {redact_url(settings.broker_url)} is unreachable; "
+            "the lookup was not queued."
         )
+        unreachable.hint = "Start it (or fix BROKER_URL), then try again."  # not the CRM's
+        return contact.failure(unreachable)
     try:
         result: dict[str, Any] = pending.get(timeout=timeout_s, propagate=True)
         return result

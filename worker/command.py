@@ -12,6 +12,8 @@ multiprocess mode.
 
 from __future__ import annotations
 
+import sys
+
 DEFAULTS = [
     "--pool",
     "threads",
@@ -87,5 +89,11 @@ def run(celery_args: list[str]) -> int:
         from contact_lookup import metrics
 
         start_http_server(bind[1], addr=bind[0], registry=metrics.registry())
-    app.worker_main(worker_argv(celery_args))
+    import click
+
+    try:
+        app.worker_main(worker_argv(celery_args))
+    except click.ClickException as exc:  # Celery parses with click's standalone mode off
+        print(f"contact-lookup worker: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
     return 0

@@ -92,15 +92,7 @@ def status_of(
         out["extension"] = user
     record = manager.store.load(connection.name, user) if connection.uses_token_store else None
     if record is None:
-        state = "missing" if connection.uses_token_store else "valid"
-        return {
-            **out,
-            "state": state,
-            "expiresAt": None,
-            "lastRefreshAt": None,
-            "refreshCount": 0,
-            "lastError": None,
-        }
+        return _without_record(connection, user)
     if record.state == "revoked":
         state = "revoked"
     elif record.refresh_due(time.time(), manager.margin_s):
@@ -117,17 +109,41 @@ def status_of(
     }
 
 
+def _without_record(connection: Connection, user: str | None = None) -> dict[str, Any]:
+    """A ``token_env`` connection (``valid``: its key does not expire) or an OAuth grant
+    with nothing stored (``missing``)."""
+    out: dict[str, Any] = {"connection": connection.name, "auth": connection.auth}
+    if user:
+        out["extension"] = user
+    return {
+        **out,
+        "state": "missing" if connection.uses_token_store else "valid",
+        "expiresAt": None,
+        "lastRefreshAt": None,
+        "refreshCount": 0,
+        "lastError": None,
+    }
+
+
 def status(
-    manager: TokenManager, config: Config, name: str | None = None
+    manager: TokenManager | Callable[[], TokenManager], config: Config, name: str | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Every connection's status (and each extension's own grant), or one connection's."""
+    """Every connection's status (and each extension's own grant), or one connection's.
+
+    ``manager`` may be a callable that makes it, called at the first OAuth connection: a
+    file of ``token_env`` connections only is shown without TOKEN_ENCRYPTION_KEY."""
+    make = manager if not isinstance(manager, TokenManager) else (lambda: manager)
+    made: TokenManager | None = None
     names = [config.connection(name).name] if name else sorted(config.connections)
     for n in names:
         connection = config.connections[n]
-        yield status_of(manager, connection)
-        if connection.uses_token_store:
-            for user in sorted(manager.store.users(n)):
-                yield status_of(manager, connection, user)
+        if not connection.uses_token_store:
+            yield _without_record(connection)
+            continue
+        made = made or make()
+        yield status_of(made, connection)
+        for user in sorted(made.store.users(n)):
+            yield status_of(made, connection, user)
 
 
 def revoke(manager: TokenManager, connection: Connection, user: str | None = None) -> bool:

@@ -13,12 +13,14 @@ import email.utils
 import json
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
 from contact_lookup import metrics
 from contact_lookup.connectors.base import Connector
+from contact_lookup.model.config import Connection
 from contact_lookup.model.errors import (
     AuthRejected,
     BadQuery,
@@ -78,6 +80,24 @@ def read_rate_limit(
 
 class HttpConnector(Connector):
     """A connector over a REST API at ``connection.base_url``, authenticated by its secret."""
+
+    @classmethod
+    def check_connection(cls, connection: Connection) -> None:
+        """At load, not at the first lookup: a missing ``token_env`` or ``base_url``, and a
+        ``base_url`` requests cannot send to (no scheme: every lookup would be retried as
+        "the CRM could not be reached")."""
+        where = f"connection {connection.name!r}: crm {connection.crm}"
+        if not connection.uses_token_store and not connection.token_env:
+            raise ConfigError(f"{where} needs token_env (the variable holding its token)")
+        url = connection.base_url
+        if not url:
+            raise ConfigError(f"{where} needs base_url")
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise ConfigError(
+                f"connection {connection.name!r}: base_url {url!r} must start with https:// "
+                "(or http://) and name a host"
+            )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -80,6 +80,7 @@ class RestConnector(HttpConnector):
     @classmethod
     def check_connection(cls, connection: Connection) -> None:
         """Load-time validation of the template (ConfigError naming the key and expression)."""
+        super().check_connection(connection)
         parse_template(connection.name, connection.options)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
+
 from contact_lookup.model.errors import ConfigError
 
 RESOLVERS = ("earliest-created", "most-recent-activity", "first-alphabetical")
@@ -215,7 +217,7 @@ def _connection(name: str, table: Mapping[str, Any], base_dir: Path) -> Connecti
         crm=crm,
         rc_account=str(rc_account),
         formats=_typed(name, table, "formats", str, ""),
-        region=_typed(name, table, "region", str, "US").upper(),
+        region=_region(name, table),
         resolve=resolve,
         create_option=_typed(name, table, "create_option", bool, False),
         extension_lookup=_typed(name, table, "extension_lookup", bool, False),
@@ -230,6 +232,24 @@ def _connection(name: str, table: Mapping[str, Any], base_dir: Path) -> Connecti
         max_concurrency=max_concurrency,
         **auth,
         options={k: v for k, v in table.items() if k not in COMMON_KEYS},
+    )
+
+
+def _region(name: str, table: Mapping[str, Any]) -> str:
+    """The connection's region: a CLDR region code the phone library knows ("US", "GB").
+
+    Checked at load: an unknown code ("USA", "UK") would make every number written without
+    a country code invalid, lookup after lookup, with nothing pointing at the file.
+    """
+    region = _typed(name, table, "region", str, "US").upper()
+    if region in phonenumbers.SUPPORTED_REGIONS:
+        return region
+    known = sorted(phonenumbers.SUPPORTED_REGIONS)
+    close = ["GB"] if region == "UK" else difflib.get_close_matches(region, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(
+        f"connection {name!r}: region {region!r} is not a region code{hint} "
+        "(two letters, ISO 3166-1 alpha-2, as the phone library uses)"
     )
 
 

@@ -37,20 +37,35 @@ def _query(args: argparse.Namespace) -> LookupRequest:
     )
 
 
+def _unreachable(exc: redis.RedisError) -> str:
+    """'Redis is unreachable (ConnectionError: Error 111 connecting to HOST:PORT. ...)':
+    redis-py's text names the host and port, never the password; redacted all the same."""
+    from contact_lookup.model.redaction import PROCESS
+
+    detail = " ".join(str(exc).split())
+    return PROCESS(f"Redis is unreachable ({type(exc).__name__}: {detail})")
+
+
 def cmd_lookup(args: argparse.Namespace) -> int:
     from contact_lookup.compose import Runtime
 
+    if not args.timeout > 0:  # NaN too: the wait would blame the workers for it
+        raise UsageError("--timeout must be a number of seconds above 0")
     runtime = Runtime(Settings.from_env())
     conn = runtime.config.connection(args.connection)  # unknown connection: exit 2
     query = _query(args)
-    if args.local:
-        # Only this process needs the secret; a remote lookup's worker reads its own.
-        runtime.connectors.check(conn)
-        result = runtime.service.find_contact(args.connection, query)
-    else:
-        from producers.remote import lookup_remote
+    try:
+        if args.local:
+            # Only this process needs the secret; a remote lookup's worker reads its own.
+            runtime.connectors.check(conn)
+            result = runtime.service.find_contact(args.connection, query)
+        else:
+            from producers.remote import lookup_remote
 
-        result = lookup_remote(runtime.settings, args.connection, query, args.timeout)
+            result = lookup_remote(runtime.settings, args.connection, query, args.timeout)
+    except redis.RedisError as exc:  # the cache, state or result backend Redis: one line
+        print(f"contact-lookup: lookup: {_unreachable(exc)}", file=sys.stderr)
+        return 1
     print(json.dumps(result, indent=2))
     return 0 if result.get("successful") else 1
 
@@ -298,7 +313,7 @@ def cmd_auth_status(args: argparse.Namespace) -> int:
     from contact_lookup.auth import flows
 
     runtime = _auth_runtime()
-    for line in flows.status(runtime.tokens, runtime.config, args.connection):
+    for line in flows.status(lambda: runtime.tokens, runtime.config, args.connection):
         print(json.dumps(line), flush=True)
     return 0
 
@@ -333,12 +348,16 @@ def cmd_auth_connect(args: argparse.Namespace) -> int:
 
     if args.listen:
         host, _, port = args.listen.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise UsageError("--listen must be HOST:PORT, e.g. 127.0.0.1:8765")
         redirect_uri = f"http://{host}:{port}/callback"
 
         def get_redirect(url: str, _redirect: str) -> str:
-            return flows.listen_for_redirect(host, int(port), args.timeout, lambda _: show(url))
+            try:
+                return flows.listen_for_redirect(host, int(port), args.timeout, lambda _: show(url))
+            except OSError as exc:  # in use, or not an address of this machine
+                why = exc.strerror or type(exc).__name__
+                raise UsageError(f"--listen {args.listen}: cannot listen there ({why})") from None
     else:
         redirect_uri = args.redirect_uri
 

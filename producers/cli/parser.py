@@ -15,6 +15,17 @@ from producers.demo import EXAMPLES
 from worker.command import __doc__ as WORKER_DOC
 
 
+def _port(text: str) -> int:
+    """A TCP port for ``webhook --port``: out of range, gunicorn's bind() raised a traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="contact-lookup", description="Find the CRM contacts behind a phone number."
@@ -57,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve POST /webhook/ringcentral and GET /healthz.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn processes (default 2)")
     p.add_argument("--threads", type=int, default=8, help="threads per process (default 8)")
     p.set_defaults(handler=h.cmd_webhook)

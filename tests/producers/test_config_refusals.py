@@ -50,6 +50,26 @@ BAD_FILES = [
         CONNECTIONS.replace("outbound_pop = true", 'outbound_pop = true\nrate_limit = "5/0"'),
         "connection 'sales': rate_limit '5/0' is impossible",
     ),
+    # Found trying the product as a newcomer: each of these was accepted at start-up and
+    # then failed every lookup (a refused number, a retried "CRM could not be reached").
+    (
+        CONNECTIONS.replace('region = "US"', 'region = "USA"'),
+        "connection 'demo': region 'USA' is not a region code; did you mean 'US'?",
+    ),
+    (
+        CONNECTIONS + '\n[connections.clio]\ncrm = "clio"\nbase_url = "https://app.clio.com"\n',
+        "connection 'clio': crm clio needs token_env",
+    ),
+    (
+        CONNECTIONS + '\n[connections.clio]\ncrm = "clio"\ntoken_env = "CLIO_TOKEN"\n',
+        "connection 'clio': crm clio needs base_url",
+    ),
+    (
+        CONNECTIONS
+        + '\n[connections.clio]\ncrm = "clio"\nbase_url = "app.clio.com"\n'
+        + 'token_env = "CLIO_TOKEN"\n',
+        "connection 'clio': base_url 'app.clio.com' must start with https:// (or http://)",
+    ),
 ]
 
 
@@ -117,6 +137,25 @@ def test_the_worker_refuses_a_bad_file_or_setting_before_it_starts(
     assert "Traceback" not in done.stderr
 
 
+def test_the_worker_refuses_an_unknown_option_in_one_line(pr_url: str, tmp_path: Path) -> None:
+    """Celery's option parser runs with click's standalone mode off: an unknown option was
+    click's NoSuchOption traceback (exit 1) instead of its one-line usage error."""
+    good = write_config(tmp_path, 'default = "demo"\n')
+    done = start(["worker", "--bogus-opt"], pr_url, CONTACT_LOOKUP_CONFIG=str(good))
+    assert done.returncode == 2
+    assert done.stderr == "contact-lookup worker: No such option '--bogus-opt'.\n", done.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_the_webhook_refuses_a_port_out_of_range(pr_url: str, tmp_path: Path, port: str) -> None:
+    """`--port 99999` reached gunicorn's bind(): an OverflowError traceback."""
+    good = write_config(tmp_path, 'default = "demo"\n')
+    done = start(["webhook", "--port", port], pr_url, CONTACT_LOOKUP_CONFIG=str(good))
+    assert done.returncode == 2
+    assert f"argument --port: {port} is not a TCP port (1-65535)" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_the_webhook_refuses_a_bad_file_before_it_serves(pr_url: str, tmp_path: Path) -> None:
     config = write_config(tmp_path, 'default = "demo"\n')
     config.write_text(config.read_text() + '\n[extentions]\ndefault = "demo"\n')
@@ -124,3 +163,13 @@ def test_the_webhook_refuses_a_bad_file_before_it_serves(pr_url: str, tmp_path: 
     assert done.returncode == 2
     assert "unknown key 'extentions'; did you mean 'extensions'?" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
+def test_lookup_refuses_a_timeout_that_cannot_wait(env: Path, capsys: Capsys, timeout: str) -> None:
+    """`--timeout 0` (or -1) was taken, and the answer blamed the workers: "No worker answered
+    within -1 s. Is a worker consuming the 'call_pop' queue?"."""
+    args = ["lookup", "+14155550100", "--connection", "demo", "--timeout", timeout]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err == "contact-lookup: --timeout must be a number of seconds above 0\n", err

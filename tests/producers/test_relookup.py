@@ -217,3 +217,17 @@ def test_replay_wait_without_a_worker_times_out_once(
     messages = [x["result"]["returnMessage"]["message"] for x in lines]
     assert "No worker answered within 0.5 s" in messages[0]
     assert messages[1].startswith("Not waited for")
+
+
+def test_the_estimate_counts_the_most_searches_a_number_takes(env: Path) -> None:
+    """It counted the last number's searches: a file ending in a Mexican mobile (one search,
+    the formats do not fit it) said "at most 3 CRM requests (1 per number)" for numbers
+    that take E.164 + 2 formats each."""
+    from contact_lookup.compose import Runtime
+    from contact_lookup.settings import Settings
+    from producers.relookup import _to_look_up
+
+    service = Runtime(Settings.from_env()).service
+    rows = [(1, "+14155550100", "number"), (2, "+14155550123", "number")]
+    rows.append((3, "+5215555550142", "number"))
+    assert _to_look_up(service, "demo", rows, {}) == (3, 3)

@@ -155,3 +155,30 @@ def test_metrics_port_option() -> None:
     assert split_metrics_port(["-c", "4"]) == (None, ["-c", "4"])
     with pytest.raises(ConfigError):
         split_metrics_port(["--metrics-port", "nope"])
+
+
+@pytest.mark.parametrize("seconds", [0.00331, 0.0125, 1.23456])
+def test_the_access_line_keeps_its_status_and_duration(
+    seconds: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gunicorn's access line goes through the number masking like every line: its status
+    and duration must not read as a phone number. "200 12.50" (7 digits) did, from 10 ms up,
+    and the line said "POST /webhook/ringcentral ***1250 ms"."""
+    import datetime
+    import io
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from producers.gunicorn_logs import ServiceLogger
+
+    monkeypatch.setenv("LOG_FORMAT", "text")
+    logger = ServiceLogger(Config())
+    out = io.StringIO()
+    logger.access_log.handlers[0].setStream(out)  # type: ignore[attr-defined]
+    req = SimpleNamespace(method="POST", path="/webhook/ringcentral")
+    resp = SimpleNamespace(status_code=200)
+    logger.access(resp, req, {}, datetime.timedelta(seconds=seconds))
+    line = out.getvalue()
+    assert f"POST /webhook/ringcentral 200 in {seconds * 1000:.2f} ms" in line, line
+    assert "***" not in line

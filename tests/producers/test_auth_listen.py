@@ -1,0 +1,60 @@
+"""`auth connect NAME --listen HOST:PORT` where it cannot listen: one line, exit 2.
+
+Found trying the product as a newcomer: a port already in use (another listener, a second
+`connect`) was an OSError traceback, and a port above 65535 an OverflowError traceback.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from producers.cli import main
+
+Capsys = pytest.CaptureFixture[str]
+
+OAUTH = """
+[connections.hs]
+crm = "hubspot"
+base_url = "http://127.0.0.1:9"
+auth = "oauth2"
+client_id_env = "HS_ID_FOR_TEST"
+client_secret_env = "HS_SECRET_FOR_TEST"
+"""
+
+
+@pytest.fixture
+def oauth_env(env: Path, config_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    text = config_path.read_text().replace("[extensions]", OAUTH + "\n[extensions]")
+    config_path.write_text(text)
+    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("HS_ID_FOR_TEST", "id")
+    monkeypatch.setenv("HS_SECRET_FOR_TEST", "secret")
+    return config_path
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def test_a_port_in_use_is_one_line(oauth_env: Path, busy_port: int, capsys: Capsys) -> None:
+    code = main(["auth", "connect", "hs", "--listen", f"127.0.0.1:{busy_port}", "--timeout", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"contact-lookup: --listen 127.0.0.1:{busy_port}: cannot listen"), err
+    assert err.count("\n") == 1, err
+
+
+def test_a_port_out_of_range_is_one_line(oauth_env: Path, capsys: Capsys) -> None:
+    code = main(["auth", "connect", "hs", "--listen", "127.0.0.1:99999", "--timeout", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == "contact-lookup: --listen must be HOST:PORT, e.g. 127.0.0.1:8765\n", err
