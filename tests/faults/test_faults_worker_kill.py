@@ -80,7 +80,8 @@ def test_a_worker_killed_mid_batch_loses_no_job(
 ) -> None:
     toml = tmp_path / "cl.toml"
     with FakeCRM(CONTACTS, token="kill-test-token", latency_s=FAST_S) as crm:
-        toml.write_text(fake_toml(crm))
+        # the settle window stays below the short visibility timeout, as start-up requires
+        toml.write_text(fake_toml(crm) + "\n[telephony]\nsettle_seconds = 1\n")
         settings = Settings(
             redis_url=faults_url,
             broker_url=faults_url,

@@ -73,6 +73,8 @@ class Cluster:
             f'token_env = "{crm.token_env}"',
             'rc_account = "111"',
             *(f'{k} = "{v}"' for k, v in conn.items()),
+            "[telephony]",  # the settle window below the short visibility timeout
+            "settle_seconds = 1",
         ]
         toml.write_text("\n".join(lines) + "\n")
         self.client = redis.Redis(port=broker.port)

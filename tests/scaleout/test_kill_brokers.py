@@ -94,7 +94,8 @@ def run_kills(
     rng = random.Random(seed)
     toml = tmp_path / "cl.toml"
     with FakeCRM(CONTACTS, token="kill-brokers-token", latency_s=CRM_LATENCY_S) as crm:
-        toml.write_text(fake_toml(crm))
+        # the settle window stays below the short visibility timeout, as start-up requires
+        toml.write_text(fake_toml(crm) + "\n[telephony]\nsettle_seconds = 1\n")
         settings = Settings(
             redis_url=faults_url,
             broker_url=broker_url,
