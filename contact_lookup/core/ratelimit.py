@@ -226,7 +226,8 @@ return {1, '0', used, followed}
 
 # KEYS: vendor. ARGV: now ("" = TIME), remaining ("" = not said), reset (epoch s), amount
 # ("" = not said), ttl_ms. Within a live window the count is never loosened by a response
-# (requests in flight are not in the vendor's figure yet); a new window takes the figure.
+# (requests in flight are not in the vendor's figure yet); a new window (a response naming a
+# reset more than 0.5 s after the stored one) takes the figure.
 _FOLLOW = (
     _NOW
     + """
@@ -245,7 +246,12 @@ elseif creset and reset > creset + 0.5 then
   redis.call('HSET', KEYS[1], 'span', tostring(reset - creset))
 end
 if rem then
-  if crem and creset and creset > now and crem < rem then rem = crem end
+  -- Our count is kept only for the window it counts: a response naming a later reset is
+  -- about the vendor's next window, whose remaining replaces ours (carrying our count into
+  -- it would hold every worker, call pops included, off until that reset for nothing).
+  if crem and creset and creset > now and crem < rem and reset <= creset + 0.5 then
+    rem = crem
+  end
   redis.call('HSET', KEYS[1], 'remaining', tostring(rem), 'reset', tostring(reset))
 end
 if amount then redis.call('HSET', KEYS[1], 'amount', tostring(amount)) end
