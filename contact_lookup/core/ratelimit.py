@@ -36,7 +36,9 @@ burst through and then refill, the log never admits more than ``requests`` in AN
   ``follow``), a second count runs beside the log: at most ``remaining`` more tokens until
   ``reset``, and a new vendor window starts from the vendor's ``amount``. Whichever of the
   log and this count is tighter wins, so a CRM announcing 3 per 4 s is never sent a burst at
-  the configured 50 per minute after each of its resets.
+  the configured 50 per minute after each of its resets. The reserve holds here too: other
+  purposes leave the reserve's share of the vendor's amount for call pops (a batch that
+  drained the vendor's count would otherwise defer call pops until the vendor's reset).
 - **Keys** (contact_lookup/core/keys.py): ``rate_bucket`` (the log), ``rate_block`` and
   ``rate_vendor``, each with a TTL, so an idle connection leaves nothing behind.
 
@@ -159,7 +161,8 @@ end
 """
 
 # KEYS: log, block, vendor. ARGV: now ("" = the server's TIME), hold_s, capacity, tokens,
-# member id, window_s (the length assumed for a vendor window until a response names its reset).
+# member id, window_s (the length assumed for a vendor window until a response names its reset),
+# the reserve's share of a budget that this purpose must leave (0 for call pops).
 # Returns {granted 0/1, wait_s as a string (Lua numbers become integers in replies), used,
 # 1 when the vendor's figures are followed (its hash exists), else 0}.
 _ADMIT = """
@@ -185,7 +188,11 @@ if vreset and vreset <= now then
   local span = math.min(tonumber(v[4]) or tonumber(ARGV[6]), tonumber(ARGV[6]))
   if vamount then vrem = vamount; vreset = now + span else vrem = nil end
 end
-if vrem and vreset and vrem < math.min(tokens, vamount or tokens) then
+-- The call-pop reserve holds in the vendor's count too: other purposes leave the reserve's
+-- share of the vendor's amount (ARGV[7]: 0 for call pops) untouched until its reset.
+local vkeep = 0
+if vamount then vkeep = math.ceil(vamount * tonumber(ARGV[7]) - 1e-9) end
+if vrem and vreset and vrem - vkeep < math.min(tokens, (vamount or tokens) - vkeep) then
   if vreset - now > wait then wait = vreset - now end
 end
 local followed = (v[1] or v[2] or v[3] or v[4]) and 1 or 0
@@ -201,7 +208,7 @@ end
 _ACQUIRE = _NOW + _ADMIT + "return {1, '0', used, followed}\n"
 
 # The coalescing election and the acquire in one script (core/guard.py): KEYS and ARGV of
-# _ACQUIRE, then KEYS[4] the coalescing lock, ARGV[7] this lookup's token, ARGV[8] the lock's
+# _ACQUIRE, then KEYS[4] the coalescing lock, ARGV[8] this lookup's token, ARGV[9] the lock's
 # TTL (ms). A lock already held returns {2, its token}: a follower, who takes no tokens. Else
 # _ACQUIRE's answer, and the lock is taken only when the tokens are (a deferred lookup leads
 # nobody: whoever comes next tries for itself).
@@ -212,14 +219,15 @@ local leader = redis.call('GET', KEYS[4])
 if leader then return {2, leader} end
 """
     + _ADMIT
-    + """redis.call('SET', KEYS[4], ARGV[7], 'PX', ARGV[8])
+    + """redis.call('SET', KEYS[4], ARGV[8], 'PX', ARGV[9])
 return {1, '0', used, followed}
 """
 )
 
 # KEYS: vendor. ARGV: now ("" = TIME), remaining ("" = not said), reset (epoch s), amount
 # ("" = not said), ttl_ms. Within a live window the count is never loosened by a response
-# (requests in flight are not in the vendor's figure yet); a new window takes the figure.
+# (requests in flight are not in the vendor's figure yet); a new window (a response naming a
+# reset more than 0.5 s after the stored one) takes the figure.
 _FOLLOW = (
     _NOW
     + """
@@ -238,7 +246,12 @@ elseif creset and reset > creset + 0.5 then
   redis.call('HSET', KEYS[1], 'span', tostring(reset - creset))
 end
 if rem then
-  if crem and creset and creset > now and crem < rem then rem = crem end
+  -- Our count is kept only for the window it counts: a response naming a later reset is
+  -- about the vendor's next window, whose remaining replaces ours (carrying our count into
+  -- it would hold every worker, call pops included, off until that reset for nothing).
+  if crem and creset and creset > now and crem < rem and reset <= creset + 0.5 then
+    rem = crem
+  end
   redis.call('HSET', KEYS[1], 'remaining', tostring(rem), 'reset', tostring(reset))
 end
 if amount then redis.call('HSET', KEYS[1], 'amount', tostring(amount)) end
@@ -326,6 +339,7 @@ class RateLimiter:
             tokens,
             uuid.uuid4().hex,
             repr(limit.window_s),
+            repr(0.0 if priority else limit.reserve / limit.requests),
         ]
         if lead is None:
             reply: Any = self._acquire(keys=names, args=args)

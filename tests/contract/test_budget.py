@@ -139,3 +139,27 @@ def test_our_own_deferral_does_not_hold_every_worker_off(
         svc.lookup(CONNECTION, LookupRequest("+14155550000"))  # 6 requests, 5 tokens
     assert info.value.status_code is None and h.vendor.rate_limited == 0
     assert not [k for k in redis_db.keys("*") if k.endswith(b":block")]
+
+
+def test_the_call_pop_reserve_holds_in_the_vendors_count(
+    make_harness: Make, redis_db: redis.Redis
+) -> None:
+    """A batch following the vendor's announced count leaves the reserve's share of it to
+    call pops: with Clio announcing 10 requests per window and the default 20% reserve,
+    re-lookups stop with 2 of the vendor's 10 left, and a call pop still gets one of them
+    at once (bench 5: a batch that drained the vendor's count deferred call pops to its
+    reset)."""
+    h = make_harness("clio")
+    h.vendor.set_rate_limit((10, 30.0))
+    svc = service(h, redis_db, rate_limit="100/30")  # our own log is never the tighter one
+    relookups = 0
+    with pytest.raises(RateLimited) as info:
+        for i in range(20):
+            svc.lookup(CONNECTION, LookupRequest(f"+1415555{1000 + i:04d}", purpose="relookup"))
+            relookups += 1
+    assert relookups == 8  # one request each: 10 announced, 2 kept for call pops
+    assert info.value.retry_after_s is not None and 20 < info.value.retry_after_s <= 31
+    sent = h.vendor.requests
+    pop = svc.lookup(CONNECTION, LookupRequest("+14155550200", purpose="call_pop"))
+    assert pop["successful"] and h.vendor.requests == sent + 1
+    assert h.vendor.rate_limited == 0
