@@ -41,6 +41,14 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
         )
     if scheme == "sentinel":
         parse_sentinel(value, name)  # ConfigError naming the variable when incomplete
+    if scheme in ("redis", "rediss"):
+        # redis-py would silently use database 0 for a path it cannot read
+        db = urlsplit(value).path.strip("/")
+        if db and not (db.isascii() and db.isdigit()):
+            raise ConfigError(
+                f"{name}={redact_url(value)!r}: the database (the URL's path) must be a number "
+                f"such as /0, not {db!r}"
+            )
     return value
 
 

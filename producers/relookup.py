@@ -22,7 +22,8 @@ or one deferred by the rate limit (RETRY, with its wake-up time) is progressing;
 stops only when no job finished or changed state for ``--timeout`` seconds (after a deferred
 job's wake-up time). It never revokes a finished job; on stop, Ctrl-C or ``--cancel OUT``
 (from another shell) it revokes its jobs still queued, writes what finished, and prints the
-summary of the whole ``--out`` file and the command that resumes the batch.
+summary of the whole ``--out`` file and the command that resumes the batch. ``--cancel`` on a
+file no batch writes (none running, no job of one outstanding) changes nothing and says so.
 
 Before starting it prints an estimate from the connection's budget (``rate_limit``, less the
 call-pop reserve) and the CRM requests each number takes. Exit status: 0 when every row of
@@ -38,6 +39,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -387,15 +389,18 @@ def _wake_at(meta: dict[str, Any]) -> float:
     return 0.0
 
 
-def cancel(app: Celery, out_path: str) -> int:
+def cancel(app: Celery, out_path: str) -> int | None:
     """``relookup --cancel OUT``: stop the batch writing OUT and revoke its queued jobs.
 
     Returns how many jobs were revoked; finished ones are left alone (the batch writing OUT,
-    if it still runs, writes them before it stops)."""
+    if it still runs, writes them before it stops). None, having changed nothing, when no
+    batch writes OUT: none running (``keys.relookup_active``) and no job of one outstanding."""
     registry = os.path.abspath(out_path)
     client: redis.Redis = app.backend.client
-    client.set(keys.relookup_cancel(registry), "1", ex=CANCEL_TTL_S)
     members = client.smembers(keys.relookup_jobs(registry))
+    if not members and not client.exists(keys.relookup_active(registry)):
+        return None
+    client.set(keys.relookup_cancel(registry), "1", ex=CANCEL_TTL_S)
     ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
     backend = app.backend
     unfinished = []
@@ -438,8 +443,56 @@ def run(
     path = Path(out_path) if out_path else None
     done = done_lines(path) if path else {}
     registry = os.path.abspath(out_path) if out_path else None
-    if registry:
-        app.backend.client.delete(keys.relookup_cancel(registry))  # a new run of this batch
+    with _writing(app, registry):
+        return _run(
+            app,
+            service,
+            connection,
+            rows,
+            path,
+            done,
+            registry,
+            refresh=refresh,
+            window=window,
+            idle_timeout_s=idle_timeout_s,
+            budget_of=budget_of,
+            argv=argv,
+            err=err,
+        )
+
+
+@contextmanager
+def _writing(app: Celery, registry: str | None) -> Iterator[None]:
+    """While the batch writing ``registry`` (its --out path) runs, ``keys.relookup_active``
+    says so; a cancel left by an earlier run of it is forgotten."""
+    if registry is None:
+        yield
+        return
+    client: redis.Redis = app.backend.client
+    client.delete(keys.relookup_cancel(registry))  # a new run of this batch
+    client.set(keys.relookup_active(registry), "1", ex=JOBS_TTL_S)
+    try:
+        yield
+    finally:
+        client.delete(keys.relookup_active(registry))
+
+
+def _run(
+    app: Celery,
+    service: LookupService,
+    connection: str,
+    rows: list[tuple[int, str, str]],
+    path: Path | None,
+    done: dict[int, str],
+    registry: str | None,
+    *,
+    refresh: bool,
+    window: int,
+    idle_timeout_s: float,
+    budget_of: Callable[[int], Budget] | None,
+    argv: list[str] | None,
+    err: TextIO,
+) -> int:
     if budget_of is not None:
         todo, terms = _to_look_up(service, connection, rows, done)
         print(estimate_text(todo, budget_of(terms), connection), file=err)

@@ -38,7 +38,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from contact_lookup import metrics
 from contact_lookup.model.errors import ConfigError
-from contact_lookup.preflight import header_safe
+from contact_lookup.preflight import webhook_token_problem
 from contact_lookup.settings import Settings
 from producers import flower_events
 from producers.pipeline import EventPipeline, PipelineUnavailable
@@ -97,8 +97,9 @@ def create_webhook_app(producer: EventPipeline, settings: Settings) -> Flask:
     """The Flask app; ConfigError (naming the variable) for a secret unfit for a header."""
     app = Flask("contact_lookup.webhook")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    if settings.rc_verification_token:
-        header_safe("RC_VERIFICATION_TOKEN", settings.rc_verification_token)
+    problem = webhook_token_problem(settings.rc_verification_token)  # the rule `check` shares
+    if problem:
+        raise ConfigError(problem)
     token = settings.rc_verification_token.encode() if settings.rc_verification_token else None
     metrics_auth = _basic_auth(settings.metrics_basic_auth)
 

@@ -6,12 +6,18 @@ Items, in order (a failure does not stop the later ones):
 1. ``environment``: ``Settings.from_env`` (every variable of the README's table);
 2. ``connections file``: parsed and checked the way every command loads it
    (``contact_lookup.compose.load_checked_config``);
-3. ``secret <VAR>``: each connection's secrets set and fit for an HTTP header
-   (``contact_lookup.preflight``), named by variable, never shown;
+3. ``secret <VAR>``: each connection's secrets (``token_env``, an OAuth connection's
+   ``client_id_env`` / ``client_secret_env`` / ``private_key_env``, each ``*_env`` option)
+   set, not a placeholder and fit for an HTTP header (``contact_lookup.preflight``), named by
+   variable, never shown; then ``secret RC_VERIFICATION_TOKEN`` when it is set (the webhook
+   verifies deliveries with it only then), by the webhook's own start-up rule
+   (``preflight.webhook_token_problem``): not fatal to a worker, which never uses it;
 4. ``broker``, ``result backend``, ``cache``, ``state``: each answers a ping; for Redis the
    ``maxmemory-policy`` is shown, and must be ``noeviction`` for the broker, the result
    backend and the state role (an evicted job, result or limiter bucket is lost work; Redis
-   documentation, "Key eviction"). The cache may evict (``allkeys-lru`` recommended);
+   documentation, "Key eviction"). The cache may evict (``allkeys-lru`` recommended). A
+   database index the server does not have (``/99`` on a Redis with the default 16) is
+   named as such;
 5. ``connection <name>``: one search for a number no one has (``PROBE_NUMBER``, a fictional
    555-01xx number) against the CRM: ok when it answers, FAIL when it rejects the
    credentials or cannot be reached. A probe the CRM refuses as a query (HTTP 400) still
@@ -26,7 +32,10 @@ or refuses for another reason (a CRM briefly down must not stop the call pops of
 and any probe failure of an OAuth connection (``auth = "oauth2"``/``"jwt-bearer"``: its
 grants are made and renewed at run time, some per extension only). The probe builds its
 connector the way lookups do (``Runtime.connectors``: the token store for OAuth connections)
-and sends one request outside the shared rate-limit budget.
+and pays each request it sends from the connection's shared rate-limit budget
+(``RateLimiter``, with the priority of a batch job, so the call-pop reserve is left alone),
+as any lookup does; a budget used up right now skips the probe (ok, "not probed"), and
+the CRM's own "rate limited" holds every worker off as a lookup's would.
 """
 
 from __future__ import annotations
@@ -34,10 +43,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import redis
 
+from contact_lookup.connectors.base import UNMETERED, Connector
+from contact_lookup.core.guard import SharedBudget, crm_wait_s
+from contact_lookup.core.ratelimit import RateLimiter, limit_for
+from contact_lookup.model.config import Connection
 from contact_lookup.model.errors import (
     AuthRejected,
     BadQuery,
@@ -47,12 +61,16 @@ from contact_lookup.model.errors import (
     RateLimited,
 )
 from contact_lookup.model.redaction import redact_url
+from contact_lookup.redis_urls import redis_client
 from contact_lookup.settings import Settings
 
 # North American fictional range (NANPA: 555-0100 to 555-0199 are for fiction).
 PROBE_NUMBER = "+12025550147"
+T = TypeVar("T")
 MUST_NOT_EVICT = ("broker", "result backend", "state")
 _UNKNOWN_POLICY = "unknown (CONFIG GET refused)"
+# What Redis answers to SELECT of a database it does not have, and redis-py's own wording.
+_NO_SUCH_DB = ("DB index is out of range", "Invalid Database")
 
 
 @dataclass
@@ -66,18 +84,30 @@ class Line:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.item}: {self.detail}"
 
 
+def _db_of(url: str) -> str:
+    """The database index a Redis URL names (its path; a sentinel URL's first part)."""
+    return urlsplit(url.partition(";")[0]).path.strip("/") or "0"
+
+
 def redis_line(role: str, url: str) -> Line:
     shown = redact_url(url)
-    client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+    client = redis_client(url)
     try:
         client.ping()
         try:
             policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", "?"))
         except redis.ResponseError:  # CONFIG disabled (managed Redis)
             policy = _UNKNOWN_POLICY
-    except (redis.AuthenticationError, redis.ResponseError) as exc:  # it answered: refused us
-        return Line(False, role, f"{shown} refused the connection ({type(exc).__name__})")
-    except redis.RedisError as exc:  # no answer: may be starting
+    except redis.RedisError as exc:
+        if any(text in str(exc) for text in _NO_SUCH_DB):  # SELECT refused: it answered
+            return Line(
+                False,
+                role,
+                f"{shown}: database {_db_of(url)} does not exist on this server (Redis has "
+                "16, numbered 0-15, unless its `databases` setting says more); use one it has",
+            )
+        if isinstance(exc, redis.AuthenticationError | redis.ResponseError):  # refused us
+            return Line(False, role, f"{shown} refused the connection ({type(exc).__name__})")
         return Line(False, role, f"{shown} unreachable ({type(exc).__name__})", fatal=False)
     finally:
         client.close()
@@ -105,21 +135,75 @@ def broker_line(url: str) -> Line:
     return Line(True, "broker", f"{redact_url(url)} answers")
 
 
+class NotProbed(Exception):
+    """The probe sent nothing: its connection's shared rate budget is used up for now."""
+
+    def __init__(self, wait_s: float | None) -> None:
+        super().__init__(wait_s)
+        self.wait_s = wait_s
+
+
+def paid(
+    limiter: RateLimiter, connection: Connection, connector: Connector, send: Callable[[], T]
+) -> T:
+    """``send()`` (the probe's requests) with each request paid from ``connection``'s shared
+    budget, as a lookup's are (``core.guard.SharedBudget``), at a batch job's priority so the
+    call-pop reserve is left alone. ``NotProbed`` when the budget cannot pay the first
+    request; the CRM's own "rate limited" holds every worker off (``RateLimiter.hold_off``)."""
+    limit = limit_for(connection, connector.default_rate_limit)
+    if limit is None:  # not rate limited (json, a crm without a published limit)
+        return send()
+    budget = SharedBudget(limiter, connection, limit, priority=False)
+    connector.budget = budget
+    try:
+        return send()
+    except RateLimited as exc:
+        if exc.status_code is not None or exc.rate_limit is not None:  # the CRM said so
+            limiter.hold_off(connection, crm_wait_s(exc))
+            raise
+        if budget.paid == 0:
+            raise NotProbed(exc.retry_after_s) from None
+        raise  # a later request of the probe: the first was answered
+    finally:
+        connector.budget = UNMETERED
+
+
 def probe_line(name: str, search: Callable[[], object]) -> Line:
     item = f"connection {name}"
     try:
         search()
+    except NotProbed as exc:
+        wait = f" for {exc.wait_s:g} s" if exc.wait_s else ""
+        return Line(
+            True,
+            item,
+            f"not probed: its shared rate budget is used up{wait} (the probe is paid from it "
+            "like any request); lookups will show the credentials",
+        )
+    except redis.RedisError as exc:  # the state Redis holding the budget
+        return Line(
+            False,
+            item,
+            f"not probed: its rate budget's Redis is unreachable ({type(exc).__name__})",
+            False,
+        )
     except AuthRejected:
         return Line(False, item, "the CRM rejected the credentials: reconnect the CRM")
     except CRMUnavailable as exc:
         return Line(False, item, f"the CRM could not be reached: {exc.user_message()}", False)
-    except RateLimited:
+    except RateLimited as exc:
+        if exc.status_code is None and exc.rate_limit is None:  # our budget, after an answer
+            return Line(True, item, "the CRM answered a probe search")
         return Line(True, item, "credentials accepted (the CRM is rate limiting right now)")
     except BadQuery:
         return Line(True, item, "credentials accepted (the CRM refused the probe query)")
     except ContactLookupError as exc:
         return Line(False, item, exc.user_message(), fatal=False)
     return Line(True, item, "the CRM answered a probe search")
+
+
+def _probe_search(connector: Connector) -> Callable[[], object]:
+    return lambda: connector.search(PROBE_NUMBER)
 
 
 def environment() -> tuple[Settings | None, Line]:
@@ -133,7 +217,12 @@ def environment() -> tuple[Settings | None, Line]:
 def lines(settings: Settings, *, probe: bool = True) -> Iterator[Line]:
     """Every item after ``environment``, in order; ``probe=False`` skips the CRM probes."""
     from contact_lookup.compose import load_checked_config
-    from contact_lookup.preflight import secret_variables, variable_problem
+    from contact_lookup.preflight import (
+        WEBHOOK_TOKEN,
+        secret_variables,
+        variable_problem,
+        webhook_token_problem,
+    )
 
     config = None
     try:
@@ -144,12 +233,17 @@ def lines(settings: Settings, *, probe: bool = True) -> Iterator[Line]:
         yield Line(False, "connections file", str(exc))
     unfit: set[str] = set()
     if config is not None:
-        for name, variables in secret_variables(config).items():
-            for var in variables:
-                problem = variable_problem(var)
+        for name, secrets in secret_variables(config).items():
+            for secret in secrets:
+                problem = variable_problem(secret.var, header=secret.header)
                 if problem:
                     unfit.add(name)
-                yield Line(problem is None, f"secret {var}", problem or "set, fit for a header")
+                fine = "set, fit for a header" if secret.header else "set"
+                yield Line(problem is None, f"secret {secret.var}", problem or fine)
+    if settings.rc_verification_token:  # the webhook verifies deliveries with it (only) when set
+        problem = webhook_token_problem(settings.rc_verification_token)
+        fine = "set, fit for a header (the webhook's Verification-Token)"
+        yield Line(problem is None, f"secret {WEBHOOK_TOKEN}", problem or fine, fatal=False)
     yield broker_line(settings.broker_url)
     yield redis_line("result backend", settings.result_backend)
     yield redis_line("cache", settings.cache_url)
@@ -159,6 +253,7 @@ def lines(settings: Settings, *, probe: bool = True) -> Iterator[Line]:
     from contact_lookup.compose import Runtime
 
     runtime = Runtime(settings)  # connectors built as for lookups (token store included)
+    limiter = RateLimiter(runtime.state_redis)  # the probe is paid like any request
 
     def one(name: str) -> Line:
         connection = config.connections[name]
@@ -166,7 +261,9 @@ def lines(settings: Settings, *, probe: bool = True) -> Iterator[Line]:
             return Line(False, f"connection {name}", "not probed: a secret is missing")
         try:
             connector = runtime.connectors.build(connection)
-            line = probe_line(name, lambda: connector.search(PROBE_NUMBER))
+            line = probe_line(
+                name, lambda: paid(limiter, connection, connector, _probe_search(connector))
+            )
         except ContactLookupError as exc:  # the token store's own refusals included
             line = Line(False, f"connection {name}", exc.user_message())
         if connection.uses_token_store and not line.ok:

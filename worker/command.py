@@ -24,6 +24,35 @@ DEFAULTS = [
 ]
 
 
+HELP = f"""\
+usage: contact-lookup worker [--metrics-port [HOST:]PORT] [celery worker options]
+
+Run a Celery worker of this service (celery -A worker worker), after the start-up checks
+of `contact-lookup check`: a missing or unsendable secret, a bad connections file, a Redis
+that may evict or a CRM that rejects the credentials stops it (exit 2).
+
+options of contact-lookup (not Celery's):
+  --metrics-port [HOST:]PORT  serve the domain metrics at http://HOST:PORT/metrics (HOST
+                              default 127.0.0.1), summed over every process of the worker
+
+added unless given: -E --loglevel INFO {" ".join(DEFAULTS)}
+settings: the environment variables of the README's configuration table (REDIS_URL,
+CONTACT_LOOKUP_CONFIG, ...); none is needed for --help.
+
+Celery's worker options (every one is accepted):
+"""
+
+
+def print_help() -> int:
+    """``contact-lookup worker --help``: our options, then Celery's own help (from a bare app,
+    so no environment is read)."""
+    from celery import Celery
+
+    print(HELP, flush=True)
+    Celery("worker").worker_main(["worker", "--help"])
+    return 0
+
+
 def worker_argv(extra: list[str]) -> list[str]:
     """Celery's argv, with our defaults for any option the user did not give."""
     argv = ["worker", "-E", "--loglevel", "INFO"]
@@ -70,6 +99,8 @@ def run(celery_args: list[str]) -> int:
     The environment and the connections file are checked first (every connector's options
     included), so a bad value stops start-up with one line, not the first lookup.
     """
+    if {"-h", "--help"} & set(celery_args):
+        return print_help()
     from contact_lookup.compose import load_checked_config
     from contact_lookup.metrics_env import use_multiprocess_dir
     from contact_lookup.model.errors import ConfigError

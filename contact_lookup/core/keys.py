@@ -103,6 +103,12 @@ def relookup_jobs(out_path: str) -> str:
     return _key("relookup", _digest(out_path), "jobs")
 
 
+def relookup_active(out_path: str) -> str:
+    """Set while a relookup batch writes ``out_path``, from its start to its end (``--cancel``
+    tells a batch it can stop from a file no batch writes)."""
+    return _key("relookup", _digest(out_path), "active")
+
+
 def relookup_cancel(out_path: str) -> str:
     """Set by ``relookup --cancel OUT``: the batch writing ``out_path`` stops at its next poll."""
     return _key("relookup", _digest(out_path), "cancel")

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from contact_lookup.core.request import LookupRequest
+from contact_lookup.model.errors import ConfigError
 from contact_lookup.model.redaction import redact_url
 from contact_lookup.redis_urls import redis_client
 from contact_lookup.settings import Settings
@@ -72,13 +73,14 @@ def cmd_lookup(args: argparse.Namespace) -> int:
 
 def cmd_webhook(args: argparse.Namespace) -> int:
     from contact_lookup.compose import Runtime
-    from contact_lookup.preflight import header_safe
+    from contact_lookup.preflight import webhook_token_problem
     from producers.webhook import serve
 
     settings = Settings.from_env()
     Runtime(settings).config  # noqa: B018  (a bad connections file: exit 2 before forking)
-    if settings.rc_verification_token:  # exit 2 naming the variable, before forking
-        header_safe("RC_VERIFICATION_TOKEN", settings.rc_verification_token)
+    problem = webhook_token_problem(settings.rc_verification_token)
+    if problem:  # exit 2 naming the variable, before forking
+        raise ConfigError(problem)
     serve(args.host, args.port, workers=args.workers, threads=args.threads)
     return 0
 
@@ -133,6 +135,13 @@ def cmd_relookup(args: argparse.Namespace) -> int:
             return 1
         finally:
             app.close()
+        if revoked is None:
+            print(
+                f"relookup: nothing to cancel: no batch is writing {args.cancel} (none running, "
+                "no queued job of one)",
+                file=sys.stderr,
+            )
+            return 1
         print(
             f"relookup: cancelled the batch writing {args.cancel}; {revoked} queued jobs revoked",
             file=sys.stderr,

@@ -26,6 +26,18 @@ def _port(text: str) -> int:
     return port
 
 
+def _count(text: str) -> int:
+    """A process or thread count (``webhook --workers/--threads``): at least 1; gunicorn
+    would otherwise start with none, or with its own default, silently."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a count of at least 1")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="contact-lookup", description="Find the CRM contacts behind a phone number."
@@ -69,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
-    p.add_argument("--workers", type=int, default=2, help="gunicorn processes (default 2)")
-    p.add_argument("--threads", type=int, default=8, help="threads per process (default 8)")
+    p.add_argument("--workers", type=_count, default=2, help="gunicorn processes (default 2)")
+    p.add_argument("--threads", type=_count, default=8, help="threads per process (default 8)")
     p.set_defaults(handler=h.cmd_webhook)
 
     p = sub.add_parser(
@@ -188,14 +200,21 @@ def _auth(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = cmds.add_parser("connect", help="authorization-code flow: authorize in a browser")
     p.add_argument("connection", metavar="NAME")
-    p.add_argument(
+    # One or the other: --listen's redirect URI is its own address (argparse refuses both).
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
         "--listen",
         metavar="HOST:PORT",
         default=None,
         help="receive the redirect on http://HOST:PORT/callback (the redirect URI registered "
         "with the vendor); without it, paste the redirect URL on stdin",
     )
-    p.add_argument("--redirect-uri", default=None, help="the registered redirect URI (stdin mode)")
+    where.add_argument(
+        "--redirect-uri",
+        default=None,
+        help="the registered redirect URI (stdin mode; not with --listen, whose redirect URI "
+        "is http://HOST:PORT/callback)",
+    )
     p.add_argument(
         "--extension", metavar="ID", default=None, help="tokens of this extension's user"
     )

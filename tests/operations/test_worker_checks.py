@@ -7,6 +7,7 @@ for a wrong bearer token follows Clio's API documentation, see crmsim/clio.py)."
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import redis
 
 from crmsim.clio import ClioSimulator
 from localredis import EmbeddedRedis
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, ROOT
 from tests.operations.conftest import command, start
 from tests.processes import Proc, base_env
 
@@ -154,3 +155,47 @@ def test_an_oauth_connection_without_a_grant_is_a_warning_not_a_refusal(
     assert "not starting" not in logs
     warned = [line for line in logs.splitlines() if "starting anyway:" in line]
     assert len(warned) == 1 and "connection crm:" in warned[0] and "OAuth" in warned[0], warned
+
+
+def test_a_worker_refuses_an_oauth_connection_whose_client_secret_is_unset(
+    ops_url: str, tmp_path: Path
+) -> None:
+    """The start-up check read ``token_env`` only: an OAuth connection without its client
+    secret let the worker start, and every token refresh failed later. It must refuse,
+    naming the variable and never a value."""
+    from crmsim.oauth import enable
+    from tests.auth.authkit import KEY, write_config
+
+    with ClioSimulator(json.loads((EXAMPLES / "contacts.json").read_text())) as sim:
+        oauth = enable(sim)
+        toml = write_config(tmp_path / "oauth.toml", "crm", oauth.connection())
+        secrets = oauth.env()
+        del secrets[oauth.client_secret_env]
+        env = base_env(
+            REDIS_URL=ops_url,
+            CONTACT_LOOKUP_CONFIG=str(toml),
+            TOKEN_ENCRYPTION_KEY=KEY,
+            STARTUP_CRM_PROBE="on",
+            **secrets,
+        )
+        env.pop(oauth.client_secret_env, None)
+        lines = refusal(worker(tmp_path, env, "oauthsecret"))
+        assert sim.requests == 0  # not probed
+    assert len(lines) == 2, lines
+    assert f"not starting: secret {oauth.client_secret_env}: environment variable" in lines[0]
+    assert "is not set" in lines[0]
+    assert "not starting: connection crm: not probed: a secret is missing" in lines[1]
+    assert oauth.client_id not in "".join(lines)
+
+
+def test_worker_help_shows_our_options_and_celerys(tmp_path: Path) -> None:
+    """`contact-lookup worker --help` printed Celery's help only: no --metrics-port."""
+    env = {k: v for k, v in base_env().items() if k != "CONTACT_LOOKUP_CONFIG"}
+    env["REDIS_URL"] = "not-a-url"  # --help reads no environment
+    done = subprocess.run(
+        command("worker", "--help"), env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--metrics-port [HOST:]PORT" in done.stdout
+    assert "--concurrency" in done.stdout and "--queues" in done.stdout  # Celery's own
+    assert done.stdout.index("--metrics-port") < done.stdout.index("--concurrency")

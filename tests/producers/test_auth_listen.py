@@ -58,3 +58,14 @@ def test_a_port_out_of_range_is_one_line(oauth_env: Path, capsys: Capsys) -> Non
     err = capsys.readouterr().err
     assert code == 2
     assert err == "contact-lookup: --listen must be HOST:PORT, e.g. 127.0.0.1:8765\n", err
+
+
+def test_listen_and_redirect_uri_together_are_refused(oauth_env: Path, capsys: Capsys) -> None:
+    """Both were accepted and --redirect-uri silently ignored: the vendor would then have
+    been sent a redirect URI other than the one the user registered and asked for."""
+    argv = ["auth", "connect", "hs", "--listen", "127.0.0.1:8765", "--timeout", "1"]
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--redirect-uri", "https://ops.example.com/oauth/callback"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --redirect-uri: not allowed with argument --listen" in err, err

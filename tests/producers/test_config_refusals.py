@@ -173,3 +173,17 @@ def test_lookup_refuses_a_timeout_that_cannot_wait(env: Path, capsys: Capsys, ti
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err == "contact-lookup: --timeout must be a number of seconds above 0\n", err
+
+
+@pytest.mark.parametrize("option", ["--workers", "--threads"])
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_the_webhook_refuses_fewer_than_one_worker_or_thread(
+    capsys: Capsys, option: str, value: str
+) -> None:
+    """`webhook --workers 0` was accepted and handed to gunicorn."""
+    from producers.cli.parser import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["webhook", option, value])
+    assert exited.value.code == 2
+    assert f"argument {option}: {value} is not a count of at least 1" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 
+from contact_lookup.core import keys
 from contact_lookup.core.ratelimit import Limit
 from producers.cli import main
 from producers.relookup import Budget, estimate_s, estimate_text
@@ -132,6 +134,32 @@ def test_cancel_stops_a_batch_running_elsewhere(
     assert "cancelled the batch writing" in err and "2 queued jobs revoked" in err
     assert "stopped: cancelled (relookup --cancel)" in err
     assert main(["relookup", "--cancel", str(out), str(source)]) == 2  # usage error
+
+
+def test_cancel_on_a_file_no_batch_writes_says_so(
+    env: Path, tmp_path: Path, capsys: Capsys, client: redis.Redis
+) -> None:
+    """It said "cancelled the batch writing ...; 0 queued jobs revoked" (exit 0) for any
+    file, a typo included, and left a cancel mark behind."""
+    out = tmp_path / "no-batch.jsonl"
+    assert main(["relookup", "--cancel", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"nothing to cancel: no batch is writing {out}" in err, err
+    assert "cancelled" not in err
+    assert not client.exists(keys.relookup_cancel(os.path.abspath(out)))
+
+
+def test_a_finished_batch_leaves_nothing_to_cancel(
+    worker: ContactLookupCelery, tmp_path: Path, capsys: Capsys, client: redis.Redis
+) -> None:
+    source = tmp_path / "numbers.txt"
+    source.write_text(NUMBERS[0] + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["relookup", str(source), "--connection", "demo", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["relookup", "--cancel", str(out)]) == 1
+    assert "nothing to cancel" in capsys.readouterr().err
+    assert not client.exists(keys.relookup_active(os.path.abspath(out)))
 
 
 def test_lookup_timeout_tells_a_deferral_from_no_worker(
