@@ -110,7 +110,12 @@ json_values = st.recursive(
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
     shutil.copy(EXAMPLES / "contacts.json", tmp_path / "contacts.json")
-    shutil.copy(EXAMPLES / "contact-lookup.toml", tmp_path / "cl.toml")
+    # No settle countdown: every accepted job is then on its purpose queue at once, where the
+    # test counts it (on RabbitMQ a countdown travels through the delayed-delivery queues;
+    # tests/integration/test_delayed_delivery_amqp.py covers that path).
+    text = (EXAMPLES / "contact-lookup.toml").read_text()
+    assert "settle_seconds = 1" in text
+    (tmp_path / "cl.toml").write_text(text.replace("settle_seconds = 1", "settle_seconds = 0"))
     return tmp_path / "cl.toml"
 
 
