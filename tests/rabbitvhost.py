@@ -12,11 +12,13 @@ like the Redis tests skip on a laptop; under CI (``CI=true``) it fails instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
 HOST, PORT = "127.0.0.1", 5672
 
@@ -31,6 +33,25 @@ def listening(host: str = HOST, port: int = PORT) -> bool:
 
 def ctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def private_vhost(name: str) -> Iterator[str]:
+    """A RabbitMQ vhost of the caller's own (``name``-PID, deleted after), as an AMQP URL. For
+    pytest: skips without RabbitMQ on 127.0.0.1:5672 or without rabbitmqctl; fails under CI."""
+    import pytest
+
+    if not listening() or shutil.which("rabbitmqctl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("RabbitMQ (127.0.0.1:5672 and rabbitmqctl) is required under CI")
+        pytest.skip("no RabbitMQ on 127.0.0.1:5672 or no rabbitmqctl")
+    vhost = f"{name}-{os.getpid()}"
+    ctl("add_vhost", vhost)
+    try:
+        ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@{HOST}:{PORT}/{vhost}"
+    finally:
+        ctl("delete_vhost", vhost)
 
 
 def unavailable(why: str) -> int:

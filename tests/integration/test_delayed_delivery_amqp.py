@@ -12,7 +12,6 @@ anything in it; without RabbitMQ it skips (fails under CI, like the other Rabbit
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -25,22 +24,13 @@ from contact_lookup.core.request import LookupRequest
 from tasks.celery_app import create_app
 from tasks.enqueue import enqueue
 from tests.conftest import EXAMPLES, settings_for
-from tests.rabbitvhost import ctl, listening
+from tests.rabbitvhost import private_vhost
 
 
 @pytest.fixture
 def fresh_vhost() -> Iterator[str]:
-    if not listening() or shutil.which("rabbitmqctl") is None:
-        if os.environ.get("CI"):
-            pytest.fail("RabbitMQ (and rabbitmqctl) is required under CI")
-        pytest.skip("no RabbitMQ on 127.0.0.1:5672 or no rabbitmqctl")
-    vhost = f"contact-lookup-delayed-{os.getpid()}"
-    ctl("add_vhost", vhost)
-    try:
-        ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    finally:
-        ctl("delete_vhost", vhost)
+    with private_vhost("contact-lookup-delayed") as url:
+        yield url
 
 
 def test_a_producers_countdown_reaches_its_queue_on_a_vhost_no_worker_used(

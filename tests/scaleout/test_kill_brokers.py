@@ -36,7 +36,7 @@ from tasks.celery_app import DEAD_LETTER_QUEUE, create_app
 from tasks.enqueue import enqueue
 from tests.fakecrm import FakeCRM, fake_toml
 from tests.faults.faultkit import WorkerProcess, base_env, figure, finished, wait_finished
-from tests.rabbitvhost import ctl, listening
+from tests.rabbitvhost import private_vhost
 
 JOBS = 300
 KILLS = 20
@@ -57,23 +57,8 @@ def amqp_url() -> Iterator[str]:
     if given.startswith("amqp"):
         yield given
         return
-    if not listening() or not _has_rabbitmqctl():
-        if os.environ.get("CI"):
-            pytest.fail("RabbitMQ (127.0.0.1:5672 and rabbitmqctl) is required under CI")
-        pytest.skip("no RabbitMQ on 127.0.0.1:5672")
-    vhost = f"contact-lookup-faults-{os.getpid()}"
-    ctl("add_vhost", vhost)
-    try:
-        ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    finally:
-        ctl("delete_vhost", vhost)
-
-
-def _has_rabbitmqctl() -> bool:
-    import shutil
-
-    return shutil.which("rabbitmqctl") is not None
+    with private_vhost("contact-lookup-faults") as url:
+        yield url
 
 
 def dead_letters(app: Celery) -> int:
