@@ -118,6 +118,29 @@ def env(pr_url: str, config_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     return config_path
 
 
+# One OAuth connection beside the demo ones (its client credentials set, no token stored).
+OAUTH_CONNECTION = """
+[connections.hs]
+crm = "hubspot"
+base_url = "http://127.0.0.1:9"
+auth = "oauth2"
+client_id_env = "HS_ID_FOR_TEST"
+client_secret_env = "HS_SECRET_FOR_TEST"
+"""
+
+
+@pytest.fixture
+def with_oauth(env: Path, config_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The connections file with ``OAUTH_CONNECTION`` added, its client credentials set and
+    no ``TOKEN_ENCRYPTION_KEY``."""
+    text = config_path.read_text().replace("[extensions]", OAUTH_CONNECTION + "\n[extensions]")
+    config_path.write_text(text)
+    monkeypatch.delenv("TOKEN_ENCRYPTION_KEY", raising=False)
+    monkeypatch.setenv("HS_ID_FOR_TEST", "id")
+    monkeypatch.setenv("HS_SECRET_FOR_TEST", "secret")
+    return config_path
+
+
 @pytest.fixture
 def celery_app(pr_url: str, config_path: Path) -> Iterator[ContactLookupCelery]:
     import tasks.find_contact  # noqa: F401  (registers the shared task)

@@ -17,24 +17,11 @@ from producers.cli import main
 
 Capsys = pytest.CaptureFixture[str]
 
-OAUTH = """
-[connections.hs]
-crm = "hubspot"
-base_url = "http://127.0.0.1:9"
-auth = "oauth2"
-client_id_env = "HS_ID_FOR_TEST"
-client_secret_env = "HS_SECRET_FOR_TEST"
-"""
-
 
 @pytest.fixture
-def oauth_env(env: Path, config_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    text = config_path.read_text().replace("[extensions]", OAUTH + "\n[extensions]")
-    config_path.write_text(text)
+def oauth_env(with_oauth: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", Fernet.generate_key().decode())
-    monkeypatch.setenv("HS_ID_FOR_TEST", "id")
-    monkeypatch.setenv("HS_SECRET_FOR_TEST", "secret")
-    return config_path
+    return with_oauth
 
 
 @pytest.fixture

@@ -18,26 +18,6 @@ from producers.cli import main
 
 Capsys = pytest.CaptureFixture[str]
 
-OAUTH = """
-[connections.hs]
-crm = "hubspot"
-base_url = "http://127.0.0.1:9"
-auth = "oauth2"
-client_id_env = "HS_ID_FOR_TEST"
-client_secret_env = "HS_SECRET_FOR_TEST"
-"""
-
-
-@pytest.fixture
-def with_oauth(env: Path, config_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    config_path.write_text(
-        config_path.read_text().replace("[extensions]", OAUTH + "\n[extensions]")
-    )
-    monkeypatch.delenv("TOKEN_ENCRYPTION_KEY", raising=False)
-    monkeypatch.setenv("HS_ID_FOR_TEST", "id")
-    monkeypatch.setenv("HS_SECRET_FOR_TEST", "secret")
-    return config_path
-
 
 def test_replay_needs_no_key(with_oauth: Path, tmp_path: Path, capsys: Capsys) -> None:
     events = tmp_path / "events.jsonl"
