@@ -182,11 +182,12 @@ if over > 0 then
 end
 local v = redis.call('HMGET', KEYS[3], 'remaining', 'reset', 'amount', 'span')
 local vrem, vreset, vamount = tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
+local fresh = 0
 if vreset and vreset <= now then
   -- A new vendor window: its full amount, until a reset one window length away (the
   -- length last seen, at most our own window) or until a response names the real reset.
   local span = math.min(tonumber(v[4]) or tonumber(ARGV[6]), tonumber(ARGV[6]))
-  if vamount then vrem = vamount; vreset = now + span else vrem = nil end
+  if vamount then vrem = vamount; vreset = now + span; fresh = 1 else vrem = nil end
 end
 -- The call-pop reserve holds in the vendor's count too: other purposes leave the reserve's
 -- share of the vendor's amount (ARGV[7]: 0 for call pops) untouched until its reset.
@@ -203,6 +204,9 @@ end
 redis.call('PEXPIRE', KEYS[1], math.ceil(hold * 1000))
 if vrem and vreset then
   redis.call('HSET', KEYS[3], 'remaining', tostring(vrem - tokens), 'reset', tostring(vreset))
+  -- A window we opened ourselves has a guessed reset: the first response naming the real
+  -- one is about this same window, however far the guess was off (see _FOLLOW).
+  if fresh == 1 then redis.call('HSET', KEYS[3], 'guessed', '1') end
 end
 """
 _ACQUIRE = _NOW + _ADMIT + "return {1, '0', used, followed}\n"
@@ -235,8 +239,9 @@ local reset = tonumber(ARGV[3])
 if not reset or reset <= now then return 0 end
 local rem = tonumber(ARGV[2])
 local amount = tonumber(ARGV[4])
-local cur = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'amount')
+local cur = redis.call('HMGET', KEYS[1], 'remaining', 'reset', 'amount', 'guessed')
 local crem, creset = tonumber(cur[1]), tonumber(cur[2])
+local guessed = cur[4] == '1'
 local known = amount or tonumber(cur[3])
 -- The window's length: the first request of a window sees a full window ahead; else two
 -- consecutive resets are one window apart.
@@ -249,11 +254,16 @@ if rem then
   -- Our count is kept only for the window it counts: a response naming a later reset is
   -- about the vendor's next window, whose remaining replaces ours (carrying our count into
   -- it would hold every worker, call pops included, off until that reset for nothing).
-  if crem and creset and creset > now and crem < rem and reset <= creset + 0.5 then
+  -- A reset we guessed (the window opened by our own acquire) is not the vendor's: its
+  -- first response names the real reset of that same window, which can lie a whole second
+  -- past the guess (resets in whole seconds, a window started at its first request), so
+  -- our count, which holds requests still in flight, stays.
+  if crem and creset and creset > now and crem < rem and (guessed or reset <= creset + 0.5) then
     rem = crem
   end
   redis.call('HSET', KEYS[1], 'remaining', tostring(rem), 'reset', tostring(reset))
 end
+if guessed then redis.call('HDEL', KEYS[1], 'guessed') end
 if amount then redis.call('HSET', KEYS[1], 'amount', tostring(amount)) end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
 return 1

@@ -164,3 +164,36 @@ def test_a_response_about_the_vendors_next_window_replaces_our_count(client: red
     assert float(client.hget(vendor, "reset") or 0) == t + 2
     for _ in range(10):  # and a call pop is not held off by the old window's count
         limiter.acquire(CONN, Limit(100, 1.0, 20), 1, priority=True)
+
+
+def test_the_first_response_in_a_window_we_opened_is_about_that_window(
+    client: redis.Redis,
+) -> None:
+    """When our count's reset passes, acquire opens the next window itself with a guessed
+    reset. The vendor's first response names the real reset, which with whole-second resets
+    (Clio's ``X-RateLimit-Reset``) and a window started at its first request can lie up to a
+    second past the guess: it is the same window, so our count (requests still in flight)
+    stays. The CI failure this comes from: a 3-per-1 s Clio, a second lookup sent two
+    requests when one was left (tests/contract/test_budget.py)."""
+    from contact_lookup.model.errors import RateLimitState
+
+    clock = Clock()
+    limiter = RateLimiter(client, clock=clock)
+    vendor = keys.rate_vendor(CONN.name, CONN.instance)
+    limit = Limit(50, 60.0, 0)
+    t = clock.now
+    limiter.follow(CONN, RateLimitState(remaining=1, reset=t + 0.5, amount=3))
+    clock.now = t + 0.5  # the vendor's reset: we open its next window, reset guessed
+    limiter.acquire(CONN, limit, 2, priority=True)
+    assert client.hget(vendor, "remaining") == b"1"
+    guess = float(client.hget(vendor, "reset") or 0)
+    clock.now += 0.05  # the first request's answer: the real reset, 0.9 s past the guess
+    limiter.follow(CONN, RateLimitState(remaining=2, reset=guess + 0.9, amount=3))
+    assert client.hget(vendor, "remaining") == b"1"  # the second request is still in flight
+    assert float(client.hget(vendor, "reset") or 0) == guess + 0.9
+    with pytest.raises(RateLimited):
+        limiter.acquire(CONN, limit, 2, priority=True)
+    # Now the reset is the vendor's own: a response naming a later one is its next window.
+    clock.now = guess + 0.9 - 0.05
+    limiter.follow(CONN, RateLimitState(remaining=2, reset=guess + 1.9, amount=3))
+    assert client.hget(vendor, "remaining") == b"2"
