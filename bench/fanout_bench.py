@@ -24,12 +24,12 @@ from typing import Any
 import requests
 
 from bench.harness import (
-    SIM_TOKEN,
     Context,
     Figure,
     Outcome,
     SimProcess,
     Worker,
+    clio_search,
     connection_toml,
     done_times,
     ms,
@@ -167,7 +167,6 @@ def plain_celery(ctx: Context) -> Outcome:
         cpu: dict[str, float] = {}  # worker CPU seconds per task, by kind
         it = iter(nums)
         http = requests.Session()
-        crm_url = f"{sim.url}/api/v4/contacts.json"
         with running(plain_worker, app), running(lookup_worker, app):
             sim.reset()
             for i in range(RTT_WARM_UP + RTT_SAMPLES):
@@ -182,10 +181,7 @@ def plain_celery(ctx: Context) -> Outcome:
                     elif kind == "lookup":
                         send_lookup(app, "one", LookupRequest(number)).get(timeout=15)
                     else:
-                        http.get(
-                            crm_url, params={"query": number, "fields": "id,name"},
-                            headers={"Authorization": f"Bearer {SIM_TOKEN}"}, timeout=15,
-                        ).raise_for_status()  # fmt: skip
+                        clio_search(http, sim, number)
                     if i >= RTT_WARM_UP:
                         samples[kind].append(time.perf_counter() - started)
         http.close()

@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 import redis
+import requests
 from celery.result import AsyncResult
 
 from contact_lookup.core.request import LookupRequest
@@ -506,6 +507,17 @@ def running(worker: Worker, client_app: ContactLookupCelery) -> Iterator[Worker]
         yield worker
     finally:
         worker.stop()
+
+
+def clio_search(session: requests.Session, sim: SimProcess, number: str) -> None:
+    """The lookup's one Clio search, sent straight from this process on a keep-alive
+    ``session``: what the CRM request costs without the product around it."""
+    session.get(
+        f"{sim.url}/api/v4/contacts.json",
+        params={"query": number, "fields": "id,name"},
+        headers={"Authorization": f"Bearer {SIM_TOKEN}"},
+        timeout=15,
+    ).raise_for_status()
 
 
 # ----- task results straight from the result backend ---------------------------------------
