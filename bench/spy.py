@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,7 +111,10 @@ class WorkerProfile:
         self.error: str | None = None
 
     def start(self) -> WorkerProfile:
-        exe = shutil.which("py-spy")
+        # The venv's own py-spy first: `make bench` runs .venv/bin/python without the venv
+        # on PATH.
+        beside = Path(sys.executable).parent / "py-spy"
+        exe = str(beside) if beside.exists() else shutil.which("py-spy")
         if exe is None:
             self.error = "py-spy is not installed (pip install py-spy)"
             return self
