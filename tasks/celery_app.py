@@ -32,6 +32,7 @@ from kombu import Exchange, Queue
 from contact_lookup.model.purpose import PURPOSES
 from contact_lookup.redis_urls import celery_url_and_options
 from contact_lookup.settings import Settings
+from tasks.kombu_redis import guard_closed_transport
 
 QUEUES = PURPOSES  # one queue per purpose: call_pop, call_log, message_log, relookup
 
@@ -174,6 +175,7 @@ def create_app(settings: Settings) -> ContactLookupCelery:
         # Celery's ``backend=`` argument is only a default URL; the class is ``backend_cls``.
         app.backend_cls = "tasks.backend:FinalResultBackend"
     app.settings = settings
+    guard_closed_transport()  # a lost Redis broker is reconnected to, not fatal (kombu_redis)
     transport = {"visibility_timeout": int(settings.visibility_timeout_s)}
     if is_amqp(settings.broker_url):
         # Publisher confirms: a send returns only once RabbitMQ has taken the message (for a
