@@ -145,6 +145,17 @@ def _rate(app: Any, ids: list[str], concurrency: int, timeout_s: float) -> tuple
     return steady_rate(done_times(metas), concurrency), ok
 
 
+def _drained(
+    worker: Worker, client_app: Any, results_app: Any, ids: list[str], timeout_s: float
+) -> tuple[float, int, float]:
+    """Start ``worker`` on a filled queue and drain it: (rate, successes, worker CPU seconds
+    per task), the results read through ``results_app``."""
+    with running(worker, client_app):
+        cpu0 = worker.cpu_s()
+        rate, ok = _rate(results_app, ids, PLAIN_CONCURRENCY, timeout_s)
+        return rate, ok, (worker.cpu_s() - cpu0) / len(ids)
+
+
 def plain_celery(ctx: Context) -> Outcome:
     out = Outcome(11, "Against plain Celery (defaults, threads -c 8, no events)")
     nums = numbers(400_000, RTT_WARM_UP + RTT_SAMPLES + THROUGHPUT_N + PROFILE_N)
@@ -194,10 +205,7 @@ def plain_celery(ctx: Context) -> Outcome:
             ctx, env, queues=[QUEUE], concurrency=PLAIN_CONCURRENCY, name="plain-tp",
             app="bench.plain_app",
         )  # fmt: skip
-        with running(plain_worker, app):
-            cpu0 = plain_worker.cpu_s()
-            plain_rate, plain_ok = _rate(plain, ids, PLAIN_CONCURRENCY, 120)
-            cpu["plain"] = (plain_worker.cpu_s() - cpu0) / THROUGHPUT_N
+        plain_rate, plain_ok, cpu["plain"] = _drained(plain_worker, app, plain, ids, 120)
         # The product's own no-op (bench/noop_app.py: the product's Celery settings, no
         # lookup): how much of the gap is the Celery settings and how much the lookup.
         ctx.flush()
@@ -206,19 +214,13 @@ def plain_celery(ctx: Context) -> Outcome:
         noop_worker = Worker(
             ctx, env, queues=["relookup"], concurrency=PLAIN_CONCURRENCY, name="noop-tp"
         )
-        with running(noop_worker, app):
-            cpu0 = noop_worker.cpu_s()
-            noop_rate, _ = _rate(app, ids, PLAIN_CONCURRENCY, 120)
-            cpu["noop"] = (noop_worker.cpu_s() - cpu0) / THROUGHPUT_N
+        noop_rate, _, cpu["noop"] = _drained(noop_worker, app, app, ids, 120)
         ctx.flush()
         ids = [send_lookup(app, "one", LookupRequest(n, purpose="relookup")).id for n in batch]
         lookup_worker = Worker(
             ctx, env, queues=["relookup"], concurrency=PLAIN_CONCURRENCY, name="lookup-tp"
         )
-        with running(lookup_worker, app):
-            cpu0 = lookup_worker.cpu_s()
-            lookup_rate, lookup_ok = _rate(app, ids, PLAIN_CONCURRENCY, 180)
-            cpu["lookup"] = (lookup_worker.cpu_s() - cpu0) / THROUGHPUT_N
+        lookup_rate, lookup_ok, cpu["lookup"] = _drained(lookup_worker, app, app, ids, 180)
         # Where the lookup worker's Python time goes: a separate run under py-spy (sampling
         # costs CPU on the same cores, so the figures above are measured without it).
         ctx.flush()

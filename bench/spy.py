@@ -130,10 +130,12 @@ class WorkerProfile:
         """({part: share of samples}, samples), or raises RuntimeError saying why not."""
         if self.proc is None:
             raise RuntimeError(self.error or "not started")
-        _, err = self.proc.communicate(timeout=self.seconds + 30)
-        if self.proc.returncode != 0 or not self.out.exists():
-            tail = (err or b"").decode(errors="replace").strip().splitlines()[-1:]
-            raise RuntimeError(f"py-spy could not sample the worker ({' '.join(tail)})")
-        stacks = parse_raw(self.out.read_text(encoding="utf-8", errors="replace"))
-        shutil.rmtree(self.out.parent, ignore_errors=True)
+        try:
+            _, err = self.proc.communicate(timeout=self.seconds + 30)
+            if self.proc.returncode != 0 or not self.out.exists():
+                tail = (err or b"").decode(errors="replace").strip().splitlines()[-1:]
+                raise RuntimeError(f"py-spy could not sample the worker ({' '.join(tail)})")
+            stacks = parse_raw(self.out.read_text(encoding="utf-8", errors="replace"))
+        finally:
+            shutil.rmtree(self.out.parent, ignore_errors=True)
         return shares_of(stacks, parts), sum(n for _, n in stacks)
