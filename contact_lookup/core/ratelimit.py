@@ -256,8 +256,9 @@ if rem then
   -- it would hold every worker, call pops included, off until that reset for nothing).
   -- A reset we guessed (the window opened by our own acquire) is not the vendor's: its
   -- first response names the real reset of that same window, which can lie a whole second
-  -- past the guess (resets in whole seconds, a window started at its first request), so
-  -- our count, which holds requests still in flight, stays.
+  -- past the guess (resets in whole epoch seconds: Clio's X-RateLimit-Reset,
+  -- docs.developers.clio.com/api-docs/rate-limits; a window started at its first request),
+  -- so our count, which holds requests still in flight, stays.
   if crem and creset and creset > now and crem < rem and (guessed or reset <= creset + 0.5) then
     rem = crem
   end
